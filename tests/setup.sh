@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Install everything the demo and the tests need on a fresh Debian bookworm host (root):
+# Debian packages (Xen 4.17 libraries, xenstore tools, gcc), an unpacked xenstored,
+# a Python venv with the pinned tools, and the ansible_collections/xen/disks layout.
+# Idempotent: a second run only checks. Prints the environment to source on stdout's last lines.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cache=${XEN_DISKS_CACHE:-$HOME/.cache/xen-disks}
+venv=$cache/venv
+mkdir -p "$cache"
+
+apt_packages=(gcc libc6-dev libxen-dev libxenmisc4.17 libxenevtchn1 libxengnttab1 xenstore-utils
+              python3-venv git rsync)
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# xenstored itself comes from xen-utils-4.17, unpacked only (installing it would pull in a
+# hypervisor and start services). Pinned to the installed libraries' version.
+xen_root=$cache/xen-utils
+if [ ! -x "$xen_root/usr/lib/xen-4.17/bin/xenstored" ]; then
+  version=$(dpkg-query -W -f='${Version}' libxenmisc4.17)
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download -qq "xen-utils-4.17=$version")
+  rm -rf "$xen_root"; mkdir -p "$xen_root"
+  dpkg -x "$tmp"/xen-utils-4.17_*.deb "$xen_root"
+  rm -rf "$tmp"
+fi
+
+if [ ! -x "$venv/bin/python" ]; then
+  py=/usr/bin/python3.11; [ -x "$py" ] || py=python3
+  "$py" -m venv "$venv"
+fi
+req=$here/tests/requirements.txt
+stamp=$venv/.requirements.sha
+if [ ! -f "$stamp" ] || [ "$(sha256sum < "$req")" != "$(cat "$stamp")" ]; then
+  "$venv/bin/pip" install -q --upgrade pip
+  "$venv/bin/pip" install -q -r "$req"
+  sha256sum < "$req" > "$stamp"
+fi
+
+# ansible-test fetches a pip bootstrap script from a host this network cannot reach; it looks
+# for a cached copy first. Ours bootstraps pip from ensurepip, then pins the version it expects.
+getpip=$HOME/.ansible/test/cache/get_pip_24_2.py
+if [ ! -f "$getpip" ]; then
+  mkdir -p "$(dirname "$getpip")"
+  cat > "$getpip" <<'PY'
+import ensurepip, subprocess, sys
+ensurepip.bootstrap(upgrade=True)
+args = [a for a in sys.argv[1:] if not a.startswith("--")] or ["pip==24.2"]
+subprocess.check_call([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", *args])
+PY
+fi
+
+# Ansible finds the collection only under .../ansible_collections/<namespace>/<name>.
+collections=$cache/collections
+mkdir -p "$collections/ansible_collections/xen"
+link=$collections/ansible_collections/xen/disks
+if [ "$(readlink "$link" 2>/dev/null)" != "$here" ]; then
+  rm -rf "$link"; ln -s "$here" "$link"
+fi
+
+cat > "$cache/env.sh" <<ENV
+export XEN_DISKS_CACHE="$cache"
+export PATH="$venv/bin:\$PATH"
+export ANSIBLE_COLLECTIONS_PATH="$collections"
+export XEN_DISKS_XENSTORED="$xen_root/usr/lib/xen-4.17/bin/xenstored"
+export XEN_DISKS_COLLECTION="$link"
+ENV
+echo "$cache/env.sh"
