@@ -1,0 +1,329 @@
+#!/usr/bin/env python3
+# Copyright: xen.disks contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A simulated block backend driver (blkback / QEMU xen-block / a virtio daemon) AND guest frontend.
+
+Test infrastructure, private to xen.disks. It plays, against a real xenstored, every party of the
+XenbusState handshake that is not the toolstack (XENSTORE-DISK-LAYOUT.md §3.3, §3.5, §4.2):
+
+- backend state 1 with online=1 -> probe nodes (feature-max-indirect-segments,
+  multi-queue-max-queues, max-ring-page-order; qdisk: hotplug-status=connected) and state 2;
+- frontend state 1 while the backend is 2 -> ring-ref, event-channel, protocol,
+  feature-persistent, frontend state 3;
+- frontend 3 while the backend is 2 -> (vbd: what udev's hotplug script writes, unless already
+  there: physical-device, physical-device-path, hotplug-status=connected) then feature-*,
+  sectors, sector-size, physical-sector-size, info, backend state 4;
+- backend 4 -> frontend 4;
+- backend 5 (libxl's close) -> frontend 5 then 6 -> backend 6 (also when the frontend directory
+  was removed, as FORCE_ON does).
+
+It only ever writes foreign nodes (never libxl's owned nodes). Modes: `connect` (default), `slow`
+(each step after --delay seconds), `never` (answers nothing: timeouts and force).
+
+CLI: backend_sim.py --socket PATH [--mode connect|never|slow] [--delay S] [--pidfile F] [--daemon]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import errno
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import time
+
+from pyxs import Client, PyXSError
+
+MODES = ("connect", "never", "slow")
+WATCH_ROOT = "/local/domain"
+_TOKEN = b"xen-disks-backend-sim"
+
+_BACKEND_RE = re.compile(r"^/local/domain/(\d+)/backend/(vbd|qdisk|virtio_disk)/(\d+)/(\d+)(?:/|$)")
+_FRONTEND_RE = re.compile(r"^/local/domain/(\d+)/device/(vbd|virtio_disk)/(\d+)(?:/|$)")
+
+# blkif.h info flags
+VDISK_CDROM, VDISK_REMOVABLE, VDISK_READONLY = 1, 2, 4
+DEFAULT_SECTORS = 2097152  # 1 GiB of 512-byte sectors when the target cannot be sized
+
+
+def _sectors_of(target):
+    try:
+        with open(target, "rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+    except OSError:
+        return DEFAULT_SECTORS
+    return size // 512 or DEFAULT_SECTORS
+
+
+def info_flags(device_type, removable, mode):
+    """blkif `info` bit flags from the backend's own nodes."""
+    flags = 0
+    if device_type == "cdrom":
+        flags |= VDISK_CDROM
+    if removable == "1":
+        flags |= VDISK_REMOVABLE
+    if mode != "w":
+        flags |= VDISK_READONLY
+    return flags
+
+
+class BackendSimulator:
+    """Watch /local/domain and move every disk device along the XenbusState handshake."""
+
+    def __init__(self, socket_path, mode="connect", delay=0.2):
+        if mode not in MODES:
+            raise ValueError("mode must be one of %s, got %r" % (", ".join(MODES), mode))
+        self.socket_path = socket_path
+        self.mode = mode
+        self.delay = delay
+        self.client = None
+        self.monitor = None
+
+    # -- xenstore helpers (privileged dom0 client) ---------------------------------------------
+    def _read(self, path):
+        try:
+            return self.client.read(path.encode()).decode()
+        except PyXSError as exc:
+            if exc.args and exc.args[0] == errno.ENOENT:
+                return None
+            raise
+
+    def _write_all(self, items):
+        """Write nodes in order, in one transaction, only if the directory still exists."""
+        if self.mode == "slow":
+            time.sleep(self.delay)
+        for _attempt in range(20):
+            self.client.transaction()
+            try:
+                for path, value in items:
+                    head = path.rsplit("/", 1)[0]
+                    if self._read(head) is None:
+                        self.client.rollback()
+                        return False
+                    if value == "":
+                        self.client.mkdir(path.encode())
+                    else:
+                        self.client.write(path.encode(), value.encode())
+            except BaseException:
+                self.client.rollback()
+                raise
+            if self.client.commit():
+                return True
+        return False
+
+    # -- the state machine ------------------------------------------------------------------
+    def step_backend(self, bpath):
+        """Advance one device, identified by its backend directory; return True if it wrote."""
+        bstate = self._read(bpath + "/state")
+        if bstate is None:
+            return False
+        kind = bpath.split("/")[5]
+        fpath = self._read(bpath + "/frontend")
+        fstate = self._read(fpath + "/state") if fpath else None
+        online = self._read(bpath + "/online")
+
+        if bstate == "1" and online == "1":
+            probe = [(bpath + "/feature-max-indirect-segments", "256"),
+                     (bpath + "/multi-queue-max-queues", "2"),
+                     (bpath + "/max-ring-page-order", "4")]
+            if kind == "qdisk":
+                probe.append((bpath + "/hotplug-status", "connected"))
+            return self._write_all(probe + [(bpath + "/state", "2")])
+
+        if bstate == "2" and fpath and fstate == "1":
+            return self._write_all([(fpath + "/ring-ref", "8"),
+                                    (fpath + "/event-channel", "12"),
+                                    (fpath + "/protocol", "x86_64-abi"),
+                                    (fpath + "/feature-persistent", "1"),
+                                    (fpath + "/state", "3")])
+
+        if bstate == "2" and fstate == "3":
+            return self._write_all(self._connect_nodes(bpath, kind) + [(bpath + "/state", "4")])
+
+        if bstate == "4" and fstate == "3":
+            return self._write_all([(fpath + "/state", "4")])
+
+        if bstate == "5":
+            if fstate in ("1", "2", "3", "4"):
+                return self._write_all([(fpath + "/state", "5")])
+            if fstate == "5":
+                return self._write_all([(fpath + "/state", "6")])
+            # frontend Closed, or gone (FORCE_ON removed it): the backend closes too
+            return self._write_all([(bpath + "/state", "6")])
+        return False
+
+    def _connect_nodes(self, bpath, kind):
+        params = self._read(bpath + "/params") or ""
+        target = params.split(":", 1)[1] if kind == "qdisk" and ":" in params else params
+        nodes = []
+        if kind == "vbd" and self._read(bpath + "/physical-device") is None:
+            # what the hotplug script writes when udev runs it
+            nodes += [(bpath + "/physical-device", "fd:3"),
+                      (bpath + "/physical-device-path", "/dev/dm-3"),
+                      (bpath + "/hotplug-status", "connected")]
+        discard = self._read(bpath + "/discard-enable") == "1"
+        nodes += [(bpath + "/feature-flush-cache", "1"),
+                  (bpath + "/feature-barrier", "0" if kind == "qdisk" else "1"),
+                  (bpath + "/feature-discard", "1" if discard else "0")]
+        if discard:
+            nodes += [(bpath + "/discard-granularity", "4096"),
+                      (bpath + "/discard-alignment", "0"),
+                      (bpath + "/discard-secure", "0")]
+        info = info_flags(self._read(bpath + "/device-type"), self._read(bpath + "/removable"),
+                          self._read(bpath + "/mode"))
+        sectors = 0 if params in ("", "aio:") else _sectors_of(target)
+        nodes += [(bpath + "/feature-persistent", "1"),
+                  (bpath + "/sectors", str(sectors)),
+                  (bpath + "/sector-size", "512"),
+                  (bpath + "/physical-sector-size", "512"),
+                  (bpath + "/info", str(info))]
+        return nodes
+
+    def _backends_under(self, path):
+        """Backend directories touched by an event on `path`."""
+        match = _BACKEND_RE.match(path)
+        if match:
+            return {"/local/domain/%s/backend/%s/%s/%s" % match.groups()}
+        match = _FRONTEND_RE.match(path)
+        if match:
+            fdir = "/local/domain/%s/device/%s/%s" % match.groups()
+            bpath = self._read(fdir + "/backend")
+            return {bpath} if bpath and _BACKEND_RE.match(bpath) else set()
+        return set()
+
+    def _all_backends(self):
+        found = set()
+        for dom in self._list(WATCH_ROOT):
+            base = "%s/%s/backend" % (WATCH_ROOT, dom)
+            for kind in self._list(base):
+                for front in self._list("%s/%s" % (base, kind)):
+                    for dev in self._list("%s/%s/%s" % (base, kind, front)):
+                        path = "%s/%s/%s/%s" % (base, kind, front, dev)
+                        if _BACKEND_RE.match(path):
+                            found.add(path)
+        return found
+
+    def _list(self, path):
+        try:
+            return [c.decode() for c in self.client.list(path.encode())]
+        except PyXSError:
+            return []
+
+    # -- main loop --------------------------------------------------------------------------
+    def serve(self, stop=None):
+        """Run until `stop()` returns true (or forever). Blocks."""
+        self.client = Client(unix_socket_path=self.socket_path)
+        self.client.connect()
+        self.monitor = self.client.monitor()
+        self.monitor.watch(WATCH_ROOT.encode(), _TOKEN)
+        try:
+            while not (stop and stop()):
+                try:
+                    event = self.monitor.events.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                paths = {event[0].decode()}
+                while True:  # coalesce a burst (one transaction fires many events)
+                    try:
+                        paths.add(self.monitor.events.get_nowait()[0].decode())
+                    except queue.Empty:
+                        break
+                if self.mode == "never":
+                    continue
+                if WATCH_ROOT in paths:
+                    backends = self._all_backends()
+                else:
+                    backends = set()
+                    for path in paths:
+                        backends |= self._backends_under(path)
+                for bpath in sorted(backends):
+                    while self.step_backend(bpath):
+                        pass
+        finally:
+            with contextlib.suppress(Exception):
+                self.client.close()
+
+
+@contextlib.contextmanager
+def running(socket_path, mode="connect", delay=0.2):
+    """Run the simulator as a child process for the duration of a `with` block (tests)."""
+    proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--socket", socket_path,
+                             "--mode", mode, "--delay", str(delay), "--ready-fd", "1"],
+                            stdout=subprocess.PIPE)
+    try:
+        line = proc.stdout.readline()
+        if line.strip() != b"ready":
+            raise RuntimeError("backend simulator did not start (exit %s)" % proc.poll())
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+
+
+def _daemonize(pidfile):
+    if os.fork():
+        os._exit(0)
+    os.setsid()
+    if os.fork():
+        os._exit(0)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    if pidfile:
+        with open(pidfile, "w") as handle:
+            handle.write("%d\n" % os.getpid())
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--socket", required=True, help="xenstored socket path")
+    parser.add_argument("--mode", choices=MODES, default="connect")
+    parser.add_argument("--delay", type=float, default=0.2, help="seconds per step in slow mode")
+    parser.add_argument("--pidfile", help="write the simulator's pid here")
+    parser.add_argument("--daemon", action="store_true", help="detach into the background")
+    parser.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if not os.path.exists(args.socket):
+        parser.error("no xenstored socket at %s" % args.socket)
+    if args.daemon:
+        _daemonize(args.pidfile)
+    elif args.pidfile:
+        with open(args.pidfile, "w") as handle:
+            handle.write("%d\n" % os.getpid())
+
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
+    sim = BackendSimulator(args.socket, args.mode, args.delay)
+    announce = _announce(args.ready_fd) if args.ready_fd is not None else (lambda: False)
+    # stop() is first called after the watch is registered: "ready" means nothing is missed
+    sim.serve(stop=lambda: announce() or bool(stopping))
+    if args.pidfile:
+        with contextlib.suppress(OSError):
+            os.unlink(args.pidfile)
+    return 0
+
+
+def _announce(fd):
+    """A stop() callback that prints 'ready' once, on its first call (after the watch is set)."""
+    done = []
+
+    def check():
+        if not done:
+            os.write(fd, b"ready\n")
+            done.append(True)
+        return False
+    return check
+
+
+if __name__ == "__main__":
+    sys.exit(main())
