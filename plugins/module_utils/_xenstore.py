@@ -1,0 +1,783 @@
+# -*- coding: utf-8 -*-
+# Copyright: xen.disks contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The xenstore adapter: the only code of xen.disks that talks to xenstore (over pyxs).
+
+Private to the xen.disks collection: no compatibility promise. Python 3.8+.
+
+- `XenstoreConnection.open(socket_path=None)` finds and opens the daemon's socket (or the
+  xenbus device) with clear errors.
+- Reads are pipelined: a batch of requests is sent before the first answer is awaited
+  (xenstored answers one connection's requests in order), so `read_values`, `read_perms`,
+  `list_children` cost one round trip and `read_tree` one round trip per tree level.
+  `conn.requests` and `conn.round_trips` count what was sent.
+- `transaction(plan_fn)` reads through a reader bound to one transaction (one snapshot),
+  applies the `XsOp`s plan_fn returns (pipelined, in order), commits, and on EAGAIN re-reads,
+  re-plans and retries with jittered backoff. Any failure aborts: nothing is half-written.
+- `wait_for` / `wait_for_all` are driven by watches, never by polling.
+- Every path, value and permission list is checked (`check_path`) before anything of the
+  batch is sent.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import queue
+import random
+import re
+import socket
+import stat
+import time
+import traceback
+
+from ansible_collections.xen.disks.plugins.module_utils._xs_tree import (
+    MKDIR,
+    RM,
+    SET_PERMS,
+    WRITE,
+    XsOp,
+    XsTree,
+)
+
+try:
+    from pyxs._internal import NUL, Event, Op, Packet, next_rq_id
+    from pyxs.client import Router, RVar
+    from pyxs.connection import UnixSocketConnection, XenBusConnection, _UnixSocketTransport, _XenBusTransport
+    from pyxs.exceptions import PyXSError
+except ImportError:
+    HAS_PYXS = False
+    PYXS_IMPORT_ERROR = traceback.format_exc()
+    Router = UnixSocketConnection = XenBusConnection = _UnixSocketTransport = _XenBusTransport = object
+else:
+    HAS_PYXS = True
+    PYXS_IMPORT_ERROR = None
+
+# Where a dom0 finds xenstore when nothing is configured (libxenstore's order).
+DEFAULT_SOCKETS = ("/run/xenstored/socket", "/var/run/xenstored/socket")
+XENBUS_DEVICE = "/dev/xen/xenbus"
+ENV_SOCKET = "XENSTORED_PATH"
+
+# xs_wire.h (Xen 4.17): a request's payload, and paths. xenstored counts a path's length after
+# a leading "/local/domain/<domid>/" and refuses more than XENSTORE_REL_PATH_MAX characters
+# (EINVAL, verified against the real daemon); XENSTORE_ABS_PATH_MAX bounds the whole path.
+XENSTORE_PAYLOAD_MAX = 4096
+XENSTORE_ABS_PATH_MAX = 3072
+XENSTORE_REL_PATH_MAX = 2048
+
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_RETRIES = 8
+DEFAULT_BACKOFF = 0.02
+BATCH_SIZE = 1024  # requests in flight at once
+
+_COMPONENT_RE = re.compile(r"^[A-Za-z0-9_@-]+$")
+_LOCAL_DOMAIN_RE = re.compile(r"^/local/domain/[0-9]{1,5}/")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_PERM_RE = re.compile(r"^[nrwb](0|[1-9][0-9]{0,4})$")
+_DOMID_MAX = 0x7FEF  # DOMID_FIRST_RESERVED - 1
+
+_ERRNO_TEXT = {
+    "EACCES": "permission denied",
+    "ENOENT": "no such node",
+    "EINVAL": "refused as invalid by xenstored",
+    "E2BIG": "too large for one xenstore reply",
+    "EAGAIN": "conflicting transaction",
+    "ENOSPC": "xenstore quota exceeded",
+    "EQUOTA": "xenstore quota exceeded",
+    "EEXIST": "already exists",
+    "EISDIR": "is a directory",
+    "EBUSY": "xenstored is busy",
+    "EPERM": "operation not permitted",
+}
+
+
+class XenstoreError(Exception):
+    """A xenstore failure with a message fit for a user; `errno_name` when xenstored said it."""
+
+    def __init__(self, message, path=None, errno_name=None):
+        super().__init__(message)
+        self.message = message
+        self.path = path
+        self.errno_name = errno_name
+
+
+class XenstoreConnectionError(XenstoreError):
+    """No connection, or the connection was lost."""
+
+
+class XenstorePathError(XenstoreError, ValueError):
+    """A path, value or permission list refused before anything was sent."""
+
+
+class XenstoreTimeout(XenstoreError):
+    """wait_for ran out of time; `path`, `wanted` and `last` say what was awaited and seen."""
+
+    def __init__(self, message, path, wanted, last):
+        super().__init__(message, path)
+        self.wanted = wanted
+        self.last = last
+
+
+class XenstoreConflict(XenstoreError):
+    """A transaction kept conflicting with other writers (EAGAIN) beyond its retries."""
+
+
+# -- checks (pure) ---------------------------------------------------------------------------
+
+def _shown(text, limit=80):
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def check_path(path):
+    """Return `path` if xenstored would accept it as an absolute node path, else raise.
+
+    Refused: non-strings, relative paths, empty components ('//' or a trailing '/'), '.' and
+    '..', control characters, characters other than letters, digits, '-', '_' and '@', and
+    paths beyond xenstore's limits (2048 characters after '/local/domain/<domid>/' or from the
+    root; 3072 in all).
+    """
+    if not isinstance(path, str):
+        raise XenstorePathError("invalid xenstore path %r: not a string" % (path,))
+    if _CONTROL_RE.search(path):
+        raise XenstorePathError("invalid xenstore path %s: contains a control character" % _shown(path), path)
+    if not path.startswith("/"):
+        raise XenstorePathError("invalid xenstore path %s: not absolute" % _shown(path), path)
+    if path == "/":
+        return path
+    for part in path[1:].split("/"):
+        if part in ("", ".", ".."):
+            raise XenstorePathError(
+                "invalid xenstore path %s: empty, '.' or '..' component" % _shown(path), path)
+        if not _COMPONENT_RE.match(part):
+            raise XenstorePathError(
+                "invalid xenstore path %s: only letters, digits, '-', '_' and '@' are allowed"
+                % _shown(path), path)
+    local = _LOCAL_DOMAIN_RE.match(path)
+    relative = len(path) - (local.end() if local else 0)
+    if relative > XENSTORE_REL_PATH_MAX or len(path) > XENSTORE_ABS_PATH_MAX:
+        raise XenstorePathError(
+            "invalid xenstore path %s: %d characters, more than xenstore allows (%d below "
+            "/local/domain/<domid>/ or from the root, %d in all)"
+            % (_shown(path), len(path), XENSTORE_REL_PATH_MAX, XENSTORE_ABS_PATH_MAX), path)
+    return path
+
+
+def check_component(part):
+    """Return `part` (str, or a non-negative int) as a checked path component, else raise."""
+    if isinstance(part, bool) or not isinstance(part, (str, int)):
+        raise XenstorePathError("invalid xenstore path component %r" % (part,))
+    text = str(part)
+    if isinstance(part, int) and part < 0 or not _COMPONENT_RE.match(text):
+        raise XenstorePathError("invalid xenstore path component %s" % _shown(text), text)
+    return text
+
+
+def build_path(*parts):
+    """'/' + checked components joined with '/'; the result is checked as a whole."""
+    return check_path("/" + "/".join(check_component(p) for p in parts))
+
+
+def check_perms(perms, path=None):
+    """Return perms as a tuple if each is <n|r|w|b><domid> (the first names the owner)."""
+    perms = tuple(perms)
+    if not perms:
+        raise XenstorePathError("empty permission list for %s" % path, path)
+    for perm in perms:
+        if not isinstance(perm, str) or not _PERM_RE.match(perm) or int(perm[1:]) > _DOMID_MAX:
+            raise XenstorePathError(
+                "invalid xenstore permission %r for %s: use n, r, w or b followed by a domid"
+                % (perm, path), path)
+    return perms
+
+
+def _encode_value(path, value):
+    if not isinstance(value, str):
+        raise XenstorePathError("value for %s is not a string: %r" % (path, value), path)
+    data = value.encode("utf-8", "surrogateescape")
+    if len(path) + 1 + len(data) > XENSTORE_PAYLOAD_MAX:
+        raise XenstorePathError(
+            "value for %s is too large: %d bytes, a xenstore request carries at most %d with its path"
+            % (path, len(data), XENSTORE_PAYLOAD_MAX), path)
+    return data
+
+
+def _decode(data):
+    return data.decode("utf-8", "surrogateescape")
+
+
+def _unique(paths):
+    return list(dict.fromkeys(paths))
+
+
+def _describe_error(action, path, name):
+    where = " " + path if path else ""
+    return "xenstore %s%s: %s (%s)" % (action, where, name, _ERRNO_TEXT.get(name, "failed"))
+
+
+# -- the transport ---------------------------------------------------------------------------
+
+_LOST = object()  # set on every pending answer and watch when the connection ends
+
+
+class _OpenedUnixTransport(_UnixSocketTransport):
+    """pyxs's socket transport around a socket we connected (so errors keep their errno)."""
+
+    def __init__(self, sock):  # pylint: disable=super-init-not-called
+        self.sock = sock
+
+
+class _OpenedXenBusTransport(_XenBusTransport):
+    def __init__(self, fd):  # pylint: disable=super-init-not-called
+        self.fd = fd
+
+
+class _OpenedUnixConnection(UnixSocketConnection):
+    def __init__(self, path, sock):
+        super(_OpenedUnixConnection, self).__init__(path)
+        self._opened = sock
+
+    def create_transport(self):
+        return _OpenedUnixTransport(self._opened)
+
+
+class _OpenedXenBusConnection(XenBusConnection):
+    def __init__(self, path, fd):
+        super(_OpenedXenBusConnection, self).__init__(path)
+        self._opened = fd
+
+    def create_transport(self):
+        return _OpenedXenBusTransport(self._opened)
+
+
+class _Router(Router):
+    """pyxs's router, plus: batches go out in one write, and the end of the connection wakes
+    every waiter instead of leaving it blocked forever."""
+
+    def __init__(self, connection):
+        super(_Router, self).__init__(connection)
+        self.failure = None
+        self.closed = False
+
+    def __call__(self):
+        try:
+            super(_Router, self).__call__()
+        except Exception as e:  # the daemon went away, or sent garbage
+            self.failure = e
+        finally:
+            self.closed = True
+            with self.send_lock:
+                for rvar in list(self.rvars.values()):
+                    rvar.set(_LOST)
+                self.rvars.clear()
+            for sinks in list(self.monitors.values()):
+                for sink in list(sinks):
+                    sink.events.put(_LOST)
+
+    def send_batch(self, packets):
+        """Register an answer slot for each packet, then write them all at once."""
+        header = Packet._struct
+        with self.send_lock:
+            if self.closed or not self.connection.is_connected:
+                return None
+            rvars = []
+            for packet in packets:
+                rvars.append(self._new_rvar(packet.rq_id))
+            data = b"".join(header.pack(p.op, p.rq_id, p.tx_id, p.size) + p.payload for p in packets)
+            try:
+                self.connection.transport.send(data)
+            except OSError:
+                return None
+            return rvars
+
+    def _new_rvar(self, rq_id):
+        rvar = self.rvars[rq_id] = RVar()
+        return rvar
+
+
+class _WatchSink(object):
+    """Receives the watch events of one token from the router thread."""
+
+    def __init__(self):
+        self.events = queue.Queue()
+
+
+class TransactionResult(object):
+    """What `transaction` did: the plan_fn's result, the ops applied, and the attempts made."""
+
+    def __init__(self, result, ops, attempts, committed):
+        self.result = result
+        self.ops = ops
+        self.attempts = attempts
+        self.committed = committed
+
+    def __repr__(self):
+        return "TransactionResult(ops=%d, attempts=%d, committed=%r)" % (
+            len(self.ops), self.attempts, self.committed)
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+class XenstoreReader(object):
+    """Pipelined reads, bound to one transaction (one snapshot) or to none (tx 0)."""
+
+    def __init__(self, conn, tx_id=0):
+        self.conn = conn
+        self.tx_id = tx_id
+
+    def _batch(self, op, paths, action):
+        """One round trip: answers (bytes) in order, None for missing nodes."""
+        for path in paths:
+            check_path(path)
+        answers = self.conn._exchange([(op, path.encode() + NUL) for path in paths], self.tx_id)
+        out = []
+        for path, answer in zip(paths, answers):
+            if isinstance(answer, XenstoreError):
+                if answer.errno_name == "ENOENT":
+                    out.append(None)
+                    continue
+                raise XenstoreError(_describe_error(action, path, answer.errno_name), path, answer.errno_name)
+            out.append(answer)
+        return out
+
+    def read_values(self, paths):
+        """{path: value or None if missing} in one round trip."""
+        paths = _unique(paths)
+        answers = self._batch(Op.READ, paths, "read")
+        return {p: (None if a is None else _decode(a)) for p, a in zip(paths, answers)}
+
+    def read_value(self, path):
+        return self.read_values([path])[path]
+
+    def read_perms(self, paths):
+        """{path: permission tuple or None if missing} in one round trip."""
+        paths = _unique(paths)
+        answers = self._batch(Op.GET_PERMS, paths, "get_perms")
+        return {p: (None if a is None else tuple(_decode(a).rstrip("\0").split("\0")))
+                for p, a in zip(paths, answers)}
+
+    def list_children(self, paths):
+        """{path: sorted child names or None if missing} in one round trip."""
+        paths = _unique(paths)
+        answers = self._batch(Op.DIRECTORY, paths, "directory")
+        return {p: (None if a is None else sorted(n for n in _decode(a).split("\0") if n))
+                for p, a in zip(paths, answers)}
+
+    def read_nodes(self, paths, perms_of=()):
+        """An XsTree of exactly the named nodes that exist (values), plus the permissions of
+        `perms_of`: one round trip, one request per path."""
+        paths, perms_of = _unique(paths), _unique(perms_of)
+        requests = [(Op.READ, p) for p in paths] + [(Op.GET_PERMS, p) for p in perms_of]
+        tree = XsTree()
+        for (op, path), answer in zip(requests, self._mixed(requests)):
+            if answer is None:
+                continue
+            if op == Op.READ:
+                tree.values[path] = _decode(answer)
+            else:
+                tree.perms[path] = tuple(_decode(answer).rstrip("\0").split("\0"))
+        return tree
+
+    def _mixed(self, requests):
+        for _op, path in requests:
+            check_path(path)
+        answers = self.conn._exchange([(op, path.encode() + NUL) for op, path in requests], self.tx_id)
+        out = []
+        for (op, path), answer in zip(requests, answers):
+            if isinstance(answer, XenstoreError):
+                if answer.errno_name == "ENOENT":
+                    answer = None
+                else:
+                    name = {Op.READ: "read", Op.GET_PERMS: "get_perms", Op.DIRECTORY: "directory"}[op]
+                    raise XenstoreError(_describe_error(name, path, answer.errno_name), path, answer.errno_name)
+            out.append(answer)
+        return out
+
+    def read_tree(self, roots, with_perms=True):
+        """XsTree of every node at and below `roots`, breadth first: one round trip per level
+        (READ + DIRECTORY, and GET_PERMS when asked, for every node of the level)."""
+        if isinstance(roots, str):
+            roots = [roots]
+        tree = XsTree()
+        level = _unique(roots)
+        ops = [Op.READ, Op.DIRECTORY] + ([Op.GET_PERMS] if with_perms else [])
+        while level:
+            requests = [(op, path) for path in level for op in ops]
+            answers = self._mixed(requests)
+            next_level = []
+            width = len(ops)
+            for i, path in enumerate(level):
+                value, children = answers[i * width], answers[i * width + 1]
+                if value is None or children is None:
+                    continue  # absent (only roots can be: the snapshot is consistent)
+                tree.values[path] = _decode(value)
+                if with_perms:
+                    tree.perms[path] = tuple(_decode(answers[i * width + 2]).rstrip("\0").split("\0"))
+                base = path.rstrip("/") + "/"
+                next_level.extend(base + n for n in sorted(_decode(children).split("\0")) if n)
+            level = next_level
+        return tree
+
+    # -- domains -----------------------------------------------------------------------------
+    def domains(self):
+        """{domid: name or None} of every domain under /local/domain (two round trips)."""
+        children = self.list_children(["/local/domain"])["/local/domain"] or []
+        domids = sorted(int(c) for c in children if c.isdigit())
+        names = self.read_values(["/local/domain/%d/name" % d for d in domids])
+        return {d: names["/local/domain/%d/name" % d] for d in domids}
+
+    def domid_of(self, domain):
+        """The domid of a domain given by name (`/local/domain/*/name`) or by domid."""
+        if isinstance(domain, int) and not isinstance(domain, bool) or (
+                isinstance(domain, str) and domain.isdigit()):
+            domid = int(domain)
+            if domid > _DOMID_MAX or self.read_value(build_path("local", "domain", domid)) is None:
+                raise XenstoreError("no domain with domid %s (no /local/domain/%s)" % (domid, domid))
+            return domid
+        if not isinstance(domain, str) or not domain:
+            raise XenstoreError("invalid domain %r: give a name or a domid" % (domain,))
+        matches = [d for d, name in self.domains().items() if name == domain]
+        if not matches:
+            raise XenstoreError("no domain named %r on this host" % (domain,))
+        if len(matches) > 1:
+            raise XenstoreError("several domains are named %r: domids %s; give a domid"
+                                % (domain, ", ".join(str(d) for d in matches)))
+        return matches[0]
+
+    def domain_type(self, domid):
+        """'pv', 'hvm' or 'pvh' from libxl's /libxl/<domid>/type; None if libxl has no record."""
+        return self.read_value(build_path("libxl", check_component(domid), "type"))
+
+
+# -- the connection --------------------------------------------------------------------------
+
+def _connect_unix(path):
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError as e:
+        sock.close()
+        raise _open_error(path, e) from None
+    return sock
+
+
+def _open_error(path, e):
+    hint = "is xenstored running? is this a dom0?"
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return XenstoreConnectionError(
+            "permission denied opening xenstore at %s: run as root (become: true)" % path, path)
+    if e.errno == errno.ENOENT:
+        return XenstoreConnectionError("xenstore socket %s does not exist: %s" % (path, hint), path)
+    if e.errno == errno.ECONNREFUSED:
+        return XenstoreConnectionError(
+            "cannot connect to xenstore at %s: connection refused: %s" % (path, hint), path)
+    return XenstoreConnectionError("cannot connect to xenstore at %s: %s: %s" % (path, e.strerror, hint), path)
+
+
+class XenstoreConnection(XenstoreReader):
+    """One connection to xenstored. Reads without a transaction use the reader API directly;
+    `snapshot()` and `transaction()` give readers bound to one transaction."""
+
+    def __init__(self, router, path, timeout=DEFAULT_TIMEOUT):
+        super(XenstoreConnection, self).__init__(self, 0)
+        self._router = router
+        self.path = path
+        self.timeout = timeout
+        self.requests = 0
+        self.round_trips = 0
+        self._tokens = 0
+
+    @classmethod
+    def candidates(cls, socket_path=None, environ=None):
+        """Where to look, in order: the option, else $XENSTORED_PATH, else the dom0 defaults."""
+        environ = os.environ if environ is None else environ
+        if socket_path:
+            return [socket_path]
+        if environ.get(ENV_SOCKET):
+            return [environ[ENV_SOCKET]]
+        return list(DEFAULT_SOCKETS) + [XENBUS_DEVICE]
+
+    @classmethod
+    def open(cls, socket_path=None, timeout=DEFAULT_TIMEOUT, environ=None):
+        """Connect to xenstored; raises XenstoreConnectionError with what to check."""
+        if not HAS_PYXS:
+            raise XenstoreConnectionError("the pyxs Python library is required to talk to xenstore")
+        candidates = cls.candidates(socket_path, environ)
+        explicit = len(candidates) == 1
+        for path in candidates:
+            try:
+                mode = os.stat(path).st_mode
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                raise _open_error(path, e) from None
+            if stat.S_ISCHR(mode):
+                try:
+                    fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+                except OSError as e:
+                    raise _open_error(path, e) from None
+                connection = _OpenedXenBusConnection(path, fd)
+            else:
+                connection = _OpenedUnixConnection(path, _connect_unix(path))
+            router = _Router(connection)
+            router.start()
+            return cls(router, path, timeout)
+        if explicit:
+            raise _open_error(candidates[0], FileNotFoundError(errno.ENOENT, "No such file"))
+        raise XenstoreConnectionError(
+            "no xenstore found (tried %s): is xenstored running? is this a dom0?" % ", ".join(candidates))
+
+    def close(self):
+        self._router.terminate()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def stats(self):
+        return {"requests": self.requests, "round_trips": self.round_trips}
+
+    # -- the wire ----------------------------------------------------------------------------
+    def _lost(self):
+        reason = self._router.failure
+        detail = ": %s" % reason if reason is not None else ""
+        return XenstoreConnectionError(
+            "lost the connection to xenstored at %s (the daemon stopped or closed the connection%s)"
+            % (self.path, detail), self.path)
+
+    def _await(self, rvar, deadline):
+        with rvar.condition:
+            while rvar.target is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise XenstoreConnectionError(
+                        "xenstored at %s did not answer within %g s" % (self.path, self.timeout), self.path)
+                rvar.condition.wait(min(remaining, 0.5))
+                if rvar.target is None and not self._router.thread.is_alive():
+                    raise self._lost()
+        return rvar.target
+
+    def _exchange(self, requests, tx_id):
+        """Send (op, payload) requests in batches, then collect the answers in order: the
+        payload (bytes, trailing NUL kept) or a XenstoreError carrying the errno name."""
+        answers = []
+        for start in range(0, len(requests), BATCH_SIZE):
+            chunk = requests[start:start + BATCH_SIZE]
+            packets = [Packet(op, payload, next_rq_id(), tx_id) for op, payload in chunk]
+            rvars = self._router.send_batch(packets)
+            if rvars is None:
+                raise self._lost()
+            self.requests += len(packets)
+            self.round_trips += 1
+            deadline = time.monotonic() + self.timeout
+            for packet, rvar in zip(packets, rvars):
+                reply = self._await(rvar, deadline)
+                if reply is _LOST:
+                    raise self._lost()
+                if reply.op == Op.ERROR:
+                    name = _decode(reply.payload.rstrip(NUL))
+                    answers.append(XenstoreError(name, None, name))
+                elif reply.op != packet.op:
+                    raise XenstoreConnectionError(
+                        "unexpected answer from xenstored at %s (op %d to op %d)"
+                        % (self.path, reply.op, packet.op), self.path)
+                else:
+                    answers.append(reply.payload)
+        return answers
+
+    def _control(self, op, payload, tx_id, action):
+        answer = self._exchange([(op, payload)], tx_id)[0]
+        if isinstance(answer, XenstoreError):
+            raise XenstoreError(_describe_error(action, None, answer.errno_name), None, answer.errno_name)
+        return answer
+
+    # -- transactions ------------------------------------------------------------------------
+    def _start(self):
+        return int(self._control(Op.TRANSACTION_START, NUL, 0, "transaction_start").rstrip(NUL))
+
+    def _end(self, tx_id, commit):
+        """True if committed; False on EAGAIN (conflict)."""
+        answer = self._exchange([(Op.TRANSACTION_END, (b"T" if commit else b"F") + NUL)], tx_id)[0]
+        if isinstance(answer, XenstoreError):
+            if answer.errno_name == "EAGAIN":
+                return False
+            raise XenstoreError(_describe_error("transaction_end", None, answer.errno_name),
+                                None, answer.errno_name)
+        return True
+
+    def _abort(self, tx_id):
+        try:
+            self._end(tx_id, commit=False)
+        except XenstoreError:
+            pass  # a lost connection discards the transaction anyway
+
+    def snapshot(self):
+        """Context manager: a reader bound to a read-only transaction (one consistent view)."""
+        return _Snapshot(self)
+
+    @staticmethod
+    def _encode_ops(ops):
+        """Check every op and encode it; raises before anything is sent."""
+        requests = []
+        for op in ops:
+            if not isinstance(op, XsOp):
+                raise XenstorePathError("not a xenstore operation: %r" % (op,))
+            path = check_path(op.path)
+            key = path.encode() + NUL
+            if op.action == WRITE:
+                requests.append((Op.WRITE, key + _encode_value(path, op.value)))
+            elif op.action == MKDIR:
+                requests.append((Op.MKDIR, key))
+            elif op.action == SET_PERMS:
+                perms = check_perms(op.perms, path)
+                requests.append((Op.SET_PERMS, key + b"".join(p.encode() + NUL for p in perms)))
+            elif op.action == RM:
+                if path == "/":
+                    raise XenstorePathError("refusing to remove the xenstore root", path)
+                requests.append((Op.RM, key))
+        return requests
+
+    def apply(self, ops, tx_id):
+        """Apply ops inside transaction `tx_id`, pipelined in order; raises on the first error
+        (rm of a missing node is fine). Callers abort the transaction on error."""
+        ops = list(ops)
+        answers = self._exchange(self._encode_ops(ops), tx_id)
+        for op, answer in zip(ops, answers):
+            if isinstance(answer, XenstoreError):
+                if op.action == RM and answer.errno_name == "ENOENT":
+                    continue
+                raise XenstoreError(_describe_error(op.action, op.path, answer.errno_name),
+                                    op.path, answer.errno_name)
+
+    def transaction(self, plan_fn, max_retries=DEFAULT_RETRIES, backoff=DEFAULT_BACKOFF, apply=True):
+        """Run plan_fn(reader) in a transaction and apply the XsOps it returns, atomically.
+
+        plan_fn returns a list of XsOp, or an object with an `ops` attribute (a Plan). On EAGAIN
+        at commit (or from any request) everything is re-read and re-planned, up to
+        `max_retries` more times, after a jittered, doubling pause starting at `backoff` s.
+        With apply=False the plan is computed from the snapshot and nothing is written.
+        Any exception aborts the transaction. Returns a TransactionResult.
+        """
+        attempt = 0
+        while True:
+            attempt += 1
+            tx_id = self._start()
+            try:
+                result = plan_fn(XenstoreReader(self, tx_id))
+                ops = list(getattr(result, "ops", result) or ())
+                if not apply:
+                    self._abort(tx_id)
+                    return TransactionResult(result, ops, attempt, False)
+                self.apply(ops, tx_id)
+            except XenstoreError as e:
+                self._abort(tx_id)
+                if e.errno_name != "EAGAIN" or isinstance(e, XenstoreConnectionError):
+                    raise
+                committed = False
+            except BaseException:
+                self._abort(tx_id)
+                raise
+            else:
+                committed = self._end(tx_id, commit=True)
+            if committed:
+                return TransactionResult(result, ops, attempt, True)
+            if attempt > max_retries:
+                raise XenstoreConflict(
+                    "xenstore transaction still conflicting with other writers after %d attempts"
+                    % attempt)
+            time.sleep(random.uniform(0.5, 1.0) * backoff * (2 ** min(attempt - 1, 6)))
+
+    # -- watches -----------------------------------------------------------------------------
+    def wait_for(self, path, values, timeout):
+        """Wait until `path` holds one of `values` (None stands for "missing"); return it."""
+        return self.wait_for_all({path: values}, timeout)[path]
+
+    def wait_for_all(self, conditions, timeout):
+        """Wait until every path of {path: values} holds one of its values; {path: value}.
+
+        Watch driven: one watch per path, the current values read once after the watches are
+        set, then only what the events name is read again. Raises XenstoreTimeout naming the
+        first path still waited for, the values wanted and the last value seen.
+        """
+        wanted = {check_path(p): set(v) for p, v in conditions.items()}
+        if not wanted:
+            return {}
+        tokens = {}
+        sink = _WatchSink()
+        for path in wanted:
+            self._tokens += 1
+            tokens[("xen-disks-%d-%d" % (os.getpid(), self._tokens)).encode()] = path
+        for token in tokens:
+            self._router.subscribe(token, sink)
+        deadline = time.monotonic() + timeout
+        seen, done = {}, {}
+        try:
+            self._watch_all(tokens, Op.WATCH)
+            to_read = list(wanted)
+            while True:
+                seen.update(self.read_values(to_read))
+                for path in to_read:
+                    if path not in done and seen[path] in wanted[path]:
+                        done[path] = seen[path]
+                if len(done) == len(wanted):
+                    return done
+                to_read = self._next_events(sink, tokens, deadline)
+                if to_read is None:
+                    path = next(p for p in wanted if p not in done)
+                    shown = "missing" if seen[path] is None else repr(seen[path])
+                    raise XenstoreTimeout(
+                        "timed out after %g s waiting for %s to be %s (last value: %s)"
+                        % (timeout, path, _describe_wanted(wanted[path]), shown),
+                        path, sorted(wanted[path], key=str), seen[path])
+                to_read = [p for p in to_read if p not in done]
+        finally:
+            for token in tokens:
+                self._router.unsubscribe(token, sink)
+            if not self._router.closed:
+                try:
+                    self._watch_all(tokens, Op.UNWATCH)
+                except XenstoreError:
+                    pass
+
+    def _watch_all(self, tokens, op):
+        requests = [(op, path.encode() + NUL + token + NUL) for token, path in tokens.items()]
+        for answer, path in zip(self._exchange(requests, 0), tokens.values()):
+            if isinstance(answer, XenstoreError):
+                raise XenstoreError(_describe_error("watch", path, answer.errno_name), path, answer.errno_name)
+
+    def _next_events(self, sink, tokens, deadline):
+        """Paths named by the next events (all that are queued); None at the deadline."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        try:
+            events = [sink.events.get(timeout=remaining)]
+        except queue.Empty:
+            return None
+        while True:
+            try:
+                events.append(sink.events.get_nowait())
+            except queue.Empty:
+                break
+        if any(e is _LOST for e in events):
+            raise self._lost()
+        return _unique(tokens[e.token] for e in events if isinstance(e, Event) and e.token in tokens)
+
+
+def _describe_wanted(values):
+    shown = sorted(("missing" if v is None else repr(v)) for v in values)
+    return shown[0] if len(shown) == 1 else "one of " + ", ".join(shown)
+
+
+class _Snapshot(object):
+    def __init__(self, conn):
+        self.conn = conn
+        self.tx_id = None
+
+    def __enter__(self):
+        self.tx_id = self.conn._start()
+        return XenstoreReader(self.conn, self.tx_id)
+
+    def __exit__(self, *exc_info):
+        self.conn._abort(self.tx_id)
