@@ -365,6 +365,21 @@ def quote_string(value):
     return "'" + "".join(_QUOTE_ESCAPES.get(c, c) for c in value) + "'"
 
 
+def render_value(value):
+    """A Python value as xl config text: str quoted, bool 1/0, int as is, list as `[ a, b ]`."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("xl config numbers cannot be negative (write %d as a string)" % value)
+        return str(value)
+    if isinstance(value, str):
+        return quote_string(value)
+    if isinstance(value, (list, tuple)):
+        return "[ " + ", ".join(render_value(v) for v in value) + " ]" if value else "[]"
+    raise ValueError("an xl config value must be a string, number, boolean or list, not %s" % type(value).__name__)
+
+
 def render_list_setting(name, values, comments=None, closing=(), indent="    "):
     """`name = [` one quoted value per line `]`; `comments` maps an index to (leading, trailing)."""
     if not values and not closing:
