@@ -352,14 +352,83 @@ def close_ops(tree, placement, *, force=False):
     return ops
 
 
+class TreeView:
+    """Copy-on-write view of an XsTree for planning: values and children, no permissions.
+
+    Records writes and removals without copying the snapshot, so that planning many guests
+    against one host-wide snapshot stays cheap. Only what the walk-up and the plan consult:
+    `get`, `in`, `children`, `apply`.
+    """
+
+    def __init__(self, base):
+        self.base = base
+        self.over = {}      # path -> value of nodes written or created here
+        self.gone = set()   # roots of removed subtrees: base nodes below are hidden
+        self.kids = {}      # parent -> names created here
+
+    def _hidden(self, path):
+        if not self.gone:
+            return False
+        p = path
+        while p is not None:
+            if p in self.gone:
+                return True
+            p = parent_of(p)
+        return False
+
+    def get(self, path, default=None):
+        if path in self.over:
+            return self.over[path]
+        value = self.base.get(path)
+        if value is not None and not self._hidden(path):
+            return value
+        return default
+
+    def __contains__(self, path):
+        return self.get(path) is not None
+
+    def children(self, path):
+        prefix = path.rstrip("/") + "/"
+        names = {n for n in self.base.children(path) if not self._hidden(prefix + n)}
+        names.update(n for n in self.kids.get(path, ()) if prefix + n in self.over)
+        return sorted(names)
+
+    def _create(self, path):
+        parent = parent_of(path)
+        if parent not in (None, "/") and parent not in self:
+            self._create(parent)
+        self.over[path] = ""
+        if parent is not None:
+            self.kids.setdefault(parent, set()).add(path.rsplit("/", 1)[1])
+
+    def apply(self, op):
+        if op.action == RM:
+            prefix = op.path.rstrip("/") + "/"
+            for p in [p for p in self.over if p == op.path or p.startswith(prefix)]:
+                del self.over[p]
+            self.gone.add(op.path)
+        elif op.action in (WRITE, MKDIR):
+            if op.path not in self:
+                self._create(op.path)
+            if op.action == WRITE:
+                self.over[op.path] = op.value
+        elif op.action == SET_PERMS and op.path not in self:
+            raise KeyError("set_perms on a missing node: %s" % op.path)
+
+    def apply_all(self, ops):
+        for op in ops:
+            self.apply(op)
+        return self
+
+
 def path_cleanup_ops(tree, path):
     """libxl__xs_path_cleanup: rm `path`, then each parent whose value is empty and has no children.
 
-    Computed against `tree`, which must hold the value and the complete list of children of each
-    ancestor (see `cleanup_read_paths`); an ancestor missing from `tree` stops the walk-up.
+    Computed against `tree` (an XsTree or TreeView), which must hold the value and the complete
+    list of children of each ancestor (see `cleanup_read_paths`); an ancestor missing from
+    `tree` stops the walk-up.
     """
-    work = tree.copy()
-    return _path_cleanup(work, path)
+    return _path_cleanup(TreeView(tree), path)
 
 
 def _path_cleanup(work, path):
@@ -377,8 +446,9 @@ def _path_cleanup(work, path):
 def cleanup_ops(tree, placement):
     """Step 5 of the removal (§4.2), one transaction run by the toolstack domain (T = 0):
     path_cleanup of the frontend, libxl and backend directories, each walk-up seeing the
-    removals before it. `tree` is a snapshot; see `cleanup_read_paths` for what it must hold."""
-    work = tree.copy()
+    removals before it. `tree` is a snapshot (XsTree or TreeView, not changed); see
+    `cleanup_read_paths` for what it must hold."""
+    work = TreeView(tree)
     ops = []
     for path in (placement.frontend_path, placement.libxl_path, placement.backend_path):
         ops += _path_cleanup(work, path)

@@ -1,0 +1,268 @@
+# -*- coding: utf-8 -*-
+# Copyright: xen.disks contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Validate a whole declaration (every disk of every guest) before anything is written.
+
+Private to the xen.disks collection: no compatibility promise. Pure (standard library, no I/O):
+the caller stats targets and resolves domain names, and passes the answers in.
+
+All errors of all disks are collected and raised together as one `DeclarationError`, each
+naming its place: `disks[2].vdev: ...`, or `domains[1].disks[0].target: ...` for several
+guests. One bad disk means nothing is written. On success the result is, per guest, the
+`_layout.DesiredDisk`s the plan needs.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+
+from ansible_collections.xen.disks.plugins.module_utils._disk_spec import (
+    Disk,
+    DiskSpecError,
+    check_libxl_rules,
+    choose_backend,
+    disk_from_dict,
+    parse_disk_spec,
+)
+from ansible_collections.xen.disks.plugins.module_utils._layout import (
+    DEFAULT_SCRIPT_DIR,
+    FRONTEND_KIND,
+    LayoutError,
+    desired_disk,
+)
+from ansible_collections.xen.disks.plugins.module_utils._vdev import VdevError, vdev_to_devid
+
+TARGET_KINDS = ("block", "file", "other", "missing", "unknown")
+
+
+class DeclarationError(ValueError):
+    """Every problem of a declaration, one message per line (`disks[2].vdev: ...`)."""
+
+    def __init__(self, messages):
+        self.messages = tuple(messages)
+        super().__init__("\n".join(self.messages))
+
+
+@dataclass(frozen=True)
+class GuestDeclaration:
+    """One guest's declared disks (xl strings, lists of strings, dicts or Disks) and its facts."""
+
+    domid: int
+    disks: tuple
+    guest_type: str = "pv"       # pv | hvm | pvh, from /libxl/D/type
+    guest_width: object = 64     # 64 | 32 | None (unknown): the PV `protocol`
+    prefix: str = ""             # "domains[1]." when several guests are declared
+
+
+@dataclass(frozen=True)
+class _Checked:
+    label: str
+    domid: int
+    disk: object
+    devid: int
+    backend_domid: int
+    backend_type: str
+
+
+def _lookup(source, key, default):
+    if source is None:
+        return default
+    if callable(source):
+        return source(key)
+    return source.get(key, default)
+
+
+def parse_item(item):
+    """A Disk from an xl string, a list of strings (one disk), a dict (structured) or a Disk."""
+    if isinstance(item, Disk):
+        return item
+    if isinstance(item, dict):
+        return disk_from_dict(item)
+    if isinstance(item, str) or (isinstance(item, (list, tuple)) and all(isinstance(s, str) for s in item)):
+        return parse_disk_spec(item if isinstance(item, str) else list(item))
+    raise DiskSpecError("a disk must be an xl disk string, a list of strings or a dict, not %s"
+                        % type(item).__name__, field=None, value=repr(item))
+
+
+def _spec_message(label, err):
+    where = "%s.%s" % (label, err.field) if getattr(err, "field", None) else label
+    return "%s: %s" % (where, err)
+
+
+def needs_stat(disk, backend_domid):
+    """libxl stats the target (§6.3) when it is not empty, the backend may be phy or standalone,
+    the backend is the toolstack domain and no script is set."""
+    return (disk.effective_format != "empty" and disk.backendtype in (None, "phy", "standalone")
+            and backend_domid == 0 and not disk.script)
+
+
+def resolve_backend(disk, resolve_domain, default_backend):
+    """Backend domid of `disk`: its `backend=` (a name or a domid), else `default_backend`, else 0.
+    Returns (domid, None) or (None, message)."""
+    name = disk.backend if disk.backend is not None else default_backend
+    if name is None or name == "":
+        return 0, None
+    if isinstance(name, int) or (isinstance(name, str) and name.isdigit() and name.isascii()):
+        return int(name), None
+    domid = _lookup(resolve_domain, name, None)
+    if domid is None:
+        return None, "unknown backend domain %r" % (name,)
+    return int(domid), None
+
+
+def target_key(backend_domid, target):
+    """Identity of a backing store for the sharing rule: the backend domain and the normalised path."""
+    return backend_domid, posixpath.normpath(target)
+
+
+def record_target(current):
+    """The target path of a recorded disk (`params`, after the first `:` for qdisk, §5.1)."""
+    params = current.libxl.get("params")
+    if params is None:
+        return None
+    if current.libxl.get("type") == "qdisk" and ":" in params:
+        params = params.split(":", 1)[1]
+    return params or None
+
+
+def validate_declaration(guests, *, stat_target=None, resolve_domain=None, default_backend=None,
+                         arch="x86", script_dir=DEFAULT_SCRIPT_DIR, attached=()):
+    """Check every disk of every guest; return [[DesiredDisk, ...] per guest] or raise DeclarationError.
+
+    `guests`: GuestDeclarations. `stat_target(path) -> kind` (or a dict path -> kind; kinds are
+    block, file, other, missing, unknown) answers for local targets libxl would stat;
+    `resolve_domain(name) -> domid or None` (or a dict) resolves `backend=` names;
+    `default_backend` is used for disks without `backend=`. `attached`: CurrentDisks of the
+    whole host (from `_plan.read_disks`), for the rule that a target attached read-write is
+    not shared. Virtio hot-plug is the plan's concern (it knows what would be attached), so the
+    libxl-stage rules run here as at domain creation.
+    """
+    errors = []
+    checked_guests = []
+    for guest in guests:
+        checked = []
+        for index, item in enumerate(guest.disks):
+            label = "%sdisks[%d]" % (guest.prefix, index)
+            try:
+                disk = parse_item(item)
+            except DiskSpecError as err:
+                errors.append(_spec_message(label, err))
+                continue
+            item_errors = []
+            try:
+                devid = vdev_to_devid(disk.vdev)
+            except VdevError as err:
+                item_errors.append("%s.vdev: %s" % (label, err))
+                devid = None
+            try:
+                check_libxl_rules(disk, hotplug=False)
+            except DiskSpecError as err:
+                item_errors.append(_spec_message(label, err))
+            backend_domid, problem = resolve_backend(disk, resolve_domain, default_backend)
+            if problem:
+                item_errors.append("%s.backend: %s" % (label, problem))
+            if item_errors:
+                errors += item_errors
+                continue
+            target_kind = "unknown"
+            if needs_stat(disk, backend_domid):
+                target_kind = _lookup(stat_target, disk.target, "unknown") or "unknown"
+                if target_kind not in TARGET_KINDS:
+                    raise ValueError("stat_target gave %r for %r: expected one of %s"
+                                     % (target_kind, disk.target, ", ".join(TARGET_KINDS)))
+                if target_kind == "missing":
+                    errors.append("%s.target: %r does not exist (libxl: failed to stat)" % (label, disk.target))
+                    continue
+            try:
+                backend_type = choose_backend(disk, backend_domid=backend_domid, target_kind=target_kind,
+                                              guest_type=guest.guest_type)
+            except DiskSpecError as err:
+                errors.append(_spec_message(label, err))
+                continue
+            checked.append(_Checked(label, guest.domid, disk, devid, backend_domid, backend_type))
+        errors += _guest_rules(checked)
+        checked_guests.append(checked)
+    errors += _sharing_rules([c for cs in checked_guests for c in cs], attached)
+    if errors:
+        raise DeclarationError(errors)
+
+    out = []
+    for guest, checked in zip(guests, checked_guests):
+        desired, virtio_index = [], 0
+        for c in checked:
+            try:
+                desired.append(desired_disk(
+                    c.disk, domid=guest.domid, backend_domid=c.backend_domid, backend_kind=c.backend_type,
+                    guest_type=guest.guest_type, guest_width=guest.guest_width, virtio_index=virtio_index,
+                    script_dir=script_dir, arch=arch, devid=c.devid, label=c.label))
+            except LayoutError as err:
+                errors.append("%s: %s" % (c.label, err))
+            if FRONTEND_KIND[c.backend_type] == "virtio_disk":
+                virtio_index += 1
+        out.append(desired)
+    if errors:
+        raise DeclarationError(errors)
+    return out
+
+
+def _guest_rules(checked):
+    """Within one guest: one disk per device number, and not both vbd and virtio_disk kinds."""
+    errors = []
+    first_by_devid = {}
+    for c in checked:
+        first = first_by_devid.setdefault(c.devid, c)
+        if first is not c:
+            errors.append("%s.vdev: %r is the same device as %s (%r, device number %d)"
+                          % (c.label, c.disk.vdev, first.label, first.disk.vdev, c.devid))
+    kinds = {}
+    for c in checked:
+        kinds.setdefault(FRONTEND_KIND[c.backend_type], c)
+    if len(kinds) == 2:
+        virtio = kinds["virtio_disk"]
+        xen = kinds["vbd"]
+        errors.append("%s.specification: a virtio disk cannot be mixed with xen disks (%s) in one guest: "
+                      "libxl then lists none of them (\"both xen and virtio paths are present\")"
+                      % (virtio.label, xen.label))
+    return errors
+
+
+def _sharing_rules(checked, attached):
+    """A target attached read-write is not shared, with any guest, in any mode (the block
+    hotplug script refuses it: writable use needs the device unused elsewhere, read-only use
+    needs no writer)."""
+    errors = []
+    declared = {(c.domid, c.devid) for c in checked}
+    by_target = {}
+    for c in checked:
+        if c.disk.target and c.disk.effective_format != "empty":
+            by_target.setdefault(target_key(c.backend_domid, c.disk.target), []).append(c)
+    for c_list in by_target.values():
+        for i, c in enumerate(c_list):
+            for other in c_list[:i]:
+                if c.disk.readwrite or other.disk.readwrite:
+                    errors.append("%s.target: %r is also attached by %s (guest %d), %s: a disk written by one "
+                                  "guest must not be attached to another (Xen's block script refuses it)"
+                                  % (c.label, c.disk.target, other.label, other.domid, _modes(c, other)))
+                    break
+    for current in attached:
+        if current.stale or (current.domid, current.devid) in declared:
+            continue
+        target = record_target(current)
+        if target is None:
+            continue
+        writes = current.libxl.get("mode") == "w"
+        for c in by_target.get(target_key(current.backend_domid, target), ()):
+            if c.disk.readwrite or writes:
+                errors.append("%s.target: %r is already attached to guest %d (%s) %s: a disk written by one "
+                              "guest must not be attached to another (Xen's block script refuses it)"
+                              % (c.label, c.disk.target, current.domid, current.vdev,
+                                 "read-write" if writes else "read-only"))
+    return errors
+
+
+def _modes(c, other):
+    mode = {True: "read-write", False: "read-only"}
+    if c.disk.readwrite == other.disk.readwrite:
+        return "both %s" % mode[c.disk.readwrite]
+    return "%s there and %s here" % (mode[other.disk.readwrite], mode[c.disk.readwrite])

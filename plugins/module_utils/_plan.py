@@ -1,0 +1,653 @@
+# -*- coding: utf-8 -*-
+# Copyright: xen.disks contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Read a guest's disks back from a xenstore snapshot, and plan the changes to its declaration.
+
+Private to the xen.disks collection: no compatibility promise. Pure (standard library, no I/O).
+
+Reference: shared/docs/XENSTORE-DISK-LAYOUT.md §4 (removal), §5 (read-back), §8 (idempotent
+reimplementation). A `Plan` is a value: `bool(plan)` says "changed", `plan.after(tree)` is the
+plan applied to a copy of the snapshot, and planning again against that copy gives an empty
+plan. Each `DiskChange` also carries the phases the runtime runs (transactions, waits for the
+backend, hotplug scripts), and what an apply would need (nothing, the guest's cooperation,
+force, a restart, recreate).
+
+What the plan reads (so the runtime reads exactly that, from one snapshot):
+1. `guest_roots(domid)`: the subtrees `/libxl/D/device` (values) and the node `/libxl/D/type`;
+2. `read_set(tree, domid, desired)` on that first snapshot: for the declared disks
+   `owned_paths(desired)`, for every other recorded disk `current_read_paths(current)`.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from dataclasses import dataclass, field
+
+from ansible_collections.xen.disks.plugins.module_utils._layout import (
+    BACKEND,
+    CREATE_ONLY,
+    FRONTEND,
+    KINDS,
+    LENIENT,
+    LIBXL,
+    OWNED,
+    TOOLSTACK_DOMID,
+    DiskPlacement,
+    TreeView,
+    attach_ops,
+    cleanup_ops,
+    close_ops,
+    libxl_disk_path,
+    libxl_kind_dir,
+    media_change_ops,
+    ownership,
+    parse_backend_path,
+)
+from ansible_collections.xen.disks.plugins.module_utils._xs_tree import SET_PERMS, WRITE, XsOp
+
+XENBUS_STATES = {0: "Unknown", 1: "Initialising", 2: "InitWait", 3: "Initialised", 4: "Connected",
+                 5: "Closing", 6: "Closed", 7: "Reconfiguring", 8: "Reconfigured"}
+
+# libxl_internal.h timeouts, in seconds.
+INIT_TIMEOUT = 10
+DESTROY_TIMEOUT = 10
+HOTPLUG_TIMEOUT = 40
+
+# Nodes §5.1 requires in the libxl directory.
+REQUIRED_LIBXL_NODES = ("backend", "type", "dev", "removable", "mode", "device-type")
+
+# Actions of a DiskChange.
+ATTACH = "attach"
+DETACH = "detach"
+MEDIA_CHANGE = "media_change"
+RECREATE = "recreate"
+REPAIR = "repair"
+UNCHANGED = "unchanged"
+ABSENT = "absent"
+
+# What an apply of a change needs (reported in check mode).
+NEEDS_NOTHING = "nothing"
+NEEDS_COOPERATION = "guest_cooperation"
+NEEDS_FORCE = "force"
+NEEDS_RESTART = "restart"
+NEEDS_RECREATE = "recreate"
+
+# Phase steps the runtime carries out, in order, for one disk.
+STEP_TRANSACTION = "transaction"   # apply `ops` in one transaction
+STEP_WAIT = "wait"                 # wait until `path` holds one of `values`
+STEP_HOTPLUG = "hotplug"           # run `script` with `action` (add/remove) and `env`
+STEP_WAIT_REMOVED = "wait_removed"  # wait until the directory `path` is gone (driver domain's devd)
+STEP_CLEANUP = "cleanup"           # one transaction: cleanup_ops(fresh snapshot, placement)
+
+# Which xl option a libxl-written node stands for, for messages ("differing fields").
+FIELD_OF_NODE = {
+    "params": "target", "script": "script", "colo-host": "colo-host", "colo-port": "colo-port",
+    "colo-export": "colo-export", "active-disk": "active-disk", "hidden-disk": "hidden-disk",
+    "removable": "devtype", "dev": "vdev", "type": "backendtype", "mode": "access",
+    "device-type": "devtype", "direct-io-safe": "direct-io-safe", "discard-enable": "discard",
+    "specification": "specification", "transport": "transport", "base": "specification",
+    "irq": "specification", "frontend": "backend", "backend": "backend", "backend-id": "backend",
+    "frontend-id": "domain", "virtual-device": "vdev", "trusted": "trusted", "bootable": "bootable",
+    "online": "online", "state": "state",
+}
+
+ReadSet = namedtuple("ReadSet", "values perms subtrees")
+ReadSet.__doc__ = """What to read from one snapshot: node values (missing -> absent), permissions of
+directories, and subtrees whose every node value is read (list, then read each child)."""
+
+
+def _int_or_none(value):
+    if value is None or not value.isdigit() or not value.isascii():
+        return None
+    return int(value)
+
+
+def state_name(state):
+    """XenbusState name of a state number (None -> "Unknown" for a missing node)."""
+    return XENBUS_STATES.get(state, "Unknown") if state is not None else "Unknown"
+
+
+# -- read-back --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CurrentDisk:
+    """One disk as recorded in `/libxl/D/device/<kind>/N`, with the live state of both ends."""
+
+    domid: int
+    kind: str
+    devid: int
+    libxl: dict = field(hash=False)   # direct children of the libxl directory: name -> value
+    backend_domid: int
+    backend_kind: str
+    frontend_state: object = None     # int, or None when the node is missing/unread
+    backend_state: object = None
+    frontend_present: bool = False
+    stale: tuple = ()                 # why the entry is dead and will be cleaned, if it is
+    warnings: tuple = ()              # backend nodes differing from libxl's copy, ...
+
+    @property
+    def vdev(self):
+        return self.libxl.get("dev")
+
+    @property
+    def placement(self):
+        return DiskPlacement(self.domid, self.backend_domid, self.devid, self.kind, self.backend_kind)
+
+    @property
+    def libxl_path(self):
+        return libxl_disk_path(self.domid, self.kind, self.devid)
+
+    @property
+    def is_cdrom(self):
+        return self.libxl.get("device-type") == "cdrom"
+
+    @property
+    def connected(self):
+        """The guest's frontend is live (Initialised, Connected or Closing): a detach needs it."""
+        return self.frontend_present and self.frontend_state in (3, 4, 5)
+
+
+def guest_roots(domid):
+    """First read of a guest: the subtree `/libxl/D/device` and the node `/libxl/D/type`."""
+    return ReadSet(values=("/libxl/%d/type" % domid,), perms=(), subtrees=("/libxl/%d/device" % domid,))
+
+
+def _placement_of_record(domid, kind, devid, libxl):
+    parsed = parse_backend_path(libxl.get("backend"))
+    if parsed is not None and parsed[2] == domid and parsed[3] == devid:
+        return parsed[0], parsed[1]
+    # No usable record: recompute as libxl__device_from_disk does (type -> backend kind, B = 0).
+    from ansible_collections.xen.disks.plugins.module_utils._layout import BACKEND_KIND
+    return TOOLSTACK_DOMID, BACKEND_KIND.get(libxl.get("type"), kind)
+
+
+def read_disk(tree, domid, kind, devid):
+    """The `CurrentDisk` recorded at `/libxl/D/device/<kind>/N`, or None if there is none."""
+    path = libxl_disk_path(domid, kind, devid)
+    names = tree.children(path)
+    if path not in tree and not names:
+        return None
+    libxl = {name: tree.values[path + "/" + name] for name in names}
+    backend_domid, backend_kind = _placement_of_record(domid, kind, devid, libxl)
+    placement = DiskPlacement(domid, backend_domid, devid, kind, backend_kind)
+    front, back = placement.frontend_path, placement.backend_path
+    backend_state = _int_or_none(tree.get(back + "/state"))
+    frontend_present = (front + "/backend") in tree
+    frontend_state = _int_or_none(tree.get(front + "/state"))
+
+    stale = []
+    missing = [n for n in REQUIRED_LIBXL_NODES if n not in libxl]
+    if missing:
+        stale.append("half-written libxl record (no %s)" % ", ".join(missing))
+    elif parse_backend_path(libxl["backend"]) is None:
+        stale.append("libxl record has an invalid backend path %r" % libxl["backend"])
+    if back + "/state" not in tree:
+        stale.append("backend directory missing")
+    elif backend_state == 6:
+        stale.append("backend Closed")
+    elif backend_state == 5:
+        stale.append("backend Closing (an unfinished detach)")
+    if not frontend_present:
+        stale.append("frontend directory missing")
+
+    warnings = []
+    for name in sorted(libxl):
+        if ownership(BACKEND, name) != OWNED:
+            continue
+        have = tree.get(back + "/" + name)
+        if have is not None and have != libxl[name]:
+            warnings.append("backend node %s = %r differs from libxl's copy %r" % (name, have, libxl[name]))
+    return CurrentDisk(domid, kind, devid, libxl, backend_domid, backend_kind, frontend_state,
+                       backend_state, frontend_present, tuple(stale), tuple(warnings))
+
+
+def read_disks(tree, domid):
+    """Every disk recorded for guest `domid` (§5.1/§5.2), both kinds, sorted by (kind, devid).
+
+    Stale entries (backend missing or Closed, frontend missing, half-written records) are
+    returned too, with the reasons in `stale`. Child names that are not device numbers are
+    reported by `guest_warnings`.
+    """
+    out = []
+    for kind in KINDS:
+        for name in tree.children(libxl_kind_dir(domid, kind)):
+            devid = _int_or_none(name)
+            if devid is not None and str(devid) == name:
+                out.append(read_disk(tree, domid, kind, devid))
+    return out
+
+
+def guest_warnings(tree, domid):
+    """Guest-level problems: both vbd and virtio_disk records (libxl then lists none, §5.2),
+    and record names that are not device numbers."""
+    warnings = []
+    kinds = [k for k in KINDS if tree.children(libxl_kind_dir(domid, k))]
+    if len(kinds) == 2:
+        warnings.append("guest %d has both vbd and virtio_disk records: libxl refuses to list its disks "
+                        "(\"Invalid configuration, both xen and virtio paths are present\")" % domid)
+    for kind in KINDS:
+        for name in tree.children(libxl_kind_dir(domid, kind)):
+            devid = _int_or_none(name)
+            if devid is None or str(devid) != name:
+                warnings.append("%s/%s is not a device number" % (libxl_kind_dir(domid, kind), name))
+    return warnings
+
+
+def current_read_paths(current):
+    """Nodes the plan reads for a recorded disk: frontend presence and state, backend state."""
+    p = current.placement
+    return (p.frontend_path + "/backend", p.frontend_path + "/state", p.backend_path + "/state")
+
+
+def owned_paths(desired):
+    """The exact reads a no-op check of declared disk(s) needs.
+
+    `values`: every frontend and backend node libxl writes except the backend's `online`
+    (frontend `state` and backend `state` included: they tell live from stale); `perms`: the
+    frontend and backend directories; `subtrees`: the libxl directory (all of it is owned).
+    Accepts one DesiredDisk or an iterable of them.
+    """
+    items = [desired] if hasattr(desired, "placement") else list(desired)
+    values, perms, subtrees = [], [], []
+    for d in items:
+        p = d.placement
+        values += [p.frontend_path + "/" + name for name, _ in d.frontend]
+        values += [p.backend_path + "/" + name for name, _ in d.backend if name != "online"]
+        perms += [p.frontend_path, p.backend_path]
+        subtrees.append(p.libxl_path)
+    return ReadSet(tuple(values), tuple(perms), tuple(subtrees))
+
+
+def owned_node_count(desired):
+    """Nodes libxl writes for one disk: its three directories and every node in them."""
+    return 3 + len(desired.frontend) + len(desired.backend) + len(desired.libxl)
+
+
+def read_set(tree, domid, desired):
+    """Second read of a guest, computed on the first (`guest_roots`): the declared disks' owned
+    paths plus, for each other recorded disk (or one recorded elsewhere), `current_read_paths`."""
+    own = owned_paths(desired)
+    values = list(own.values)
+    seen = set(values)
+    for current in read_disks(tree, domid):
+        for path in current_read_paths(current):
+            if path not in seen:
+                seen.add(path)
+                values.append(path)
+    return ReadSet(tuple(values), own.perms, own.subtrees)
+
+
+# -- the plan ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Phase:
+    """One step of the runtime's work for a disk (see the STEP_* constants)."""
+
+    step: str
+    ops: tuple = ()
+    path: str = ""
+    values: tuple = ()
+    timeout: float = 0
+    action: str = ""
+    script: str = ""
+    env: tuple = ()              # ((name, value), ...) for a hotplug script
+    on_timeout: str = "fail"     # "fail", or "continue" (FORCE_ON goes on to the cleanup)
+    placement: object = None     # cleanup: recompute cleanup_ops against a fresh snapshot
+
+
+@dataclass(frozen=True)
+class DiskChange:
+    """The plan for one disk: action, identity, differences, ops and runtime phases."""
+
+    action: str
+    vdev: str
+    devid: int
+    kind: str
+    label: str = ""
+    fields: tuple = ()           # xl options that differ (sorted)
+    differences: tuple = ()      # ((path, current value, desired value), ...)
+    ops: tuple = ()              # net effect on the snapshot (what `Plan.after` applies)
+    phases: tuple = ()
+    needs: str = NEEDS_NOTHING
+    stale: tuple = ()            # stale entries cleaned by this change, with reasons
+    notes: tuple = ()            # informational (lenient differences, backend drift, ...)
+    error: str = ""              # set when the change is refused (recreate/virtio/...)
+    desired: object = None       # DesiredDisk or None
+    current: object = None       # CurrentDisk or None
+
+    @property
+    def changed(self):
+        return bool(self.ops) and not self.error
+
+
+class PlanError(ValueError):
+    """Changes the plan refuses: every message, one per line."""
+
+    def __init__(self, messages):
+        self.messages = tuple(messages)
+        super().__init__("\n".join(self.messages))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The changes to one guest: a value, ops sorted deterministically (detaches first)."""
+
+    domid: int
+    changes: tuple = ()
+    stale: tuple = ()            # stale entries seen and left alone: (vdev or path, reasons)
+    warnings: tuple = ()
+
+    @property
+    def ops(self):
+        return tuple(op for c in self.changes if not c.error for op in c.ops)
+
+    @property
+    def errors(self):
+        return tuple(c.error for c in self.changes if c.error)
+
+    def __bool__(self):
+        return any(c.changed for c in self.changes)
+
+    def after(self, tree):
+        """The snapshot with every accepted change applied, on a copy."""
+        return tree.copy().apply_all(self.ops)
+
+    def check(self):
+        """Raise PlanError listing every refused change."""
+        if self.errors:
+            raise PlanError(self.errors)
+        return self
+
+
+def _hotplug_env(placement, script):
+    return (("script", script), ("XENBUS_TYPE", "vbd"),
+            ("XENBUS_PATH", "backend/vbd/%d/%d" % (placement.domid, placement.devid)),
+            ("XENBUS_BASE_PATH", "backend"))
+
+
+def _attach_phases(desired, ops):
+    p = desired.placement
+    phases = [Phase(STEP_TRANSACTION, ops=tuple(ops))]
+    if p.waits_for_init:
+        phases.append(Phase(STEP_WAIT, path=p.backend_path + "/state", values=("2",), timeout=INIT_TIMEOUT))
+    script = desired.hotplug_script
+    if script:
+        phases.append(Phase(STEP_HOTPLUG, action="add", script=script, env=_hotplug_env(p, script),
+                            timeout=HOTPLUG_TIMEOUT))
+    return phases
+
+
+def _detach_phases(tree, current, force, cleanup):
+    p = current.placement
+    if current.stale:
+        return [Phase(STEP_CLEANUP, ops=tuple(cleanup), placement=p)]
+    phases = [
+        Phase(STEP_TRANSACTION, ops=tuple(close_ops(tree, p, force=force))),
+        Phase(STEP_WAIT, path=p.backend_path + "/state", values=("6",), timeout=DESTROY_TIMEOUT,
+              on_timeout="continue" if force else "fail"),
+    ]
+    if p.backend_domid != TOOLSTACK_DOMID:
+        phases.append(Phase(STEP_WAIT_REMOVED, path=p.backend_path, timeout=DESTROY_TIMEOUT,
+                            on_timeout="continue" if force else "fail"))
+    elif p.backend_kind == "vbd":
+        script = current.libxl.get("script") or tree.get(p.backend_path + "/script")
+        if script:
+            phases.append(Phase(STEP_HOTPLUG, action="remove", script=script, env=_hotplug_env(p, script),
+                                timeout=HOTPLUG_TIMEOUT))
+    phases.append(Phase(STEP_CLEANUP, ops=tuple(cleanup), placement=p))
+    return phases
+
+
+def _detach_needs(current, force):
+    if current.stale or current.backend_state == 6 or not current.frontend_present \
+            or current.frontend_state == 6:
+        return NEEDS_NOTHING
+    if force:
+        return NEEDS_FORCE
+    return NEEDS_COOPERATION if current.connected else NEEDS_FORCE
+
+
+def _same_params(current, desired):
+    """An ejected cdrom holds params "" (§3.6); a new empty one "aio:": same meaning."""
+    return current == desired or (desired == "aio:" and current == "")
+
+
+def _compare(tree, desired, current):
+    """(differences in the libxl record, drift elsewhere, perms drift, notes) of a live disk."""
+    p = desired.placement
+    record, drift, notes = [], [], []
+    want = dict(desired.libxl)
+    for name in sorted(set(want) | set(current.libxl)):
+        have, value = current.libxl.get(name), want.get(name)
+        same = _same_params(have, value) if name == "params" and desired.disk.is_cdrom else have == value
+        if not same:
+            record.append((p.libxl_path + "/" + name, have, value))
+    for base, entries, directory in ((p.frontend_path, desired.frontend, FRONTEND),
+                                     (p.backend_path, desired.backend, BACKEND)):
+        for name, value in entries:
+            klass = ownership(directory, name)
+            if klass == CREATE_ONLY:
+                continue
+            path = base + "/" + name
+            have = tree.get(path)
+            if klass == LENIENT:
+                if have is not None and have != value:
+                    notes.append("%s = %r (libxl wrote %r; the guest may rewrite it)" % (path, have, value))
+                continue
+            same = _same_params(have, value) if name == "params" and desired.disk.is_cdrom else have == value
+            if not same:
+                drift.append((path, have, value))
+    perms = []
+    for path, want_perms in ((p.frontend_path, p.frontend_perms), (p.backend_path, p.backend_perms)):
+        have = tree.perms.get(path)
+        if have is not None and tuple(have) != tuple(want_perms):
+            perms.append((path, ",".join(have), ",".join(want_perms)))
+    return record, drift, perms, notes
+
+
+def _fields(differences):
+    names = set()
+    for path, _, _ in differences:
+        name = path.rsplit("/", 1)[1]
+        names.add(FIELD_OF_NODE.get(name, "permissions" if name.isdigit() else name))
+    return tuple(sorted(names))
+
+
+def _describe(differences):
+    return ", ".join("%s %r -> %r" % (path.rsplit("/", 1)[1], have, want) for path, have, want in differences)
+
+
+def _repair_ops(drift, perms, desired):
+    ops = [XsOp(SET_PERMS, path, perms=tuple(want.split(","))) for path, _, want in perms]
+    fperms = desired.placement.frontend_perms
+    for path, _, value in drift:
+        ops.append(XsOp(WRITE, path, value))
+        if path.startswith(desired.placement.frontend_path + "/") and not path.endswith("/backend"):
+            ops.append(XsOp(SET_PERMS, path, perms=fperms))
+    return ops
+
+
+def _virtio_error(name, what):
+    verb = "hot-plugged" if what == "attach" else "hot-unplugged"
+    return ("%s: a virtio disk cannot be %s (libxl: virtio disks exist only from the guest's creation); "
+            "declare it in the guest's configuration and restart the guest" % (name, verb))
+
+
+def _devid(vdev):
+    from ansible_collections.xen.disks.plugins.module_utils._vdev import vdev_to_devid
+    return vdev_to_devid(vdev)
+
+
+def plan_guest(tree, domid, desired, *, state="present", exclusive=False, keep=(), recreate=False,
+               force=False, creating=False):
+    """Plan guest `domid` from snapshot `tree` towards `desired` (DesiredDisks of `_layout`).
+
+    state=present: attach what is missing, leave what matches, change cdrom media in place (HVM),
+    repair drift of owned frontend/backend nodes, recreate (detach + attach) a disk whose libxl
+    record differs only with `recreate`, else refuse naming the fields; with `exclusive`, detach
+    every recorded disk not declared whose vdev is not in `keep` (aliases count). state=absent:
+    detach each declared disk (only its vdev/devid matters; strings are accepted too).
+    `force` detaches without the guest's cooperation (FORCE_ON). `creating` says the guest is
+    being created (virtio disks may then be attached); by default it is running.
+    Refused changes are in `Plan.errors` (`Plan.check()` raises them).
+    """
+    if state not in ("present", "absent"):
+        raise ValueError("state must be present or absent, not %r" % (state,))
+    currents = read_disks(tree, domid)
+    by_devid = {}
+    for c in currents:
+        by_devid.setdefault(c.devid, []).append(c)
+    keep_devids = {_devid(v) for v in keep}
+    work = TreeView(tree)
+    detaches, others = [], []
+    seen_devids = set()
+    warnings = list(guest_warnings(tree, domid))
+
+    def detach(current, label):
+        cleanup = cleanup_ops(work, current.placement)
+        work.apply_all(cleanup)
+        is_virtio = current.kind == "virtio_disk"
+        error = _virtio_error(label, "detach") if is_virtio and not creating and not current.stale else ""
+        needs = NEEDS_RESTART if error else _detach_needs(current, force)
+        return DiskChange(DETACH, current.vdev, current.devid, current.kind, label=label,
+                          ops=tuple(cleanup), phases=tuple(_detach_phases(tree, current, force, cleanup)),
+                          needs=needs, stale=current.stale, error=error, current=current)
+
+    if state == "absent":
+        items = [(_devid(item), item, item) if isinstance(item, str) else (item.devid, item.name, item)
+                 for item in desired]
+        for devid, label, item in sorted(items, key=lambda x: x[0]):
+            if devid in seen_devids:
+                continue
+            seen_devids.add(devid)
+            found = by_devid.get(devid, ())
+            if not found:
+                others.append(DiskChange(ABSENT, label if isinstance(item, str) else item.vdev, devid,
+                                         getattr(getattr(item, "placement", None), "kind", ""), label=label))
+            for current in found:
+                detaches.append(detach(current, label))
+        return _finish(domid, detaches, others, by_devid, seen_devids, warnings)
+
+    declared = sorted(desired, key=lambda x: x.devid)
+    for d in declared:
+        if d.devid in seen_devids:
+            raise ValueError("two declared disks have device number %d" % d.devid)
+        seen_devids.add(d.devid)
+    if exclusive:  # first, so that each later walk-up sees these removals
+        for current in sorted(currents, key=lambda c: (c.devid, c.kind)):
+            if current.devid not in seen_devids and current.devid not in keep_devids:
+                detaches.append(detach(current, current.vdev or str(current.devid)))
+
+    for d in declared:
+        p = d.placement
+        found = by_devid.get(d.devid, [])
+        live = [c for c in found if not c.stale]
+        current = live[0] if live and live[0].kind == p.kind else None
+        if current is None:
+            if live and not recreate:  # recorded live under the other kind
+                c = live[0]
+                others.append(DiskChange(
+                    RECREATE, d.vdev, d.devid, p.kind, label=d.name, fields=("specification",),
+                    needs=NEEDS_RESTART if (d.is_virtio or c.kind == "virtio_disk") and not creating
+                    else NEEDS_RECREATE,
+                    error="%s: the attached disk %d is a %s device and the declared one a %s device; "
+                          "changing that needs a detach and an attach: set recreate=true"
+                          % (d.name, d.devid, c.kind, p.kind),
+                    desired=d, current=c))
+                continue
+            stale, ops, phases = [], [], []
+            for c in found:  # stale records, and with recreate a live one of the other kind
+                stale += ["%s: %s" % (c.libxl_path, reason) for reason in c.stale]
+                cleanup = cleanup_ops(work, c.placement)
+                work.apply_all(cleanup)
+                ops += cleanup
+                phases += _detach_phases(tree, c, force, cleanup)
+            if not found:  # directories without a libxl record: generic_add's rm removes them
+                for path in (p.frontend_path, p.backend_path):
+                    if path in work or work.children(path):
+                        stale.append("%s: left without a libxl record" % path)
+            add = attach_ops(d)
+            work.apply_all(add)
+            ops += add
+            error = _virtio_error(d.name, "attach") if d.is_virtio and not creating else ""
+            others.append(DiskChange(
+                RECREATE if live else ATTACH, d.vdev, d.devid, p.kind, label=d.name, ops=tuple(ops),
+                phases=tuple(phases + _attach_phases(d, add)),
+                needs=NEEDS_RESTART if error else (_detach_needs(live[0], force) if live else NEEDS_NOTHING),
+                stale=tuple(stale), error=error, desired=d, current=live[0] if live else None))
+            continue
+
+        record, drift, perms, notes = _compare(tree, d, current)
+        notes += list(current.warnings)
+        if not record and not drift and not perms:
+            others.append(DiskChange(UNCHANGED, d.vdev, d.devid, p.kind, label=d.name, notes=tuple(notes),
+                                     desired=d, current=current))
+            continue
+        if not record:
+            ops = _repair_ops(drift, perms, d)
+            work.apply_all(ops)
+            others.append(DiskChange(REPAIR, d.vdev, d.devid, p.kind, label=d.name, fields=_fields(drift + perms),
+                                     differences=tuple(drift + perms), ops=tuple(ops),
+                                     phases=(Phase(STEP_TRANSACTION, ops=tuple(ops)),),
+                                     notes=tuple(notes), desired=d, current=current))
+            continue
+        media = _media_change_possible(d, current, record)
+        if media:
+            txns = media_change_ops(d, eject_first=True)
+            if d.disk.effective_format == "empty":
+                txns = txns[:1]
+            rest = [x for x in drift if x[0].rsplit("/", 1)[1] not in ("params", "type")]
+            repair = _repair_ops(rest, perms, d)
+            ops = [op for txn in txns for op in txn] + repair
+            work.apply_all(ops)
+            phases = [Phase(STEP_TRANSACTION, ops=tuple(txn)) for txn in txns]
+            if repair:
+                phases.append(Phase(STEP_TRANSACTION, ops=tuple(repair)))
+            others.append(DiskChange(MEDIA_CHANGE, d.vdev, d.devid, p.kind, label=d.name, fields=_fields(record),
+                                     differences=tuple(record + rest + perms), ops=tuple(ops),
+                                     phases=tuple(phases), notes=tuple(notes), desired=d, current=current))
+            continue
+        fields = _fields(record)
+        if d.is_virtio and not creating:
+            error = ("%s: %s differ from the attached virtio disk (%s); a virtio disk cannot be replaced "
+                     "while the guest runs: change the guest's configuration and restart it"
+                     % (d.name, ", ".join(fields), _describe(record)))
+            others.append(DiskChange(RECREATE, d.vdev, d.devid, p.kind, label=d.name, fields=fields,
+                                     differences=tuple(record), needs=NEEDS_RESTART, error=error,
+                                     desired=d, current=current))
+            continue
+        if not recreate:
+            error = ("%s: %s differ from the attached disk (libxl record: %s); changing %s needs a detach "
+                     "and an attach: set recreate=true to do that"
+                     % (d.name, ", ".join(fields), _describe(record), "it" if len(fields) == 1 else "them"))
+            others.append(DiskChange(RECREATE, d.vdev, d.devid, p.kind, label=d.name, fields=fields,
+                                     differences=tuple(record), needs=NEEDS_RECREATE, error=error,
+                                     desired=d, current=current))
+            continue
+        cleanup = cleanup_ops(work, current.placement)
+        work.apply_all(cleanup)
+        add = attach_ops(d)
+        work.apply_all(add)
+        others.append(DiskChange(
+            RECREATE, d.vdev, d.devid, p.kind, label=d.name, fields=fields, differences=tuple(record),
+            ops=tuple(cleanup + add),
+            phases=tuple(_detach_phases(tree, current, force, cleanup) + _attach_phases(d, add)),
+            needs=_detach_needs(current, force), notes=tuple(notes), desired=d, current=current))
+
+    seen_devids.update(c.devid for c in detaches)
+    return _finish(domid, detaches, others, by_devid, seen_devids, warnings)
+
+
+def _media_change_possible(desired, current, record):
+    """libxl_cdrom_insert: an HVM guest's cdrom keeping its backend; only `params` may differ."""
+    if desired.guest_type != "hvm" or not desired.disk.is_cdrom or not current.is_cdrom:
+        return False
+    if current.libxl.get("removable") != "1" or current.backend_kind != desired.placement.backend_kind:
+        return False
+    return all(path.rsplit("/", 1)[1] == "params" for path, _, _ in record)
+
+
+def _finish(domid, detaches, others, by_devid, seen_devids, warnings):
+    # Stale entries nobody asked about: reported, left alone.
+    stale = tuple(("%s" % (c.vdev or c.libxl_path), c.stale) for devid, cs in sorted(by_devid.items())
+                  for c in cs if c.stale and devid not in seen_devids)
+    changes = tuple(sorted(detaches, key=lambda c: (c.devid, c.kind)) + sorted(others, key=lambda c: (c.devid, c.kind)))
+    return Plan(domid, changes, stale, tuple(warnings))
