@@ -11,9 +11,10 @@ Private to the xen.disks collection: no compatibility promise. Python 3.8+.
   (xenstored answers one connection's requests in order), so `read_values`, `read_perms`,
   `list_children` cost one round trip and `read_tree` one round trip per tree level.
   `conn.requests` and `conn.round_trips` count what was sent.
-- `transaction(plan_fn)` reads through a reader bound to one transaction (one snapshot),
-  applies the `XsOp`s plan_fn returns (pipelined, in order), commits, and on EAGAIN re-reads,
-  re-plans and retries with jittered backoff. Any failure aborts: nothing is half-written.
+- `transaction(plan_fn)` reads through a reader bound to one transaction, applies the `XsOp`s
+  plan_fn returns (pipelined, in order), commits, and on EAGAIN (something it read changed)
+  re-reads, re-plans and retries with jittered backoff. Any failure aborts: nothing is
+  half-written. `snapshot(read_fn)` is the same for reads only: one consistent view.
 - `wait_for` / `wait_for_all` are driven by watches, never by polling.
 - Every path, value and permission list is checked (`check_path`) before anything of the
   batch is sent.
@@ -44,7 +45,6 @@ try:
     from pyxs._internal import NUL, Event, Op, Packet, next_rq_id
     from pyxs.client import Router, RVar
     from pyxs.connection import UnixSocketConnection, XenBusConnection, _UnixSocketTransport, _XenBusTransport
-    from pyxs.exceptions import PyXSError
 except ImportError:
     HAS_PYXS = False
     PYXS_IMPORT_ERROR = traceback.format_exc()
@@ -302,17 +302,18 @@ class _WatchSink(object):
 
 
 class TransactionResult(object):
-    """What `transaction` did: the plan_fn's result, the ops applied, and the attempts made."""
+    """What `transaction` did: the plan_fn's result, its ops, the attempts made, and whether
+    the ops were applied (False in plan-only mode)."""
 
-    def __init__(self, result, ops, attempts, committed):
+    def __init__(self, result, ops, attempts, applied):
         self.result = result
         self.ops = ops
         self.attempts = attempts
-        self.committed = committed
+        self.applied = applied
 
     def __repr__(self):
-        return "TransactionResult(ops=%d, attempts=%d, committed=%r)" % (
-            len(self.ops), self.attempts, self.committed)
+        return "TransactionResult(ops=%d, attempts=%d, applied=%r)" % (
+            len(self.ops), self.attempts, self.applied)
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -474,7 +475,7 @@ def _open_error(path, e):
 
 
 class XenstoreConnection(XenstoreReader):
-    """One connection to xenstored. Reads without a transaction use the reader API directly;
+    """One connection to xenstored. Its own reader API reads outside any transaction;
     `snapshot()` and `transaction()` give readers bound to one transaction."""
 
     def __init__(self, router, path, timeout=DEFAULT_TIMEOUT):
@@ -612,10 +613,6 @@ class XenstoreConnection(XenstoreReader):
         except XenstoreError:
             pass  # a lost connection discards the transaction anyway
 
-    def snapshot(self):
-        """Context manager: a reader bound to a read-only transaction (one consistent view)."""
-        return _Snapshot(self)
-
     @staticmethod
     def _encode_ops(ops):
         """Check every op and encode it; raises before anything is sent."""
@@ -654,22 +651,38 @@ class XenstoreConnection(XenstoreReader):
         """Run plan_fn(reader) in a transaction and apply the XsOps it returns, atomically.
 
         plan_fn returns a list of XsOp, or an object with an `ops` attribute (a Plan). On EAGAIN
-        at commit (or from any request) everything is re-read and re-planned, up to
+        (at commit, or from any request) everything is re-read and re-planned, up to
         `max_retries` more times, after a jittered, doubling pause starting at `backoff` s.
-        With apply=False the plan is computed from the snapshot and nothing is written.
-        Any exception aborts the transaction. Returns a TransactionResult.
+        With apply=False nothing is written, but the commit still checks that every read saw
+        one state of xenstore (check mode). Any exception aborts the transaction: nothing is
+        half-written. Returns a TransactionResult.
         """
+        def attempt(reader):
+            result = plan_fn(reader)
+            ops = list(getattr(result, "ops", result) or ())
+            if apply:
+                self.apply(ops, reader.tx_id)
+            return result, ops
+
+        (result, ops), attempts = self._retrying(attempt, max_retries, backoff)
+        return TransactionResult(result, ops, attempts, apply)
+
+    def snapshot(self, read_fn, max_retries=DEFAULT_RETRIES, backoff=DEFAULT_BACKOFF):
+        """read_fn(reader)'s result, where every read saw the same state of xenstore.
+
+        xenstored's transactions read live nodes and detect at commit whether a node read has
+        changed since (EAGAIN); then read_fn runs again.
+        """
+        return self._retrying(read_fn, max_retries, backoff)[0]
+
+    def _retrying(self, fn, max_retries, backoff):
+        """(fn(reader), attempts) with fn run in a transaction until its commit succeeds."""
         attempt = 0
         while True:
             attempt += 1
             tx_id = self._start()
             try:
-                result = plan_fn(XenstoreReader(self, tx_id))
-                ops = list(getattr(result, "ops", result) or ())
-                if not apply:
-                    self._abort(tx_id)
-                    return TransactionResult(result, ops, attempt, False)
-                self.apply(ops, tx_id)
+                value = fn(XenstoreReader(self, tx_id))
             except XenstoreError as e:
                 self._abort(tx_id)
                 if e.errno_name != "EAGAIN" or isinstance(e, XenstoreConnectionError):
@@ -681,7 +694,7 @@ class XenstoreConnection(XenstoreReader):
             else:
                 committed = self._end(tx_id, commit=True)
             if committed:
-                return TransactionResult(result, ops, attempt, True)
+                return value, attempt
             if attempt > max_retries:
                 raise XenstoreConflict(
                     "xenstore transaction still conflicting with other writers after %d attempts"
@@ -768,16 +781,3 @@ class XenstoreConnection(XenstoreReader):
 def _describe_wanted(values):
     shown = sorted(("missing" if v is None else repr(v)) for v in values)
     return shown[0] if len(shown) == 1 else "one of " + ", ".join(shown)
-
-
-class _Snapshot(object):
-    def __init__(self, conn):
-        self.conn = conn
-        self.tx_id = None
-
-    def __enter__(self):
-        self.tx_id = self.conn._start()
-        return XenstoreReader(self.conn, self.tx_id)
-
-    def __exit__(self, *exc_info):
-        self.conn._abort(self.tx_id)

@@ -25,11 +25,9 @@ tests/integration/conftest.py uses.
 from __future__ import annotations
 
 import argparse
-import errno
 import hashlib
 import json
 import os
-import shutil
 import signal
 import socket
 import struct
