@@ -28,6 +28,7 @@ _GUEST_OPTIONS = {
     "force": {"type": "bool"},
     "creating": {"type": "bool"},
     "backend": {"type": "str"},
+    "width": {"type": "int", "choices": [32, 64]},
 }
 
 GUEST_DEFAULTS = {
@@ -39,6 +40,7 @@ GUEST_DEFAULTS = {
     "force": False,
     "creating": False,
     "backend": None,
+    "width": 64,
 }
 
 
@@ -61,6 +63,7 @@ def xen_disk_argument_spec():
         "timeout": {"type": "float"},
         "hotplug_scripts": {"type": "str", "default": "auto", "choices": list(HOTPLUG_SCRIPT_POLICIES)},
         "script_dir": {"type": "path", "default": "/etc/xen/scripts"},
+        "arch": {"type": "str", "choices": ["x86", "arm"]},
     })
     spec.update(copy.deepcopy(XENSTORE_CONNECTION))
     return spec

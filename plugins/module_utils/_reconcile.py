@@ -1,0 +1,756 @@
+# -*- coding: utf-8 -*-
+# Copyright: xen.disks contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Orchestration of the xen_disk and xen_disk_info modules: read once, plan, apply, hand-shake.
+
+Private to the xen.disks collection: no compatibility promise. Standard library only (no
+Ansible imports); Python 3.8+. The pure pieces live in `_declaration` (validation), `_layout`
+(what libxl writes) and `_plan` (read-back and plan); `_xenstore` is the only code that talks
+to xenstore. The I/O of this module is limited to that adapter, `stat_target` (libxl's stat of
+a local target) and `run_hotplug_script` (libxl's hotplug script runner, §3.4), both injectable.
+
+One reconcile:
+1. one snapshot (a read-only transaction): the host's domains, every guest's libxl records,
+   then exactly `_plan.read_set` of each guest (the owned nodes of the declared disks, the
+   states of the others); for guests that change, the directories the cleanup walks up;
+2. the whole declaration validated (`_declaration.validate_declaration`); one bad disk and
+   nothing is written;
+3. a plan per guest (`_plan.plan_guest`); check mode stops here;
+4. per guest, the plan's phases in lock-step (phase k of every disk together): transactions
+   merged into one (cleanups re-planned against a fresh read on EAGAIN), waits for the
+   backend driven by watches, hotplug scripts where libxl would run them.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import stat
+import subprocess
+
+from ansible_collections.xen.disks.plugins.module_utils import _plan
+from ansible_collections.xen.disks.plugins.module_utils._layout import (
+    DEFAULT_SCRIPT_DIR,
+    KINDS,
+    cleanup_ops,
+    cleanup_read_paths,
+    libxl_kind_dir,
+    script_name,
+)
+from ansible_collections.xen.disks.plugins.module_utils._xenstore import (
+    XenstoreConnection,
+    XenstoreError,
+    XenstoreTimeout,
+)
+from ansible_collections.xen.disks.plugins.module_utils._xs_tree import XsTree
+
+GUEST_OPTIONS = ("disks", "state", "exclusive", "keep", "recreate", "force", "creating", "backend", "width")
+
+# A fast backend may already be past InitWait (the guest connected) when the watch is set:
+# libxl's wait for InitWait is satisfied by any later live state.
+INIT_REACHED = ("2", "3", "4")
+
+HOTPLUG_RAN = "ran"
+HOTPLUG_SKIPPED = "skipped"
+HOTPLUG_UDEV = "udev"
+HOTPLUG_NONE = "none"
+
+
+class ReconcileError(Exception):
+    """A failure for the module to report: `str()` is the message, `details` extra result keys."""
+
+    def __init__(self, message, **details):
+        super().__init__(message)
+        self.details = details
+
+
+# -- host I/O (injectable) ----------------------------------------------------------------
+def stat_target(path):
+    """What libxl's stat of a local target finds: block, file, other, missing or unknown."""
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return "missing"
+    except OSError:
+        return "unknown"
+    if stat.S_ISBLK(mode):
+        return "block"
+    if stat.S_ISREG(mode):
+        return "file"
+    return "other"
+
+
+class HotplugFailure(Exception):
+    """A hotplug script failed or did not finish in time; `str()` says how."""
+
+
+def run_hotplug_script(script, action, env, timeout):
+    """Run `script action` as libxl does (§3.4): stdin /dev/null, libxl's environment, a timeout."""
+    full_env = dict(os.environ)
+    full_env.update(env)
+    try:
+        proc = subprocess.run([script, action], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, env=full_env, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise HotplugFailure("%s %s did not finish within %g s" % (script, action, timeout)) from None
+    except OSError as exc:
+        raise HotplugFailure("%s %s could not be started: %s" % (script, action, exc.strerror)) from None
+    if proc.returncode != 0:
+        output = proc.stdout.decode("utf-8", "replace").strip()
+        raise HotplugFailure("%s %s exited with status %d%s" % (
+            script, action, proc.returncode, (": " + output[-2000:]) if output else ""))
+
+
+def host_arch():
+    """libxl's virtio-mmio allocation differs on Arm; everything else is treated as x86."""
+    machine = platform.machine().lower()
+    return "arm" if machine.startswith(("arm", "aarch64")) else "x86"
+
+
+# -- requests -----------------------------------------------------------------------------
+class GuestRequest:
+    """One guest of a xen_disk call: its options, and how messages name it."""
+
+    def __init__(self, domain, options, prefix):
+        self.domain = domain
+        self.prefix = prefix        # "" or "domains[1]."
+        self.disks = list(options.get("disks") or [])
+        self.state = options.get("state") or "present"
+        self.exclusive = bool(options.get("exclusive"))
+        self.keep = list(options.get("keep") or [])
+        self.recreate = bool(options.get("recreate"))
+        self.force = bool(options.get("force"))
+        self.creating = bool(options.get("creating"))
+        self.backend = options.get("backend")
+        self.width = options.get("width") or 64
+        self.domid = None
+        self.name = None
+        self.guest_type = None
+
+    @property
+    def where(self):
+        return (self.prefix + "domain") if self.prefix else "domain"
+
+
+def guest_requests(params):
+    """GuestRequests of the module's parameters; `domains:` entries inherit top-level values."""
+    if params.get("domains"):
+        out = []
+        for index, entry in enumerate(params["domains"]):
+            options = {name: params.get(name) for name in GUEST_OPTIONS}
+            options.update({k: v for k, v in entry.items() if v is not None and k != "domain"})
+            out.append(GuestRequest(str(entry["domain"]), options, "domains[%d]." % index))
+        return out
+    return [GuestRequest(str(params["domain"]), params, "")]
+
+
+def _open(params):
+    try:
+        return XenstoreConnection.open(params.get("xenstore_socket"))
+    except XenstoreError as exc:
+        raise ReconcileError(str(exc)) from None
+
+
+# -- reading ------------------------------------------------------------------------------
+def read_libxl_records(reader, domids):
+    """XsTree of `/libxl/D/type` and every `/libxl/D/device/<kind>/N/<node>` of `domids`.
+
+    Listing then reading, one batch per level for all guests at once: exactly the nodes
+    `_plan.read_disks` consults (the libxl directories are owned whole)."""
+    tree = XsTree()
+    if not domids:
+        return tree
+    types = reader.read_values(["/libxl/%d/type" % d for d in domids])
+    tree.values.update({p: v for p, v in types.items() if v is not None})
+    kind_dirs = [libxl_kind_dir(d, kind) for d in domids for kind in KINDS]
+    device_dirs = []
+    for path, names in reader.list_children(kind_dirs).items():
+        if names is not None:
+            tree.values[path] = ""
+            device_dirs += [path + "/" + n for n in names]
+    leaves = []
+    for path, names in reader.list_children(device_dirs).items():
+        if names is not None:
+            tree.values[path] = ""
+            leaves += [path + "/" + n for n in names]
+    tree.values.update({p: v for p, v in reader.read_values(leaves).items() if v is not None})
+    tree._children = None
+    return tree
+
+
+def merge(tree, other):
+    """Add the nodes and permissions of `other` to `tree` (both from the same snapshot)."""
+    tree.values.update(other.values)
+    tree.perms.update(other.perms)
+    tree._children = None
+    return tree
+
+
+def read_cleanup_view(reader, placements):
+    """What a removal's walk-up of empty parents needs (§4.2 step 5): the device directories
+    whole, and each ancestor's value and list of children (children not read otherwise are
+    entered with an empty value: only their existence matters to the walk-up)."""
+    tree = XsTree()
+    if not placements:
+        return tree
+    dirs = []
+    for p in placements:
+        dirs += [p.frontend_path, p.backend_path, p.libxl_path]
+    merge(tree, reader.read_tree(sorted(set(dirs)), with_perms=True))
+    ancestors = sorted({a for p in placements for a in cleanup_read_paths(p)})
+    values = reader.read_values(ancestors)
+    children = reader.list_children(ancestors)
+    for path in ancestors:
+        if values[path] is not None:
+            tree.values[path] = values[path]
+    for path in ancestors:
+        for name in children[path] or ():
+            tree.values.setdefault(path.rstrip("/") + "/" + name, "")
+    tree._children = None
+    return tree
+
+
+def _read_set_into(tree, reader, read_set):
+    nodes = reader.read_nodes(read_set.values, perms_of=read_set.perms)
+    merge(tree, nodes)
+
+
+# -- the reconcile ------------------------------------------------------------------------
+class Reconciler:
+    """One xen_disk call: see the module docstring for the steps."""
+
+    def __init__(self, conn, params, *, check_mode=False, want_diff=False, stat=stat_target,
+                 run_script=run_hotplug_script):
+        self.conn = conn
+        self.params = params
+        self.check_mode = check_mode
+        self.want_diff = want_diff
+        self.stat = stat
+        self.run_script = run_script
+        self.wait = params.get("wait", True)
+        self.timeout = params.get("timeout")
+        self.hotplug_policy = params.get("hotplug_scripts") or "auto"
+        self.script_dir = params.get("script_dir") or DEFAULT_SCRIPT_DIR
+        self.arch = params.get("arch") or host_arch()
+        self.warnings = []
+        self.results = {}        # (domid, devid, kind) -> result dict
+        self.failures = []
+
+    # -- step 1-3: read, validate, plan ---------------------------------------------------
+    def plan(self, guests):
+        """Resolve the guests, read the host from one snapshot, validate and plan. Returns
+        ([(guest, desired, plan)], tree) (tree = what was read)."""
+        try:
+            planned, tree = self.conn.snapshot(lambda reader: self._read_and_plan(reader, guests))
+        except XenstoreError as exc:
+            raise ReconcileError(str(exc), errors=[str(exc)]) from None
+        errors = [e for _g, _d, plan in planned for e in plan.errors]
+        if errors:
+            results = [r for g, _d, plan in planned for r in self._change_results(g, plan)]
+            raise ReconcileError("\n".join(errors), errors=errors, disks=results)
+        return planned, tree
+
+    def _read_and_plan(self, reader, guests):
+        """The body of the snapshot (re-run if xenstore changed while it read)."""
+        from ansible_collections.xen.disks.plugins.module_utils import _declaration
+
+        domains = reader.domains()
+        self.domains = domains
+        names = {}
+        for domid, name in domains.items():
+            if name is not None:
+                names.setdefault(name, []).append(domid)
+        self._resolve(guests, domains, names)
+        tree = read_libxl_records(reader, sorted(domains))
+        for guest in guests:
+            guest.guest_type = tree.get("/libxl/%d/type" % guest.domid)
+        self._check_guests(guests)
+
+        present = [g for g in guests if g.state == "present"]
+        attached = []
+        for domid in sorted(domains):
+            attached += _plan.read_disks(tree, domid)
+        # states of every recorded disk of the host (a stale record must not count as attached)
+        _read_set_into(tree, reader, _plan.ReadSet(
+            tuple(p for c in attached for p in _plan.current_read_paths(c)), (), ()))
+        attached = [c for domid in sorted(domains) for c in _plan.read_disks(tree, domid)]
+
+        declarations = [_declaration.GuestDeclaration(
+            g.domid, tuple(self._with_default_backend(g)), g.guest_type or "pv", g.width, g.prefix)
+            for g in present]
+        try:
+            desired_lists = _declaration.validate_declaration(
+                declarations, stat_target=self.stat, resolve_domain=lambda n: _unique_domid(names, n),
+                arch=self.arch, script_dir=self.script_dir, attached=attached)
+        except _declaration.DeclarationError as exc:
+            raise ReconcileError(str(exc), errors=list(exc.messages)) from None
+        desired_of = {id(g): d for g, d in zip(present, desired_lists)}
+
+        planned = []
+        for guest in guests:
+            if guest.state == "present":
+                desired = desired_of[id(guest)]
+            else:
+                desired = self._absent_items(guest)
+            owned = [d for d in desired if not isinstance(d, str)]
+            _read_set_into(tree, reader, _plan.read_set(tree, guest.domid, owned))
+            plan = self._plan_guest(tree, guest, desired)
+            if plan:
+                # the walk-up of empty parents needs the complete directories around
+                placements = [c.current.placement for c in plan.changes if c.current is not None]
+                placements += [c.desired.placement for c in plan.changes if c.desired is not None]
+                merge(tree, read_cleanup_view(reader, placements))
+                plan = self._plan_guest(tree, guest, desired)
+            planned.append((guest, desired, plan))
+        return planned, tree
+
+    def _resolve(self, guests, domains, names):
+        errors = []
+        seen = {}
+        for guest in guests:
+            ref = guest.domain
+            if ref.isdigit() and ref.isascii():
+                domid = int(ref)
+                if domid not in domains:
+                    errors.append("%s: no domain with id %d on this host" % (guest.where, domid))
+                    continue
+            else:
+                found = names.get(ref, [])
+                if not found:
+                    errors.append("%s: no domain named %r on this host" % (guest.where, ref))
+                    continue
+                if len(found) > 1:
+                    errors.append("%s: several domains are named %r (ids %s): give the domain id"
+                                  % (guest.where, ref, ", ".join(str(d) for d in found)))
+                    continue
+                domid = found[0]
+            if domid in seen:
+                errors.append("%s: domain %s is already declared by %s" % (guest.where, ref, seen[domid]))
+                continue
+            seen[domid] = guest.where
+            guest.domid = domid
+            guest.name = domains[domid] or ""
+        if errors:
+            raise ReconcileError("\n".join(errors), errors=errors)
+
+    def _check_guests(self, guests):
+        errors = []
+        for guest in guests:
+            if guest.domid == 0:
+                errors.append("%s: dom0's disks are not managed (libxl's local attach owns /libxl/0)"
+                              % guest.where)
+            elif guest.guest_type is None:
+                errors.append("%s: domain %d has no toolstack record (/libxl/%d/type): it was not "
+                              "created by xl/libxl" % (guest.where, guest.domid, guest.domid))
+        if errors:
+            raise ReconcileError("\n".join(errors), errors=errors)
+
+    def _with_default_backend(self, guest):
+        """The guest's disk items; a guest-level `backend` becomes the default of its disks."""
+        if guest.backend is None:
+            return guest.disks
+        from ansible_collections.xen.disks.plugins.module_utils import _declaration
+        from ansible_collections.xen.disks.plugins.module_utils._disk_spec import DiskSpecError
+        import dataclasses
+
+        out = []
+        for item in guest.disks:
+            try:
+                disk = _declaration.parse_item(item)
+            except DiskSpecError:
+                out.append(item)  # reported, with its place, by the validation
+                continue
+            out.append(disk if disk.backend is not None else dataclasses.replace(disk, backend=guest.backend))
+        return out
+
+    def _absent_items(self, guest):
+        """For state=absent only the vdevs matter: a vdev string, or the vdev of a spec/dict."""
+        from ansible_collections.xen.disks.plugins.module_utils import _declaration
+        from ansible_collections.xen.disks.plugins.module_utils._disk_spec import DiskSpecError
+        from ansible_collections.xen.disks.plugins.module_utils._vdev import VdevError, vdev_to_devid
+
+        out, errors = [], []
+        for index, item in enumerate(guest.disks):
+            label = "%sdisks[%d]" % (guest.prefix, index)
+            vdev = None
+            if isinstance(item, str) and "," not in item and "=" not in item:
+                vdev = item
+            elif isinstance(item, dict) and "vdev" in item:
+                vdev = item["vdev"]
+            else:
+                try:
+                    vdev = _declaration.parse_item(item).vdev
+                except DiskSpecError as exc:
+                    errors.append("%s: %s" % (label, exc))
+                    continue
+            try:
+                vdev_to_devid(str(vdev))
+            except VdevError as exc:
+                errors.append("%s.vdev: %s" % (label, exc))
+                continue
+            out.append(str(vdev))
+        if errors:
+            raise ReconcileError("\n".join(errors), errors=errors)
+        return out
+
+    def _plan_guest(self, tree, guest, desired):
+        try:
+            return _plan.plan_guest(tree, guest.domid, desired, state=guest.state, exclusive=guest.exclusive,
+                                    keep=guest.keep, recreate=guest.recreate, force=guest.force,
+                                    creating=guest.creating)
+        except ValueError as exc:
+            raise ReconcileError("%s: %s" % (guest.where, exc)) from None
+
+    # -- step 4: apply ----------------------------------------------------------------------
+    def apply(self, guest, plan):
+        """Carry out the plan of one guest; failures are collected in self.failures."""
+        changes = [c for c in plan.changes if c.changed]
+        remaining = {id(c): list(c.phases) for c in changes}
+        skip_hotplug = set()
+        while True:
+            batch = [(c, remaining[id(c)].pop(0)) for c in changes if remaining[id(c)]]
+            if not batch:
+                break
+            txn = [(c, ph) for c, ph in batch if ph.step in (_plan.STEP_TRANSACTION, _plan.STEP_CLEANUP)]
+            if txn:
+                self._transaction(txn)
+            waits = [(c, ph) for c, ph in batch if ph.step in (_plan.STEP_WAIT, _plan.STEP_WAIT_REMOVED)]
+            if waits and self.wait:
+                for change, phase, message in self._waits(waits):
+                    label = self._label(guest, change)
+                    if phase.on_timeout == "continue":
+                        # FORCE_ON: removed anyway; libxl then skips the remove script
+                        self.warnings.append("%s: %s; removed without the backend's answer" % (label, message))
+                        skip_hotplug.add(id(change))
+                    else:
+                        self.failures.append("%s: %s" % (label, message))
+                        remaining[id(change)] = []
+            for change, phase in batch:
+                if phase.step != _plan.STEP_HOTPLUG:
+                    continue
+                outcome = self._hotplug(guest, change, phase, skip=id(change) in skip_hotplug)
+                self._result(guest, change)["hotplug"] = outcome
+                if outcome not in (HOTPLUG_RAN, HOTPLUG_SKIPPED, HOTPLUG_UDEV, HOTPLUG_NONE):
+                    remaining[id(change)] = []
+
+    def _transaction(self, batch):
+        cleanups = [ph.placement for _c, ph in batch if ph.step == _plan.STEP_CLEANUP]
+        fixed = [op for _c, ph in batch if ph.step == _plan.STEP_TRANSACTION for op in ph.ops]
+
+        def plan_fn(reader):
+            # cleanups first, re-planned on this transaction's view (also after EAGAIN)
+            work = read_cleanup_view(reader, cleanups)
+            ops = []
+            for placement in cleanups:
+                step = cleanup_ops(work, placement)
+                work.apply_all(step)
+                ops += step
+            return ops + fixed
+
+        try:
+            self.conn.transaction(plan_fn)
+        except XenstoreError as exc:
+            raise ReconcileError(str(exc), errors=[str(exc)]) from None
+
+    def _waits(self, waits):
+        """Wait for each backend (they progress concurrently: one deadline per phase timeout)."""
+        failed = []
+        import time
+        start = time.monotonic()
+        for change, phase in waits:
+            timeout = self.timeout if self.timeout is not None else phase.timeout
+            remaining = max(0.0, start + timeout - time.monotonic())
+            if phase.step == _plan.STEP_WAIT_REMOVED:
+                values, what = (None,), "the driver domain to remove %s" % phase.path
+            elif tuple(phase.values) == ("2",):
+                values, what = INIT_REACHED, "the backend to reach InitWait"
+            else:
+                values, what = tuple(phase.values), "the backend to close"
+            try:
+                self.conn.wait_for(phase.path, values, remaining)
+            except XenstoreTimeout as exc:
+                last = "missing" if exc.last is None else "%s (%s)" % (
+                    exc.last, _plan.state_name(_int(exc.last)))
+                hint = ""
+                if phase.step == _plan.STEP_WAIT and values == INIT_REACHED:
+                    hint = ": is the backend driver running (blkback, QEMU, the virtio daemon)? " \
+                           "The entries stay, as libxl leaves them"
+                elif phase.step == _plan.STEP_WAIT and phase.on_timeout != "continue":
+                    hint = ": the guest did not release the disk; force=true removes it without " \
+                           "the guest's cooperation"
+                failed.append((change, phase, "timed out after %g s waiting for %s (%s: %s)%s"
+                               % (timeout, what, phase.path, last, hint)))
+            except XenstoreError as exc:
+                raise ReconcileError(str(exc), errors=[str(exc)]) from None
+        return failed
+
+    def _hotplug(self, guest, change, phase, skip=False):
+        label = self._label(guest, change)
+        if skip or not self.wait:
+            return HOTPLUG_SKIPPED
+        if self.hotplug_policy == "skip":
+            return HOTPLUG_SKIPPED
+        env = dict(phase.env)
+        if self.params.get("xenstore_socket"):
+            env["XENSTORED_PATH"] = self.conn.path  # the scripts' xenstore-* tools use the same daemon
+        if self.hotplug_policy == "auto":
+            backend = change.current.placement.backend_path if phase.action == "remove" \
+                else change.desired.placement.backend_path
+            if phase.action == "add" and self.conn.read_value(backend + "/hotplug-status") is not None:
+                return HOTPLUG_UDEV
+            if not os.access(phase.script, os.X_OK):
+                self.warnings.append("%s: hotplug script %s is not on this host: not run (%s)"
+                                     % (label, phase.script, phase.action))
+                return HOTPLUG_SKIPPED
+        try:
+            self.run_script(phase.script, phase.action, env, phase.timeout)
+        except HotplugFailure as exc:
+            if phase.action == "remove":  # libxl ignores remove errors
+                self.warnings.append("%s: %s" % (label, exc))
+                return HOTPLUG_RAN
+            backend = change.desired.placement.backend_path
+            error = self.conn.read_value(backend + "/hotplug-error")
+            self.failures.append("%s: hotplug script failed: %s%s" % (
+                label, exc, ("; hotplug-error: %s" % error) if error else ""))
+            return "failed"
+        return HOTPLUG_RAN
+
+    def final_states(self, planned):
+        """Read the frontend and backend states of every changed disk after the run (0 = gone)."""
+        paths = {}
+        for guest, plan in planned:
+            for change in plan.changes:
+                if not change.changed:
+                    continue
+                item = change.desired if change.desired is not None and change.action != _plan.DETACH \
+                    else change.current
+                if item is None:
+                    continue
+                p = item.placement
+                paths[(guest.domid, change.devid, change.kind)] = (p.frontend_path + "/state",
+                                                                    p.backend_path + "/state")
+        values = self.conn.read_values([p for pair in paths.values() for p in pair])
+        for key, (front, back) in paths.items():
+            result = self.results.get(key)
+            if result is not None:
+                result["frontend_state"] = _int(values[front]) or 0
+                result["backend_state"] = _int(values[back]) or 0
+
+    # -- results ----------------------------------------------------------------------------
+    @staticmethod
+    def _label(guest, change):
+        """How messages name a disk: `disks[2] (xvdc)`, or the vdev of an undeclared one."""
+        if change.label and change.label != change.vdev:
+            return "%s (%s)" % (change.label, change.vdev)
+        where = guest.prefix.rstrip(".") + ": " if guest.prefix else ""
+        return "%s%s" % (where, change.vdev or change.devid)
+
+    def _result(self, guest, change):
+        key = (guest.domid, change.devid, change.kind)
+        if key not in self.results:
+            self.results[key] = _change_result(guest, change)
+        return self.results[key]
+
+    def _change_results(self, guest, plan):
+        return [self._result(guest, c) for c in plan.changes]
+
+
+def _int(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _unique_domid(names, name):
+    found = names.get(name, [])
+    return found[0] if len(found) == 1 else None
+
+
+def _change_result(guest, change):
+    desired, current = change.desired, change.current
+    if desired is not None:
+        placement = desired.placement
+    elif current is not None:
+        placement = current.placement
+    else:
+        placement = None
+    return {
+        "domain": guest.name,
+        "domid": guest.domid,
+        "vdev": change.vdev,
+        "devid": change.devid,
+        "kind": change.kind or None,
+        "action": change.action,
+        "spec": disk_spec_of(desired.disk, desired.backend_type) if desired is not None
+        else (spec_of_record(current) if current is not None else None),
+        "backend_kind": placement.backend_kind if placement else None,
+        "backend_domid": placement.backend_domid if placement else None,
+        "differing": list(change.fields),
+        "needs": change.needs,
+        "stale": list(change.stale),
+        "notes": list(change.notes),
+        "error": change.error or None,
+        "frontend_state": current.frontend_state if current is not None else None,
+        "backend_state": current.backend_state if current is not None else None,
+        "hotplug": HOTPLUG_NONE,
+    }
+
+
+def disk_spec_of(disk, backend_type=None):
+    """Canonical xl spec of a declared disk, with the backend libxl chose made explicit."""
+    import dataclasses
+    from ansible_collections.xen.disks.plugins.module_utils._disk_spec import render_disk_spec
+
+    if backend_type is not None and disk.backendtype != backend_type:
+        disk = dataclasses.replace(disk, backendtype=backend_type, driver_subtype=None)
+    return render_disk_spec(disk)
+
+
+def disk_of_record(current, script_dir=DEFAULT_SCRIPT_DIR, backend_name=None, tree=None):
+    """A Disk from a libxl record (§5.1), for rendering its canonical xl spec; None if unreadable."""
+    from ansible_collections.xen.disks.plugins.module_utils._disk_spec import Disk
+
+    lib = current.libxl
+    if current.stale and any(r.startswith("half-written") for r in current.stale):
+        return None
+    params = lib.get("params")
+    btype = lib.get("type")
+    target = params
+    fmt = "raw"
+    if params is not None and ":" in params:
+        prefix, target = params.split(":", 1)
+        if btype == "qdisk":
+            fmt = {"aio": "raw"}.get(prefix, prefix)
+    is_cdrom = lib.get("device-type") == "cdrom"
+    if is_cdrom and not target:
+        fmt, target = "empty", None
+    readwrite = lib.get("mode") == "w"
+    discard = lib.get("discard-enable")
+    script = lib.get("script")
+    fields = dict(
+        target=target or None,
+        format=fmt,
+        vdev=lib.get("dev"),
+        access="rw" if readwrite else "ro",
+        devtype="cdrom" if is_cdrom else "disk",
+        backendtype=btype,
+        backend=backend_name,
+        script=script_name(script, script_dir) if script else None,
+        specification=lib.get("specification") if lib.get("specification") not in (None, "xen") else None,
+        discard=None if discard is None or (discard == "1") == readwrite else discard == "1",
+        direct_io_safe=lib.get("direct-io-safe") == "1",
+    )
+    if tree is not None and tree.get(current.placement.frontend_path + "/trusted") == "0":
+        fields["trusted"] = False
+    if lib.get("colo-host") is not None:
+        fields.update(colo=True, colo_host=lib.get("colo-host"), colo_port=_int(lib.get("colo-port")),
+                      colo_export=lib.get("colo-export"), active_disk=lib.get("active-disk"),
+                      hidden_disk=lib.get("hidden-disk"))
+    try:
+        return Disk(**fields)
+    except (TypeError, ValueError):
+        return None
+
+
+def spec_of_record(current, script_dir=DEFAULT_SCRIPT_DIR, backend_name=None, tree=None):
+    """Canonical xl spec of a libxl record, or None when the record cannot be read back."""
+    from ansible_collections.xen.disks.plugins.module_utils._disk_spec import render_disk_spec
+
+    disk = disk_of_record(current, script_dir, backend_name, tree)
+    return render_disk_spec(disk) if disk is not None else None
+
+
+# -- xen_disk -----------------------------------------------------------------------------
+def _affected_paths(plan):
+    """Directories a guest's plan touches (for the diff): device directories and op paths."""
+    dirs = set()
+    for change in plan.changes:
+        for item in (change.desired, change.current):
+            if item is not None:
+                p = item.placement
+                dirs.update((p.frontend_path, p.backend_path, p.libxl_path))
+        dirs.update(op.path for op in change.ops)
+    return sorted(dirs)
+
+
+def _tree_lines(tree, roots):
+    lines = []
+    for path in sorted(tree.values):
+        if any(path == r or path.startswith(r + "/") for r in roots):
+            perms = tree.perms.get(path)
+            lines.append("%s = %r%s" % (path, tree.values[path], (" (%s)" % ",".join(perms)) if perms else ""))
+    return lines
+
+
+def _specs_of(tree, domid, script_dir, names):
+    lines = []
+    for current in _plan.read_disks(tree, domid):
+        backend = names.get(current.backend_domid) if current.backend_domid != 0 else None
+        spec = spec_of_record(current, script_dir, backend, tree)
+        lines.append(spec if spec is not None else "# %s: unreadable record %s" % (current.vdev, current.libxl_path))
+    return lines
+
+
+def guest_diffs(guest, plan, tree, script_dir, names):
+    """Ansible diffs of one guest: canonical xl specs, and the xenstore nodes, before/after."""
+    after = plan.after(tree)
+    roots = _affected_paths(plan)
+    title = "%s (domid %d)" % (guest.name or guest.domain, guest.domid)
+    specs_before = _specs_of(tree, guest.domid, script_dir, names)
+    specs_after = _specs_of(after, guest.domid, script_dir, names)
+    return [
+        {"before_header": "%s: xl disks" % title, "after_header": "%s: xl disks" % title,
+         "before": "\n".join(specs_before) + "\n" if specs_before else "",
+         "after": "\n".join(specs_after) + "\n" if specs_after else ""},
+        {"before_header": "%s: xenstore" % title, "after_header": "%s: xenstore" % title,
+         "before": "\n".join(_tree_lines(tree, roots)) + "\n",
+         "after": "\n".join(_tree_lines(after, roots)) + "\n"},
+    ]
+
+
+def run_xen_disk(params, check_mode=False, want_diff=False, *, stat=stat_target, run_script=run_hotplug_script):
+    """The xen_disk module without Ansible: returns the result dict or raises ReconcileError."""
+    guests = guest_requests(params)
+    conn = _open(params)
+    try:
+        rec = Reconciler(conn, params, check_mode=check_mode, want_diff=want_diff, stat=stat,
+                         run_script=run_script)
+        planned, tree = rec.plan(guests)
+        names = rec.domains
+        changed = False
+        stale = []
+        diffs = []
+        for guest, _desired, plan in planned:
+            changed = changed or bool(plan)
+            rec._change_results(guest, plan)
+            for entry, reasons in plan.stale:
+                stale.append({"domain": guest.name, "domid": guest.domid, "entry": entry,
+                              "reasons": list(reasons), "cleaned": False})
+            for change in plan.changes:
+                if change.stale and change.changed:
+                    stale.append({"domain": guest.name, "domid": guest.domid, "entry": change.vdev,
+                                  "reasons": list(change.stale), "cleaned": True})
+            rec.warnings += ["%s: %s" % (guest.where, w) for w in plan.warnings]
+            if want_diff and plan:
+                diffs += guest_diffs(guest, plan, tree, rec.script_dir, names)
+        if not check_mode:
+            for guest, _desired, plan in planned:
+                if plan:
+                    rec.apply(guest, plan)
+            rec.final_states([(g, p) for g, _d, p in planned])
+        result = {
+            "changed": changed,
+            "disks": [r for g, _d, p in planned for r in (rec._result(g, c) for c in p.changes)],
+            "stale": stale,
+            "xenstore_requests": conn.requests,
+            "warnings": rec.warnings,
+        }
+        if want_diff:
+            result["diff"] = diffs
+        if rec.failures:
+            raise ReconcileError("\n".join(rec.failures), errors=list(rec.failures),
+                                 **{k: v for k, v in result.items() if k != "warnings"})
+        return result
+    finally:
+        conn.close()

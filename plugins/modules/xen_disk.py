@@ -1,0 +1,386 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: xen.disks contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: xen_disk
+short_description: Attach, detach and converge the virtual disks of running Xen guests
+version_added: 0.1.0
+description:
+  - Converges the xenstore entries of one or several guests' virtual disks on a Xen dom0 to a
+    declaration, writing exactly what the Xen 4.17 toolstack (libxl, as used by C(xl block-attach)
+    and C(xl block-detach)) writes, with the same permissions, in one transaction per guest.
+  - A disk is identified by its guest and its device number (the vdev, e.g. C(xvda); C(xvda) and
+    C(d0p0) are the same device). Equivalent spellings of a disk compare equal, so a second run
+    reports no change.
+  - The host is read once, from one snapshot, and only the nodes the comparison needs are read.
+    The whole declaration is validated before anything is written; one bad disk means nothing is
+    written, and the error names it (C(disks[2].vdev: ...)).
+  - Attach follows libxl's hot-plug handshake; it waits for the backend (InitWait) and runs the
+    backend's hotplug script on the dom0 where libxl would. Detach asks the backend to close, waits
+    for it, runs the script's remove step, then removes the device's directories.
+  - A disk whose settings differ from the declaration is never silently re-created; see O(recreate).
+    A cdrom whose medium differs is changed in place, as C(xl cd-insert) and C(xl cd-eject) do.
+  - Nodes written by the backend driver, the hotplug scripts, QEMU or the guest are read but never
+    written or removed (except when a device is removed or re-created, as libxl does).
+  - Disks added this way are live only; persist them in the guest's xl configuration file with the
+    M(xen.disks.xl_disks) role (or the M(xen.disks.guest_disks) role, which does both).
+author:
+  - xen.disks contributors
+requirements:
+  - pyxs (Python library) on the managed dom0
+  - a xenstore daemon reachable from the managed host (a Xen dom0, or a test daemon)
+attributes:
+  check_mode:
+    support: full
+    description: Plans from the same snapshot a real run would read and reports per disk what an
+      apply would need (nothing, the guest's cooperation, O(force), or a guest restart).
+  diff_mode:
+    support: full
+    description: Canonical xl disk specifications and the xenstore nodes, before and after.
+  platform:
+    platforms: posix
+    support: full
+    description: Runs on the Xen toolstack domain (dom0).
+  action_group:
+    support: full
+    membership:
+      - xen.disks.xen
+options:
+  domain:
+    description:
+      - The guest, by name (as in C(xl list)) or by domain id.
+      - Exactly one of O(domain) and O(domains) is required.
+    type: str
+  disks:
+    description:
+      - The guest's declared disks. Each item is an xl disk specification string, as in
+        C(xl block-attach) and the C(disk=) setting of xl.cfg (see xl-disk-configuration(5)), or a
+        dictionary keyed by the xl option names (C(target), C(format), C(vdev), C(access),
+        C(devtype), C(backendtype), C(backend), C(script), C(specification), C(discard),
+        C(direct-io-safe), C(trusted), C(colo) ..., plus C(transport) and C(driver_subtype)).
+      - With O(state=absent) only the C(vdev) of each item matters; a plain vdev string such as
+        C(xvdb) is accepted there.
+    type: list
+    elements: raw
+    default: []
+  state:
+    description:
+      - V(present) attaches the declared disks that are missing and checks the others.
+      - V(absent) detaches the declared disks (by vdev) that are attached.
+    type: str
+    choices: [present, absent]
+    default: present
+  exclusive:
+    description:
+      - With O(state=present), also detach every attached disk of the guest that is not declared,
+        except those listed in O(keep).
+    type: bool
+    default: false
+  keep:
+    description:
+      - Vdevs that O(exclusive) never detaches (e.g. the root disk). Aliases count (C(d0p0) keeps
+        C(xvda)).
+    type: list
+    elements: str
+    default: []
+  recreate:
+    description:
+      - A disk attached with different settings (target, format, access, backend ...) can only be
+        changed by detaching and re-attaching it. Without O(recreate) the module fails and names
+        the differing fields; with it, the disk is detached and attached again.
+    type: bool
+    default: false
+  force:
+    description:
+      - Detach without the guest's cooperation, as C(xl block-detach -f) does (the frontend
+        directory is removed first and the backend's answer is not required).
+    type: bool
+    default: false
+  creating:
+    description:
+      - The guest is being built and not yet running (it is paused before its first start).
+        Only then may virtio disks (O(disks[].specification=virtio)) be added or removed; Xen
+        cannot hot-plug or hot-unplug them.
+    type: bool
+    default: false
+  backend:
+    description:
+      - Default backend domain (name or id) for disks that do not set C(backend). Unset means
+        dom0, the toolstack domain.
+    type: str
+  domains:
+    description:
+      - Several guests of the host in one call. The host is read once and each guest is changed in
+        its own transaction. Each entry takes O(domain) and the per-guest options O(disks),
+        O(state), O(exclusive), O(keep), O(recreate), O(force), O(creating) and O(backend); an
+        entry's unset option takes the top-level value.
+      - Errors name the entry, e.g. C(domains[1].disks[0].target).
+    type: list
+    elements: dict
+    suboptions:
+      domain:
+        description: The guest, by name or domain id.
+        type: str
+        required: true
+      disks:
+        description: As the top-level O(disks).
+        type: list
+        elements: raw
+      state:
+        description: As the top-level O(state).
+        type: str
+        choices: [present, absent]
+      exclusive:
+        description: As the top-level O(exclusive).
+        type: bool
+      keep:
+        description: As the top-level O(keep).
+        type: list
+        elements: str
+      recreate:
+        description: As the top-level O(recreate).
+        type: bool
+      force:
+        description: As the top-level O(force).
+        type: bool
+      creating:
+        description: As the top-level O(creating).
+        type: bool
+      backend:
+        description: As the top-level O(backend).
+        type: str
+  wait:
+    description:
+      - Wait for the backend handshake after an attach (the backend reaching InitWait, except for
+        QEMU backends, which libxl does not wait for) and for the backend to close on detach, and
+        run the hotplug scripts, as libxl does.
+      - With V(false) the entries are written and the module returns at once (detach then only
+        removes the entries, as a forced detach).
+    type: bool
+    default: true
+  timeout:
+    description:
+      - Seconds to wait for each backend state change. Unset means libxl's own timeouts
+        (10 seconds for the handshake and the close, 40 seconds for a hotplug script).
+    type: float
+  hotplug_scripts:
+    description:
+      - Who runs the backend's hotplug script (C(/etc/xen/scripts/block) by default) for disks
+        served by kernel blkback in this domain.
+      - V(run) runs it from the module, as libxl does (C(add) after the handshake, C(remove) after
+        the close), with libxl's environment.
+      - V(skip) never runs it, for hosts where udev runs the scripts.
+      - V(auto) runs it unless the backend has already reported C(hotplug-status) by the time the
+        handshake is done (udev did it).
+    type: str
+    choices: [auto, run, skip]
+    default: auto
+  script_dir:
+    description:
+      - Directory of relative hotplug script names (libxl's C(XEN_SCRIPT_DIR)).
+    type: path
+    default: /etc/xen/scripts
+  xenstore_socket:
+    description:
+      - Path of the xenstored unix socket. Unset means the E(XENSTORED_PATH) environment variable,
+        then C(/run/xenstored/socket), C(/var/run/xenstored/socket), then the xenbus device.
+    type: path
+notes:
+  - Like C(xl block-attach), this changes only the running guest. libxl's saved configuration of
+    the guest (used by C(xl list -l), save and migration) is not updated.
+  - Detaching never touches the backing storage.
+seealso:
+  - module: xen.disks.xen_disk_info
+  - name: xl-disk-configuration(5)
+    description: The xl disk specification syntax.
+    link: https://xenbits.xen.org/docs/4.17-testing/man/xl-disk-configuration.5.html
+"""
+
+EXAMPLES = r"""
+- name: Attach a data disk to guest web1 (xl syntax)
+  xen.disks.xen_disk:
+    domain: web1
+    disks:
+      - /dev/vg0/web1-data,raw,xvdb,rw
+
+- name: The same disk, structured
+  xen.disks.xen_disk:
+    domain: web1
+    disks:
+      - target: /dev/vg0/web1-data
+        vdev: xvdb
+        access: rw
+        discard: true
+
+- name: Exactly these disks, never detaching the root disk
+  xen.disks.xen_disk:
+    domain: web1
+    exclusive: true
+    keep: [xvda]
+    disks:
+      - /dev/vg0/web1-data,,xvdb
+      - /srv/iso/debian.iso,raw,hdc,cdrom
+
+- name: Detach a disk even if the guest does not answer
+  xen.disks.xen_disk:
+    domain: web1
+    state: absent
+    force: true
+    disks: [xvdb]
+
+- name: Preview what a change would need (guest cooperation, force, restart)
+  xen.disks.xen_disk:
+    domain: web1
+    disks:
+      - /dev/vg0/web1-data,raw,xvdb,ro
+  check_mode: true
+  register: preview
+
+- name: Several guests of a host in one read, one transaction per guest
+  xen.disks.xen_disk:
+    domains:
+      - domain: web1
+        disks: [/dev/vg0/web1-data,,xvdb]
+      - domain: db1
+        disks:
+          - target: /var/lib/xen/db1.qcow2
+            format: qcow2
+            vdev: xvdb
+      - domain: 12
+        state: absent
+        disks: [xvdc]
+
+- name: Disk served by the storage driver domain stor1, on hosts where udev runs the scripts
+  xen.disks.xen_disk:
+    domain: web1
+    backend: stor1
+    hotplug_scripts: skip
+    disks:
+      - /dev/vg1/web1-archive,,xvdd
+"""
+
+RETURN = r"""
+changed:
+  description: Whether anything was (or, in check mode, would be) written.
+  returned: always
+  type: bool
+disks:
+  description:
+    - One entry per disk considered, for every guest, in guest then device-number order.
+    - Undeclared disks appear only when O(exclusive) detaches them or when they are stale.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    domain:
+      description: The guest's name.
+      type: str
+      sample: web1
+    domid:
+      description: The guest's domain id.
+      type: int
+      sample: 5
+    vdev:
+      description: The vdev as declared (or as stored by the toolstack for undeclared disks).
+      type: str
+      sample: xvdb
+    devid:
+      description: The device number (the directory name in xenstore).
+      type: int
+      sample: 51728
+    action:
+      description: What was (or would be) done.
+      type: str
+      choices: [attach, detach, media_change, recreate, unchanged]
+      sample: attach
+    spec:
+      description: The canonical xl specification of the disk (declared, or read back).
+      type: str
+      sample: format=raw,vdev=xvdb,access=rw,target=/dev/vg0/web1-data
+    backend_kind:
+      description: The backend kind chosen as libxl chooses it.
+      type: str
+      choices: [vbd, qdisk, virtio_disk]
+    backend_domid:
+      description: The domain serving the disk.
+      type: int
+      sample: 0
+    differing:
+      description: The settings that differ from the attached disk (for V(recreate) and
+        V(media_change)).
+      type: list
+      elements: str
+      sample: [access]
+    needs:
+      description: What the action needs from the guest or the operator.
+      type: str
+      choices: [nothing, cooperation, force, restart]
+      sample: cooperation
+    frontend_state:
+      description: The frontend XenbusState after the run (0 when the device is gone).
+      type: int
+      sample: 4
+    backend_state:
+      description: The backend XenbusState after the run (0 when the device is gone).
+      type: int
+      sample: 4
+    hotplug:
+      description: What happened to the hotplug script for this disk.
+      type: str
+      choices: [ran, skipped, udev, none]
+stale:
+  description: Stale device entries (a closed backend, a toolstack record without a backend, a
+    half-written device) that were (or would be) removed before an attach.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    domain:
+      description: The guest's name.
+      type: str
+    devid:
+      description: The device number.
+      type: int
+    reason:
+      description: Why the entry is stale.
+      type: str
+warnings:
+  description: Through Ansible's warnings, anything a Xen administrator should know (e.g. a
+    read-write target also attached read-only to another guest).
+  returned: when there are some
+  type: list
+  elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.xen.disks.plugins.module_utils import _argspec
+from ansible_collections.xen.disks.plugins.module_utils import _reconcile
+from ansible_collections.xen.disks.plugins.module_utils._xenstore import HAS_PYXS, PYXS_IMPORT_ERROR
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=_argspec.xen_disk_argument_spec(),
+        mutually_exclusive=_argspec.XEN_DISK_MUTUALLY_EXCLUSIVE,
+        required_one_of=_argspec.XEN_DISK_REQUIRED_ONE_OF,
+        supports_check_mode=True,
+    )
+    if not HAS_PYXS:
+        module.fail_json(msg=missing_required_lib("pyxs"), exception=PYXS_IMPORT_ERROR)
+    try:
+        result = _reconcile.run_xen_disk(module.params, check_mode=module.check_mode,
+                                         want_diff=module._diff)
+    except _reconcile.ReconcileError as exc:
+        module.fail_json(msg=str(exc), **exc.details)
+    for warning in result.pop("warnings", []):
+        module.warn(warning)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
