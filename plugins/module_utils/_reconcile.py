@@ -754,3 +754,132 @@ def run_xen_disk(params, check_mode=False, want_diff=False, *, stat=stat_target,
         return result
     finally:
         conn.close()
+
+
+# -- xen_disk_info ------------------------------------------------------------------------
+INFO_FLAGS = (("cdrom", 1), ("removable", 2), ("readonly", 4))  # blkif.h VDISK_*
+_PUBLISHED_NUMBERS = (("sectors", "sectors"), ("sector-size", "sector_size"),
+                      ("physical-sector-size", "physical_sector_size"))
+
+
+def _state(value):
+    number = _int(value) or 0
+    return {"number": number, "name": _plan.state_name(number if value is not None else None)}
+
+
+def published_of(tree, backend_path):
+    """What the backend driver published (§3.5): size, sector sizes, info flags, feature-*."""
+    out = {}
+    for node, key in _PUBLISHED_NUMBERS:
+        number = _int(tree.get(backend_path + "/" + node))
+        if number is not None:
+            out[key] = number
+    if "sectors" in out:
+        out["size_bytes"] = out["sectors"] * 512
+    info = _int(tree.get(backend_path + "/info"))
+    if info is not None:
+        out["info"] = {name: bool(info & bit) for name, bit in INFO_FLAGS}
+    features = {}
+    prefix = backend_path + "/feature-"
+    for path in tree.children(backend_path):
+        full = backend_path + "/" + path
+        if full.startswith(prefix):
+            value = tree.get(full)
+            features[path[len("feature-"):]] = _int(value) if _int(value) is not None else value
+    if features:
+        out["features"] = features
+    return out
+
+
+def disk_info(tree, current, names, script_dir=DEFAULT_SCRIPT_DIR):
+    """The xen_disk_info entry of one recorded disk."""
+    p = current.placement
+    disk = disk_of_record(current, script_dir, names.get(p.backend_domid) if p.backend_domid else None, tree)
+    warnings = ["stale: %s" % reason for reason in current.stale] + list(current.warnings)
+    settings = None
+    spec = None
+    if disk is not None:
+        from ansible_collections.xen.disks.plugins.module_utils._disk_spec import disk_to_dict, render_disk_spec
+        settings = disk_to_dict(disk)
+        spec = render_disk_spec(disk)
+    return {
+        "vdev": current.vdev,
+        "devid": current.devid,
+        "kind": current.kind,
+        "spec": spec,
+        "settings": settings,
+        "backend_domid": p.backend_domid,
+        "backend_kind": p.backend_kind,
+        "frontend_path": p.frontend_path,
+        "backend_path": p.backend_path,
+        "frontend_state": _state(tree.get(p.frontend_path + "/state")),
+        "backend_state": _state(tree.get(p.backend_path + "/state")),
+        "published": published_of(tree, p.backend_path),
+        "hotplug_status": tree.get(p.backend_path + "/hotplug-status"),
+        "hotplug_error": tree.get(p.backend_path + "/hotplug-error"),
+        "warnings": warnings,
+    }
+
+
+def run_xen_disk_info(params):
+    """The xen_disk_info module without Ansible: {"guests": [...]} or raises ReconcileError."""
+    conn = _open(params)
+    try:
+        def read(reader):
+            domains = reader.domains()
+            names = {}
+            for domid, name in domains.items():
+                if name is not None:
+                    names.setdefault(name, []).append(domid)
+            if params.get("domain") is not None:
+                refs = [("domain", str(params["domain"]))]
+            elif params.get("domains"):
+                refs = [("domains[%d]" % i, str(d)) for i, d in enumerate(params["domains"])]
+            else:
+                refs = [(None, str(d)) for d in sorted(domains)]
+            domids, errors = [], []
+            for where, ref in refs:
+                if ref.isdigit() and ref.isascii() and int(ref) in domains:
+                    domid = int(ref)
+                elif len(names.get(ref, [])) == 1:
+                    domid = names[ref][0]
+                elif names.get(ref):
+                    errors.append("%s: several domains are named %r (ids %s): give the domain id"
+                                  % (where, ref, ", ".join(str(d) for d in names[ref])))
+                    continue
+                else:
+                    errors.append("%s: no domain %s %r on this host"
+                                  % (where, "with id" if ref.isdigit() else "named", ref))
+                    continue
+                if domid not in domids:
+                    domids.append(domid)
+            if errors:
+                raise ReconcileError("\n".join(errors), errors=errors)
+            tree = read_libxl_records(reader, domids)
+            dirs = []
+            for domid in domids:
+                for current in _plan.read_disks(tree, domid):
+                    dirs += [current.placement.frontend_path, current.placement.backend_path]
+            merge(tree, reader.read_tree(sorted(set(dirs)), with_perms=False))
+            return domains, domids, tree
+
+        try:
+            domains, domids, tree = conn.snapshot(read)
+        except XenstoreError as exc:
+            raise ReconcileError(str(exc)) from None
+        script_dir = params.get("script_dir") or DEFAULT_SCRIPT_DIR
+        guests = []
+        for domid in domids:
+            disks = [disk_info(tree, c, domains, script_dir)
+                     for c in sorted(_plan.read_disks(tree, domid), key=lambda c: (c.devid, c.kind))]
+            guests.append({
+                "domain": domains.get(domid) or "",
+                "domid": domid,
+                "type": tree.get("/libxl/%d/type" % domid),
+                "specs": [d["spec"] for d in disks if d["spec"] is not None],
+                "warnings": _plan.guest_warnings(tree, domid),
+                "disks": disks,
+            })
+        return {"guests": guests}
+    finally:
+        conn.close()

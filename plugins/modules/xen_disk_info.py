@@ -1,0 +1,224 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: xen.disks contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: xen_disk_info
+short_description: Report the virtual disks of Xen guests as the toolstack recorded them
+version_added: 0.1.0
+description:
+  - Reads the virtual disks of one guest, several guests, or every guest of a Xen dom0 from one
+    xenstore snapshot (one read of the host), the way libxl reads them back
+    (C(xl block-list)), and adds what the backend and the guest published.
+  - For each disk, the structured settings and the canonical xl specification, the device number,
+    the backend domain and kind, the frontend and backend XenbusState, what the backend published
+    (size, sector size, info flags, features), the hotplug script status, and warnings about
+    stale or half-written devices, guests mixing C(vbd) and C(virtio_disk) devices (which libxl
+    cannot list), and backend nodes that differ from the toolstack's own copy.
+author:
+  - xen.disks contributors
+requirements:
+  - pyxs (Python library) on the managed dom0
+attributes:
+  check_mode:
+    support: full
+    description: Reads only; the same in check mode.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+    support: full
+  action_group:
+    support: full
+    membership:
+      - xen.disks.xen
+options:
+  domain:
+    description:
+      - One guest, by name or domain id. Without O(domain) and O(domains), every guest of the host
+        (dom0 included) is reported.
+    type: str
+  domains:
+    description: Several guests, by name or domain id.
+    type: list
+    elements: str
+  xenstore_socket:
+    description:
+      - Path of the xenstored unix socket. Unset means the E(XENSTORED_PATH) environment variable,
+        then C(/run/xenstored/socket), C(/var/run/xenstored/socket), then the xenbus device.
+    type: path
+notes:
+  - A guest that does not exist is an error when it is named, as an administrator would expect
+    (unlike C(xl block-list), which exits 0).
+seealso:
+  - module: xen.disks.xen_disk
+"""
+
+EXAMPLES = r"""
+- name: Disks of one guest
+  xen.disks.xen_disk_info:
+    domain: web1
+  register: web1_disks
+
+- name: Fail when a disk of web1 is not connected
+  ansible.builtin.assert:
+    that: item.backend_state.number == 4
+    fail_msg: "{{ item.vdev }} is {{ item.backend_state.name }}"
+  loop: "{{ web1_disks.guests[0].disks }}"
+
+- name: Every guest of the host, from one read
+  xen.disks.xen_disk_info:
+  register: host_disks
+
+- name: Canonical xl specs of every guest, e.g. to compare with xl.cfg
+  ansible.builtin.debug:
+    msg: "{{ host_disks.guests | items2dict(key_name='domain', value_name='disks') }}"
+"""
+
+RETURN = r"""
+guests:
+  description: One entry per guest, in domain id order.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    domain:
+      description: The guest's name (empty if it has none).
+      type: str
+      sample: web1
+    domid:
+      description: The guest's domain id.
+      type: int
+      sample: 5
+    type:
+      description: The guest's domain type recorded by the toolstack (V(pv), V(hvm), V(pvh)), or
+        null when unknown.
+      type: str
+      sample: pv
+    specs:
+      description: The canonical xl specifications of the guest's disks, in device-number order.
+      type: list
+      elements: str
+    warnings:
+      description: Problems of the guest as a whole (e.g. mixed C(vbd) and C(virtio_disk)).
+      type: list
+      elements: str
+    disks:
+      description: The guest's disks, in device-number order.
+      type: list
+      elements: dict
+      contains:
+        vdev:
+          description: The vdev as the toolstack stored it (C(dev)).
+          type: str
+          sample: xvda
+        devid:
+          description: The device number.
+          type: int
+          sample: 51712
+        kind:
+          description: The frontend device kind.
+          type: str
+          choices: [vbd, virtio_disk]
+        spec:
+          description: The canonical xl specification, or null when the entry cannot be read
+            back (see RV(guests[].disks[].warnings)).
+          type: str
+          sample: format=raw,vdev=xvda,access=rw,target=/dev/vg0/web1
+        settings:
+          description: The structured settings, keyed by the xl option names (as the
+            P(xen.disks.xl_disk_parse#filter) filter returns them).
+          type: dict
+        backend_domid:
+          description: The domain serving the disk.
+          type: int
+          sample: 0
+        backend_kind:
+          description: The backend kind.
+          type: str
+          choices: [vbd, qdisk, virtio_disk]
+        frontend_path:
+          description: The frontend directory.
+          type: str
+        backend_path:
+          description: The backend directory.
+          type: str
+        frontend_state:
+          description: The frontend XenbusState.
+          type: dict
+          contains:
+            number:
+              description: 0 to 8 (0 when the node is missing).
+              type: int
+            name:
+              description: Unknown, Initialising, InitWait, Initialised, Connected, Closing,
+                Closed, Reconfiguring or Reconfigured.
+              type: str
+        backend_state:
+          description: The backend XenbusState, as RV(guests[].disks[].frontend_state).
+          type: dict
+        published:
+          description: What the backend published (absent keys were not published).
+          type: dict
+          contains:
+            sectors:
+              description: Size in 512-byte sectors.
+              type: int
+            sector_size:
+              description: Logical sector size in bytes.
+              type: int
+            physical_sector_size:
+              description: Physical sector size in bytes.
+              type: int
+            size_bytes:
+              description: Size in bytes (sectors x 512).
+              type: int
+            info:
+              description: The C(info) flags, decoded.
+              type: dict
+              sample: {cdrom: false, removable: false, readonly: false}
+            features:
+              description: The C(feature-*) nodes, without the prefix, as integers.
+              type: dict
+              sample: {flush-cache: 1, discard: 1, persistent: 1}
+        hotplug_status:
+          description: The C(hotplug-status) the hotplug script (or QEMU) wrote, or null.
+          type: str
+          sample: connected
+        hotplug_error:
+          description: The C(hotplug-error) message, or null.
+          type: str
+        warnings:
+          description: Problems of this disk (stale, half-written, backend differing from the
+            toolstack's copy).
+          type: list
+          elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.xen.disks.plugins.module_utils import _argspec
+from ansible_collections.xen.disks.plugins.module_utils import _reconcile
+from ansible_collections.xen.disks.plugins.module_utils._xenstore import HAS_PYXS, PYXS_IMPORT_ERROR
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=_argspec.xen_disk_info_argument_spec(),
+        mutually_exclusive=_argspec.XEN_DISK_INFO_MUTUALLY_EXCLUSIVE,
+        supports_check_mode=True,
+    )
+    if not HAS_PYXS:
+        module.fail_json(msg=missing_required_lib("pyxs"), exception=PYXS_IMPORT_ERROR)
+    try:
+        result = _reconcile.run_xen_disk_info(module.params)
+    except _reconcile.ReconcileError as exc:
+        module.fail_json(msg=str(exc), **exc.details)
+    module.exit_json(changed=False, **result)
+
+
+if __name__ == "__main__":
+    main()
