@@ -18,6 +18,7 @@ import posixpath
 from dataclasses import dataclass
 
 from ansible_collections.xen.disks.plugins.module_utils._disk_spec import (
+    TARGET_KINDS,
     Disk,
     DiskSpecError,
     check_libxl_rules,
@@ -31,9 +32,6 @@ from ansible_collections.xen.disks.plugins.module_utils._layout import (
     LayoutError,
     desired_disk,
 )
-from ansible_collections.xen.disks.plugins.module_utils._vdev import VdevError, vdev_to_devid
-
-TARGET_KINDS = ("block", "file", "other", "missing", "unknown")
 
 
 class DeclarationError(ValueError):
@@ -81,20 +79,25 @@ def parse_item(item):
         return disk_from_dict(item)
     if isinstance(item, str) or (isinstance(item, (list, tuple)) and all(isinstance(s, str) for s in item)):
         return parse_disk_spec(item if isinstance(item, str) else list(item))
-    raise DiskSpecError("a disk must be an xl disk string, a list of strings or a dict, not %s"
-                        % type(item).__name__, field=None, value=repr(item))
+    raise DiskSpecError(None, item, "a disk must be an xl disk string, a list of strings or a dict, not %s"
+                        % type(item).__name__)
 
 
 def _spec_message(label, err):
-    where = "%s.%s" % (label, err.field) if getattr(err, "field", None) else label
-    return "%s: %s" % (where, err)
+    """`disks[2].vdev: message`: the error located by its field (libxl-stage messages already
+    start with `field: `, which is not repeated)."""
+    message = str(err)
+    if err.field:
+        if message.startswith(err.field + ": "):
+            message = message[len(err.field) + 2:]
+        return "%s.%s: %s" % (label, err.field, message)
+    return "%s: %s" % (label, message)
 
 
-def needs_stat(disk, backend_domid):
-    """libxl stats the target (§6.3) when it is not empty, the backend may be phy or standalone,
-    the backend is the toolstack domain and no script is set."""
-    return (disk.effective_format != "empty" and disk.backendtype in (None, "phy", "standalone")
-            and backend_domid == 0 and not disk.script)
+def stat_wanted(disk, backend_domid):
+    """Whether the caller should stat the target: a local (dom0-served), non-empty disk.
+    `choose_backend` decides from the answer what libxl would (§6.3)."""
+    return backend_domid == 0 and bool(disk.target) and disk.effective_format != "empty"
 
 
 def resolve_backend(disk, resolve_domain, default_backend):
@@ -114,16 +117,6 @@ def resolve_backend(disk, resolve_domain, default_backend):
 def target_key(backend_domid, target):
     """Identity of a backing store for the sharing rule: the backend domain and the normalised path."""
     return backend_domid, posixpath.normpath(target)
-
-
-def record_target(current):
-    """The target path of a recorded disk (`params`, after the first `:` for qdisk, §5.1)."""
-    params = current.libxl.get("params")
-    if params is None:
-        return None
-    if current.libxl.get("type") == "qdisk" and ":" in params:
-        params = params.split(":", 1)[1]
-    return params or None
 
 
 def validate_declaration(guests, *, stat_target=None, resolve_domain=None, default_backend=None,
@@ -151,11 +144,6 @@ def validate_declaration(guests, *, stat_target=None, resolve_domain=None, defau
                 continue
             item_errors = []
             try:
-                devid = vdev_to_devid(disk.vdev)
-            except VdevError as err:
-                item_errors.append("%s.vdev: %s" % (label, err))
-                devid = None
-            try:
                 check_libxl_rules(disk, hotplug=False)
             except DiskSpecError as err:
                 item_errors.append(_spec_message(label, err))
@@ -166,20 +154,18 @@ def validate_declaration(guests, *, stat_target=None, resolve_domain=None, defau
                 errors += item_errors
                 continue
             target_kind = "unknown"
-            if needs_stat(disk, backend_domid):
+            if stat_wanted(disk, backend_domid):
                 target_kind = _lookup(stat_target, disk.target, "unknown") or "unknown"
                 if target_kind not in TARGET_KINDS:
                     raise ValueError("stat_target gave %r for %r: expected one of %s"
                                      % (target_kind, disk.target, ", ".join(TARGET_KINDS)))
-                if target_kind == "missing":
-                    errors.append("%s.target: %r does not exist (libxl: failed to stat)" % (label, disk.target))
-                    continue
             try:
                 backend_type = choose_backend(disk, backend_domid=backend_domid, target_kind=target_kind,
                                               guest_type=guest.guest_type)
             except DiskSpecError as err:
                 errors.append(_spec_message(label, err))
                 continue
+            devid = disk.devid
             checked.append(_Checked(label, guest.domid, disk, devid, backend_domid, backend_type))
         errors += _guest_rules(checked)
         checked_guests.append(checked)
@@ -248,7 +234,7 @@ def _sharing_rules(checked, attached):
     for current in attached:
         if current.stale or (current.domid, current.devid) in declared:
             continue
-        target = record_target(current)
+        target = current.target
         if target is None:
             continue
         writes = current.libxl.get("mode") == "w"

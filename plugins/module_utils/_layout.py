@@ -200,6 +200,7 @@ class DesiredDisk:
     backend: tuple               # ((name, value), ...) in write order, `frontend` first
     libxl: tuple                 # ((name, value), ...): frontend, backend, then the backend entries
     label: str = ""              # how messages name the disk, e.g. "disks[2]"
+    script_dir: str = DEFAULT_SCRIPT_DIR
 
     @property
     def vdev(self):
@@ -299,7 +300,7 @@ def desired_disk(disk, *, domid, backend_domid, backend_kind, guest_type, guest_
         frontend=tuple(frontend),
         backend=(("frontend", placement.frontend_path),) + entries,
         libxl=(("frontend", placement.frontend_path), ("backend", placement.backend_path)) + entries,
-        label=label,
+        label=label, script_dir=script_dir,
     )
 
 

@@ -21,7 +21,7 @@ What the plan reads (so the runtime reads exactly that, from one snapshot):
 from __future__ import annotations
 
 from collections import namedtuple
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ansible_collections.xen.disks.plugins.module_utils._layout import (
     BACKEND,
@@ -97,7 +97,8 @@ directories, and subtrees whose every node value is read (list, then read each c
 
 
 def _int_or_none(value):
-    if value is None or not value.isdigit() or not value.isascii():
+    """A plain decimal number as libxl writes it (no sign, no leading zero), else None."""
+    if value is None or not value.isdigit() or not value.isascii() or (value[0] == "0" and value != "0"):
         return None
     return int(value)
 
@@ -141,9 +142,98 @@ class CurrentDisk:
         return self.libxl.get("device-type") == "cdrom"
 
     @property
+    def target(self):
+        """The target path (§5.1: `params` after its first `:` when it has one), None if empty."""
+        return split_params(self.libxl.get("params"))[1]
+
+    @property
+    def format(self):
+        """The format a qdisk's `params` prefix names; raw for phy and standalone; empty for an
+        empty cdrom. None when the record cannot say."""
+        fmt, target = split_params(self.libxl.get("params"))
+        if self.is_cdrom and target is None:
+            return "empty"
+        if self.libxl.get("type") in ("phy", "standalone"):
+            return "raw"
+        return fmt
+
+    @property
     def connected(self):
         """The guest's frontend is live (Initialised, Connected or Closing): a detach needs it."""
         return self.frontend_present and self.frontend_state in (3, 4, 5)
+
+
+FORMAT_OF_PREFIX = {"aio": "raw", "qcow": "qcow", "qcow2": "qcow2", "vhd": "vhd", "qed": "qed"}
+
+
+def split_params(params):
+    """(format or None, target or None) of a `params` value, as libxl reads it back (§5.1)."""
+    if params is None:
+        return None, None
+    if ":" in params:
+        prefix, target = params.split(":", 1)
+        return FORMAT_OF_PREFIX.get(prefix), target or None
+    return None, params or None
+
+
+def _flag(value, default):
+    """Optional flag of a disk: None when it is libxl's default, else the boolean."""
+    return None if value == default else value
+
+
+def settled_disk(desired):
+    """The declared disk with libxl's choices made explicit (backend type, format) and the
+    defaults left unset: the same shape `current_to_disk` reads back, for comparing and
+    rendering both sides of a diff alike."""
+    from ansible_collections.xen.disks.plugins.module_utils._disk_spec import canonical_disk
+    from ansible_collections.xen.disks.plugins.module_utils._layout import script_name
+    disk = desired.disk
+    script = dict(desired.backend).get("script")
+    return replace(
+        canonical_disk(disk), target=disk.target or None, format=disk.effective_format,
+        access="rw" if disk.readwrite else "ro", devtype="cdrom" if disk.is_cdrom else "disk",
+        backendtype=desired.backend_type, script=script_name(script, desired.script_dir) if script else None,
+        specification=_flag(disk.effective_specification, "xen"),
+        discard=_flag(disk.effective_discard, disk.readwrite), trusted=_flag(disk.effective_trusted, True),
+        direct_io_safe=bool(disk.direct_io_safe), colo=True if disk.effective_colo else None,
+        colo_host=disk.colo_host if disk.effective_colo else None,
+        colo_port=int(disk.colo_port) if disk.effective_colo and disk.colo_port is not None else None,
+        colo_export=disk.colo_export if disk.effective_colo else None,
+        active_disk=disk.active_disk if disk.effective_colo else None,
+        hidden_disk=disk.hidden_disk if disk.effective_colo else None, transport=None)
+
+
+def current_to_disk(current, tree=None, *, domain_name=None, script_dir=None):
+    """A `_disk_spec.Disk` for a recorded disk (§5.1 plus what the record holds beyond it:
+    script, discard, direct-io-safe, and `trusted` from the frontend when `tree` has it), in
+    the shape of `settled_disk`, so that `render_disk_spec` gives its canonical xl spec.
+    `domain_name(domid)` (or a dict) names a driver domain; default: its domid."""
+    from ansible_collections.xen.disks.plugins.module_utils._disk_spec import Disk
+    from ansible_collections.xen.disks.plugins.module_utils._layout import DEFAULT_SCRIPT_DIR, script_name
+    lx = current.libxl
+    readwrite = lx.get("mode") == "w"
+    is_cdrom = current.is_cdrom
+    backend = None
+    if current.backend_domid != TOOLSTACK_DOMID:
+        name = domain_name(current.backend_domid) if callable(domain_name) else \
+            (domain_name or {}).get(current.backend_domid)
+        backend = name if name else str(current.backend_domid)
+    trusted_node = tree.get(current.placement.frontend_path + "/trusted") if tree is not None else None
+    colo = "colo-host" in lx
+    port = lx.get("colo-port")
+    return Disk(
+        target=current.target, format=current.format, vdev=lx.get("dev"), access="rw" if readwrite else "ro",
+        devtype="cdrom" if is_cdrom else "disk", backendtype=lx.get("type"), backend=backend,
+        script=script_name(lx["script"], script_dir or DEFAULT_SCRIPT_DIR) if "script" in lx else None,
+        specification=_flag(lx.get("specification", "xen"), "xen"),
+        discard=_flag(lx.get("discard-enable", "1" if readwrite else "0") == "1", readwrite),
+        direct_io_safe=lx.get("direct-io-safe") == "1",
+        trusted=False if trusted_node == "0" else None,
+        colo=True if colo else None, colo_host=lx.get("colo-host") if colo else None,
+        colo_port=int(port) if colo and port is not None and port.isdigit() else None,
+        colo_export=lx.get("colo-export") if colo else None,
+        active_disk=lx.get("active-disk") if colo else None,
+        hidden_disk=lx.get("hidden-disk") if colo else None)
 
 
 def guest_roots(domid):
@@ -209,10 +299,9 @@ def read_disks(tree, domid):
     """
     out = []
     for kind in KINDS:
-        for name in tree.children(libxl_kind_dir(domid, kind)):
-            devid = _int_or_none(name)
-            if devid is not None and str(devid) == name:
-                out.append(read_disk(tree, domid, kind, devid))
+        devids = [_int_or_none(name) for name in tree.children(libxl_kind_dir(domid, kind))]
+        for devid in sorted(d for d in devids if d is not None):
+            out.append(read_disk(tree, domid, kind, devid))
     return out
 
 
@@ -607,17 +696,19 @@ def plan_guest(tree, domid, desired, *, state="present", exclusive=False, keep=(
             continue
         fields = _fields(record)
         if d.is_virtio and not creating:
-            error = ("%s: %s differ from the attached virtio disk (%s); a virtio disk cannot be replaced "
-                     "while the guest runs: change the guest's configuration and restart it"
-                     % (d.name, ", ".join(fields), _describe(record)))
+            error = ("%s: %s %s from the attached virtio disk (libxl record: %s); a virtio disk cannot be "
+                     "replaced while the guest runs: change the guest's configuration and restart it"
+                     % (d.name, ", ".join(fields), "differs" if len(fields) == 1 else "differ",
+                        _describe(record)))
             others.append(DiskChange(RECREATE, d.vdev, d.devid, p.kind, label=d.name, fields=fields,
                                      differences=tuple(record), needs=NEEDS_RESTART, error=error,
                                      desired=d, current=current))
             continue
         if not recreate:
-            error = ("%s: %s differ from the attached disk (libxl record: %s); changing %s needs a detach "
+            error = ("%s: %s %s from the attached disk (libxl record: %s); changing %s needs a detach "
                      "and an attach: set recreate=true to do that"
-                     % (d.name, ", ".join(fields), _describe(record), "it" if len(fields) == 1 else "them"))
+                     % (d.name, ", ".join(fields), "differs" if len(fields) == 1 else "differ",
+                        _describe(record), "it" if len(fields) == 1 else "them"))
             others.append(DiskChange(RECREATE, d.vdev, d.devid, p.kind, label=d.name, fields=fields,
                                      differences=tuple(record), needs=NEEDS_RECREATE, error=error,
                                      desired=d, current=current))

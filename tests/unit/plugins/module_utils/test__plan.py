@@ -1,0 +1,493 @@
+# -*- coding: utf-8 -*-
+# Copyright: xen.disks contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Read-back, plan classification, phases, needs, read sets and plan invariants (idempotence)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ansible_collections.xen.disks.plugins.module_utils._declaration import (
+    GuestDeclaration,
+    validate_declaration,
+)
+from ansible_collections.xen.disks.plugins.module_utils._layout import attach_ops, desired_nodes
+from ansible_collections.xen.disks.plugins.module_utils._plan import (
+    PlanError,
+    current_to_disk,
+    guest_roots,
+    owned_node_count,
+    owned_paths,
+    plan_guest,
+    read_disks,
+    read_set,
+    settled_disk,
+    state_name,
+)
+from ansible_collections.xen.disks.plugins.module_utils._disk_spec import parse_disk_spec, render_disk_spec
+from ansible_collections.xen.disks.plugins.module_utils._xs_tree import XsOp, XsTree
+
+STAT = {"/dev/vg0/a": "block", "/dev/vg0/b": "block", "/dev/vg0/c": "block", "/srv/a.img": "file",
+        "/srv/g.qcow2": "file", "/srv/iso/a.iso": "file", "/srv/iso/b.iso": "file", "/dev/mmc": "block",
+        "/dev/vg0/d": "block"}
+
+
+def desired(domid, guest_type, *specs, arch="x86", width=64):
+    [out] = validate_declaration([GuestDeclaration(domid, specs, guest_type=guest_type, guest_width=width)],
+                                 stat_target=STAT, resolve_domain={"stor2": 2}, arch=arch)
+    return out
+
+
+def attached(tree, *ds):
+    """`tree` with `ds` attached as libxl's add transaction leaves them."""
+    out = tree.copy()
+    for d in ds:
+        out.apply_all(attach_ops(d))
+    return out
+
+
+def connect(tree, d, frontend="4", backend="4"):
+    """What blkback, the hotplug script and blkfront add once the device is connected (foreign nodes)."""
+    out = tree.copy()
+    p = d.placement
+    out.values[p.backend_path + "/state"] = backend
+    out.values[p.frontend_path + "/state"] = frontend
+    for name, value in (("physical-device", "fd:3"), ("hotplug-status", "connected"), ("sectors", "2048"),
+                        ("sector-size", "512"), ("info", "0"), ("feature-flush-cache", "1")):
+        out.apply(XsOp("write", p.backend_path + "/" + name, value))
+    for name, value in (("ring-ref", "8"), ("event-channel", "12")):
+        out.apply(XsOp("write", p.frontend_path + "/" + name, value))
+    return out
+
+
+def actions(plan):
+    return [(c.vdev, c.action) for c in plan.changes]
+
+
+def assert_converged(tree, domid, ds, **kw):
+    again = plan_guest(tree, domid, ds, **kw)
+    assert not again, [(c.vdev, c.action, c.differences) for c in again.changes]
+    assert again.ops == ()
+    return again
+
+
+# -- attach / unchanged / idempotence ----------------------------------------------------------
+def test_attach_then_nothing(host):
+    before = host((5, "pv"))
+    ds = desired(5, "pv", "/dev/vg0/a,,xvda", "/srv/a.img,raw,xvdb,ro")
+    plan = plan_guest(before, 5, ds)
+    assert plan
+    assert actions(plan) == [("xvda", "attach"), ("xvdb", "attach")]
+    assert [c.needs for c in plan.changes] == ["nothing", "nothing"]
+    after = plan.after(before)
+    assert after == attached(before, *ds)
+    assert before == host((5, "pv"))  # the snapshot itself is not changed
+    again = assert_converged(after, 5, ds)
+    assert actions(again) == [("xvda", "unchanged"), ("xvdb", "unchanged")]
+    # once connected, the foreign nodes of blkback, the script and the guest change nothing
+    assert_converged(connect(connect(after, ds[0]), ds[1]), 5, ds)
+
+
+@pytest.mark.parametrize("guest_type, specs, steps", [
+    ("pv", ["/dev/vg0/a,,xvda"], [("transaction", ""), ("wait", "2"), ("hotplug", "add")]),
+    ("hvm", ["/srv/g.qcow2,qcow2,hda"], [("transaction", "")]),              # QEMU: no wait, no script
+    ("pv", ["backend=stor2,/dev/vg1/x,,xvdc"], [("transaction", ""), ("wait", "2")]),  # devd runs it
+])
+def test_attach_phases(host, guest_type, specs, steps):
+    plan = plan_guest(host((5, guest_type), driver_domains=(2,)), 5, desired(5, guest_type, *specs))
+    [change] = plan.changes
+    assert [(ph.step, ph.values[0] if ph.values else ph.action) for ph in change.phases] == steps
+    assert change.phases[0].ops == change.ops
+    if steps[-1] == ("hotplug", "add"):
+        assert dict(change.phases[-1].env) == {
+            "script": "/etc/xen/scripts/block", "XENBUS_TYPE": "vbd", "XENBUS_PATH": "backend/vbd/5/51712",
+            "XENBUS_BASE_PATH": "backend"}
+        assert change.phases[1].timeout == 10 and change.phases[2].timeout == 40
+
+
+# -- changes that need a detach and an attach ----------------------------------------------------
+RECREATE_TABLE = [
+    ("/dev/vg0/b,,xvda",
+     "^disks\\[0\\]: target differs from the attached disk \\(libxl record: params '/dev/vg0/a' -> '/dev/vg0/b'\\); "
+     "changing it needs a detach and an attach: set recreate=true to do that$"),
+    ("/dev/vg0/a,,xvda,ro",
+     "^disks\\[0\\]: access, discard differ from the attached disk \\(libxl record: discard-enable '1' -> '0', "
+     "mode 'w' -> 'r'\\); changing them needs a detach and an attach: set recreate=true to do that$"),
+    ("/dev/vg0/a,,xvda,direct-io-safe",
+     "^disks\\[0\\]: direct-io-safe differs from the attached disk \\(libxl record: direct-io-safe None -> '1'\\); "
+     "changing it needs a detach and an attach: set recreate=true to do that$"),
+]
+
+
+@pytest.mark.parametrize("spec, message", RECREATE_TABLE)
+def test_change_needs_recreate(host, spec, message):
+    old = desired(5, "pv", "/dev/vg0/a,,xvda")
+    tree = connect(attached(host((5, "pv")), *old), old[0])
+    new = desired(5, "pv", spec)
+    plan = plan_guest(tree, 5, new)
+    assert not plan
+    [change] = plan.changes
+    assert (change.action, change.needs) == ("recreate", "recreate")
+    with pytest.raises(PlanError, match=message):
+        plan.check()
+
+    forced = plan_guest(tree, 5, new, recreate=True)
+    [change] = forced.changes
+    assert change.action == "recreate" and not change.error and change.needs == "guest_cooperation"
+    assert [ph.step for ph in change.phases] == ["transaction", "wait", "hotplug", "cleanup",
+                                                 "transaction", "wait", "hotplug"]
+    assert [ph.action for ph in change.phases if ph.step == "hotplug"] == ["remove", "add"]
+    after = forced.after(tree)
+    assert_converged(after, 5, new)
+    # the foreign nodes of the old device went with it
+    assert not any(p.endswith("/physical-device") for p in after.values)
+
+
+def test_kind_change_xen_to_virtio_is_refused_while_running(host):
+    old = desired(3, "pvh", "/dev/mmc,raw,xvda")
+    tree = attached(host((3, "pvh")), *old)
+    new = desired(3, "pvh", "/dev/mmc,raw,xvda,specification=virtio", arch="arm")
+    [change] = plan_guest(tree, 3, new).changes
+    assert change.error == ("disks[0]: the attached disk 51712 is a vbd device and the declared one a "
+                            "virtio_disk device; changing that needs a detach and an attach: set recreate=true")
+    assert change.needs == "restart"
+
+
+# -- cdrom media change ----------------------------------------------------------------------------
+@pytest.mark.parametrize("old_spec, new_spec, params_written", [
+    (",raw,hdc,cdrom", "/srv/iso/a.iso,raw,hdc,cdrom", ["", "aio:/srv/iso/a.iso"]),        # insert
+    ("/srv/iso/a.iso,raw,hdc,cdrom", "/srv/iso/b.iso,raw,hdc,cdrom", ["", "aio:/srv/iso/b.iso"]),  # change
+    ("/srv/iso/a.iso,raw,hdc,cdrom", ",raw,hdc,cdrom", [""]),                              # eject
+])
+def test_media_change_in_place_on_hvm(host, old_spec, new_spec, params_written):
+    old = desired(7, "hvm", old_spec)
+    tree = connect(attached(host((7, "hvm")), *old), old[0])
+    new = desired(7, "hvm", new_spec)
+    plan = plan_guest(tree, 7, new)
+    [change] = plan.changes
+    assert (change.action, change.needs, change.fields) == ("media_change", "nothing", ("target",))
+    assert [ph.step for ph in change.phases] == ["transaction"] * len(params_written)
+    assert [[op.value for op in ph.ops if op.path.endswith("/params")] for ph in change.phases] == \
+        [[v, v] for v in params_written]
+    after = plan.after(tree)
+    assert after.values[new[0].placement.backend_path + "/physical-device"] == "fd:3"  # foreign kept
+    assert after.values[new[0].placement.backend_path + "/state"] == "4"                # still connected
+    assert_converged(after, 7, new)
+
+
+def test_pv_cdrom_change_needs_recreate(host):
+    old = desired(5, "pv", "/srv/iso/a.iso,raw,xvdc,cdrom")
+    tree = attached(host((5, "pv")), *old)
+    [change] = plan_guest(tree, 5, desired(5, "pv", "/srv/iso/b.iso,raw,xvdc,cdrom")).changes
+    assert change.action == "recreate" and change.error
+
+
+# -- exclusive, keep, absent -----------------------------------------------------------------------
+def test_exclusive_detaches_undeclared_except_keep(host):
+    ds = desired(5, "pv", "/dev/vg0/a,,xvda", "/dev/vg0/b,,xvdb", "/dev/vg0/c,,xvdc")
+    tree = attached(host((5, "pv")), *ds)
+    plan = plan_guest(tree, 5, ds[:1], exclusive=True, keep=["d1p0"])  # alias of xvdb
+    assert actions(plan) == [("xvdc", "detach"), ("xvda", "unchanged")]
+    after = plan.after(tree)
+    assert [c.vdev for c in read_disks(after, 5)] == ["xvda", "xvdb"]
+    assert_converged(after, 5, ds[:1], exclusive=True, keep=["xvdb"])
+    # without exclusive, undeclared disks are left alone
+    assert actions(plan_guest(tree, 5, ds[:1])) == [("xvda", "unchanged")]
+
+
+def test_absent(host):
+    ds = desired(5, "pv", "/dev/vg0/a,,xvda", "/dev/vg0/b,,xvdb")
+    tree = attached(host((5, "pv")), ds[0])
+    plan = plan_guest(tree, 5, ds, state="absent")
+    assert actions(plan) == [("xvda", "detach"), ("xvdb", "absent")]
+    after = plan.after(tree)
+    assert read_disks(after, 5) == []
+    assert after == host((5, "pv")).copy().apply_all([XsOp("rm", "/local/domain/5/device"),
+                                                      XsOp("rm", "/libxl/5/device")])
+    assert_converged(after, 5, ds, state="absent")
+    assert_converged(after, 5, ["xvda", "d1p0"], state="absent")  # plain vdevs work too
+
+
+# -- detach: phases and needs ------------------------------------------------------------------------
+@pytest.mark.parametrize("frontend_state, force, needs, on_timeout", [
+    ("4", False, "guest_cooperation", "fail"),
+    ("3", False, "guest_cooperation", "fail"),
+    ("1", False, "force", "fail"),       # no frontend driver will answer the close
+    ("4", True, "force", "continue"),
+    ("6", False, "nothing", "fail"),
+])
+def test_detach_needs_and_phases(host, frontend_state, force, needs, on_timeout):
+    ds = desired(5, "pv", "/dev/vg0/a,,xvda")
+    tree = connect(attached(host((5, "pv")), *ds), ds[0], frontend=frontend_state)
+    [change] = plan_guest(tree, 5, ds, state="absent", force=force).changes
+    assert change.needs == needs
+    steps = [ph.step for ph in change.phases]
+    assert steps == ["transaction", "wait", "hotplug", "cleanup"]
+    close, wait = change.phases[0], change.phases[1]
+    b = ds[0].placement.backend_path
+    assert close.ops[-2:] == (XsOp("write", b + "/online", "0"), XsOp("write", b + "/state", "5"))
+    assert (close.ops[0] == XsOp("rm", ds[0].placement.frontend_path)) == force
+    assert (wait.path, wait.values, wait.timeout, wait.on_timeout) == (b + "/state", ("6",), 10, on_timeout)
+    assert change.phases[3].placement == ds[0].placement and change.phases[3].ops == change.ops
+
+
+def test_detach_from_driver_domain_waits_for_devd(host):
+    ds = desired(5, "pv", "backend=stor2,/dev/vg1/x,,xvdc")
+    tree = attached(host((5, "pv"), driver_domains=(2,)), *ds)
+    [change] = plan_guest(tree, 5, ds, state="absent").changes
+    assert [(ph.step, ph.path) for ph in change.phases[1:]] == [
+        ("wait", "/local/domain/2/backend/vbd/5/51744/state"),
+        ("wait_removed", "/local/domain/2/backend/vbd/5/51744"), ("cleanup", "")]
+
+
+# -- stale entries -------------------------------------------------------------------------------
+def _closed(tree, d):
+    out = tree.copy()
+    out.values[d.placement.backend_path + "/state"] = "6"
+    return out
+
+
+def _backend_gone(tree, d):
+    return tree.copy().apply_all([XsOp("rm", d.placement.backend_path)])
+
+
+def _frontend_gone(tree, d):
+    return tree.copy().apply_all([XsOp("rm", d.placement.frontend_path)])
+
+
+def _half_written(tree, d):
+    return tree.copy().apply_all([XsOp("rm", d.placement.libxl_path + "/" + n) for n in ("dev", "mode")])
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (_closed, "backend Closed"),
+    (_backend_gone, "backend directory missing"),
+    (_frontend_gone, "frontend directory missing"),
+    (_half_written, "half-written libxl record (no dev, mode)"),
+])
+def test_stale_entries_are_cleaned_before_attach(host, damage, reason):
+    ds = desired(5, "pv", "/dev/vg0/a,,xvda")
+    tree = damage(connect(attached(host((5, "pv")), *ds), ds[0]), ds[0])
+    [current] = read_disks(tree, 5)
+    assert reason in current.stale
+    plan = plan_guest(tree, 5, ds)
+    [change] = plan.changes
+    assert change.action == "attach" and change.needs == "nothing"
+    assert change.stale == ("/libxl/5/device/vbd/51712: " + reason,)
+    assert [ph.step for ph in change.phases] == ["cleanup", "transaction", "wait", "hotplug"]
+    after = plan.after(tree)
+    assert not any(p.endswith("/physical-device") for p in after.values)
+    assert_converged(after, 5, ds)
+    # declared elsewhere: reported, left alone
+    other = desired(5, "pv", "/dev/vg0/b,,xvdb")
+    plan = plan_guest(tree, 5, other)
+    assert plan.stale == (("xvda" if reason != "half-written libxl record (no dev, mode)"
+                           else "/libxl/5/device/vbd/51712", (reason,)),)
+
+
+def test_directories_without_a_libxl_record_are_reported_and_replaced(host):
+    ds = desired(5, "pv", "/dev/vg0/a,,xvda")
+    tree = host((5, "pv")).apply_all([XsOp("write", ds[0].placement.backend_path + "/params", "/old")])
+    [change] = plan_guest(tree, 5, ds).changes
+    assert change.stale == ("/local/domain/0/backend/vbd/5/51712: left without a libxl record",)
+    after = plan_guest(tree, 5, ds).after(tree)
+    assert after.values[ds[0].placement.backend_path + "/params"] == "/dev/vg0/a"
+
+
+# -- drift of owned nodes, lenient protocol -----------------------------------------------------------
+def test_backend_drift_is_repaired_in_place(host):
+    ds = desired(5, "pv", "/dev/vg0/a,,xvda")
+    tree = connect(attached(host((5, "pv")), *ds), ds[0])
+    b, f = ds[0].placement.backend_path, ds[0].placement.frontend_path
+    tree.values[b + "/mode"] = "r"
+    tree.perms[f] = ("n5",)
+    plan = plan_guest(tree, 5, ds)
+    [change] = plan.changes
+    assert (change.action, change.fields) == ("repair", ("access", "permissions"))
+    assert change.ops == (XsOp("set_perms", f, perms=("n5", "r0")), XsOp("write", b + "/mode", "w"))
+    assert_converged(plan.after(tree), 5, ds)
+    [current] = read_disks(tree, 5)
+    assert current.warnings == ("backend node mode = 'r' differs from libxl's copy 'w'",)
+
+
+def test_protocol_is_compared_leniently(host):
+    ds = desired(5, "pv", "/dev/vg0/a,,xvda")
+    tree = attached(host((5, "pv")), *ds)
+    tree.values[ds[0].placement.frontend_path + "/protocol"] = "x86_32-abi"
+    plan = assert_converged(tree, 5, ds)
+    assert plan.changes[0].notes == (
+        "/local/domain/5/device/vbd/51712/protocol = 'x86_32-abi' (libxl wrote 'x86_64-abi'; "
+        "the guest may rewrite it)",)
+
+
+# -- virtio --------------------------------------------------------------------------------------------
+def test_virtio_only_at_creation(host):
+    ds = desired(3, "pvh", "/dev/mmc,raw,xvda,specification=virtio", arch="arm")
+    tree = host((3, "pvh"))
+    plan = plan_guest(tree, 3, ds)
+    [change] = plan.changes
+    assert change.needs == "restart" and not plan
+    with pytest.raises(PlanError, match=r"^disks\[0\]: a virtio disk cannot be hot-plugged \(libxl: virtio disks "
+                                        r"exist only from the guest's creation\); declare it in the guest's "
+                                        r"configuration and restart the guest$"):
+        plan.check()
+    created = plan_guest(tree, 3, ds, creating=True)
+    assert actions(created) == [("xvda", "attach")] and created
+    after = created.after(tree)
+    assert_converged(after, 3, ds)
+    [gone] = plan_guest(after, 3, ds, state="absent").changes
+    assert gone.needs == "restart" and "cannot be hot-unplugged" in gone.error
+
+
+def test_mixed_kinds_warning(host):
+    tree = attached(host((3, "pvh")), *desired(3, "pvh", "/dev/mmc,raw,xvda,specification=virtio", arch="arm"))
+    tree = attached(tree, *desired(3, "pvh", "/dev/vg0/a,,xvdb"))
+    assert plan_guest(tree, 3, []).warnings == (
+        "guest 3 has both vbd and virtio_disk records: libxl refuses to list its disks "
+        "(\"Invalid configuration, both xen and virtio paths are present\")",)
+
+
+# -- read sets: the plan looks at nothing else ----------------------------------------------------------
+def restrict(tree, domid, ds):
+    """What the runtime reads: guest_roots, then read_set computed on that first read."""
+    first = XsTree()
+    roots = guest_roots(domid)
+    for path in roots.values:
+        if path in tree:
+            first.values[path] = tree.values[path]
+    for root in roots.subtrees:
+        for rel, value in tree.subtree(root).items():
+            first.values[root + "/" + rel] = value
+    second = read_set(first, domid, ds)
+    out = first.copy()
+    for path in second.values:
+        if path in tree:
+            out.values[path] = tree.values[path]
+    for root in second.subtrees:
+        for rel, value in tree.subtree(root).items():
+            out.values[root + "/" + rel] = value
+    for path in second.perms:
+        if path in tree:
+            out.perms[path] = tree.perms[path]
+    return out, second
+
+
+def summary(plan):
+    return [(c.vdev, c.action, c.fields, c.needs, c.stale, c.error) for c in plan.changes]
+
+
+def test_noop_reads_exactly_the_owned_paths(host):
+    ds = desired(5, "pv", "/dev/vg0/a,,xvda", "/srv/a.img,raw,xvdb,ro,direct-io-safe")
+    tree = connect(attached(host((5, "pv")), *ds), ds[0])
+    partial, second = restrict(tree, 5, ds)
+    assert second == owned_paths(ds)
+    assert not plan_guest(partial, 5, ds)
+    assert summary(plan_guest(partial, 5, ds)) == summary(plan_guest(tree, 5, ds))
+    # reads per disk: every frontend/backend node but `online`, the libxl subtree (a listing +
+    # its values) and two directory permissions
+    per_disk = [len([v for v in second.values if d.placement.frontend_path + "/" in v or
+                     d.placement.backend_path + "/" in v]) + 1 + len(d.libxl) + 2 for d in ds]
+    assert per_disk == [owned_node_count(d) - 1 for d in ds]
+
+
+@pytest.mark.parametrize("new_specs, kw", [
+    (["/dev/vg0/b,,xvda"], {}),
+    (["/dev/vg0/b,,xvda"], {"recreate": True}),
+    (["/dev/vg0/a,,xvda"], {"exclusive": True}),
+    (["/dev/vg0/c,,xvdc"], {"exclusive": True, "keep": ["xvdb"]}),
+    (["/dev/vg0/a,,xvda", "/dev/vg0/b,,xvdb"], {"state": "absent"}),
+])
+def test_plan_on_the_read_set_equals_plan_on_everything(host, new_specs, kw):
+    old = desired(5, "pv", "/dev/vg0/a,,xvda", "/srv/a.img,raw,xvdb,ro")
+    tree = connect(attached(host((5, "pv")), *old), old[0])
+    new = desired(5, "pv", *new_specs)
+    partial, _ = restrict(tree, 5, new)
+    assert summary(plan_guest(partial, 5, new, **kw)) == summary(plan_guest(tree, 5, new, **kw))
+
+
+# -- read-back ---------------------------------------------------------------------------------------
+def test_read_disks_states_and_canonical_spec(host):
+    ds = desired(7, "hvm", "/srv/g.qcow2,qcow2,hda", ",raw,hdc,cdrom")
+    tree = connect(attached(host((7, "hvm")), *ds), ds[0], frontend="4", backend="4")
+    hda, hdc = read_disks(tree, 7)
+    assert (hda.vdev, hda.backend_kind, hda.frontend_state, hda.backend_state, hda.stale) == \
+        ("hda", "qdisk", 4, 4, ())
+    assert (state_name(hda.frontend_state), state_name(hdc.backend_state), state_name(None)) == \
+        ("Connected", "Initialising", "Unknown")
+    assert current_to_disk(hda, tree) == settled_disk(ds[0])
+    assert current_to_disk(hdc, tree) == settled_disk(ds[1])
+    assert render_disk_spec(current_to_disk(hda, tree)) == \
+        "format=qcow2,vdev=hda,access=rw,backendtype=qdisk,target=/srv/g.qcow2"
+    assert render_disk_spec(current_to_disk(hdc, tree)) == "format=empty,vdev=hdc,access=ro,devtype=cdrom,backendtype=qdisk"
+
+
+@pytest.mark.parametrize("spec", [
+    "/dev/vg0/a,,xvda", "/srv/a.img,raw,xvdb,ro,direct-io-safe,untrusted", "/dev/vg0/a,,xvda,no-discard",
+    "/dev/vg0/a,,xvda,ro,discard", "/dev/vg0/a,,xvda,script=block-iscsi", "backend=2,/dev/vg1/x,,xvdc",
+    "/srv/g.qcow2,qcow2,xvde", "format=raw,vdev=xvda,access=rw,colo,colo-host=10.0.0.2,colo-port=9000,"
+    "colo-export=g,active-disk=/a.img,hidden-disk=/h.img,target=/srv/a.img",
+])
+def test_read_back_round_trip(host, spec):
+    [d] = desired(5, "pv", spec)
+    tree = attached(host((5, "pv"), driver_domains=(2,)), d)
+    [current] = read_disks(tree, 5)
+    assert current_to_disk(current, tree) == settled_disk(d)
+    assert render_disk_spec(current_to_disk(current, tree)) == render_disk_spec(settled_disk(d))
+    # what a user declared, rendered again after libxl's choices, is the same disk
+    assert parse_disk_spec(render_disk_spec(settled_disk(d))) == settled_disk(d)
+
+
+def test_desired_nodes_cover_the_three_directories(host):
+    [d] = desired(5, "pv", "/dev/vg0/a,,xvda")
+    nodes = desired_nodes(d)
+    assert len(nodes) == len(d.frontend) + len(d.backend) + len(d.libxl) == owned_node_count(d) - 3
+    tree = attached(host((5, "pv")), d)
+    assert all(tree.values[p] == v for p, v in nodes.items())
+
+
+# -- property: planning again after applying gives an empty plan --------------------------------------
+POOL = ["/dev/vg0/a,,xvda", "/dev/vg0/b,,xvda", "/dev/vg0/a,,xvda,ro", "/srv/a.img,raw,xvdb,ro",
+        "/srv/a.img,raw,xvdb,ro,direct-io-safe", "/dev/vg0/c,,xvdc,untrusted", "/dev/vg0/c,,d2p0,no-discard",
+        "/srv/g.qcow2,qcow2,xvdd", "/srv/iso/a.iso,raw,hdc,cdrom", ",raw,hdc,cdrom", "/srv/iso/b.iso,raw,hdc,cdrom",
+        "backend=stor2,/dev/vg1/x,,xvde", "/dev/vg0/d,,xvde"]
+
+
+def _declaration(indexes):
+    by_vdev = {}
+    for i in indexes:
+        spec = POOL[i]
+        vdev = [p for p in spec.split(",") if p.startswith(("xvd", "hd", "d2"))][0]
+        key = "xvdc" if vdev == "d2p0" else vdev
+        by_vdev.setdefault(key, spec)
+    return sorted(by_vdev.values())
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(first=st.lists(st.integers(0, len(POOL) - 1), max_size=6),
+       second=st.lists(st.integers(0, len(POOL) - 1), max_size=6),
+       guest_type=st.sampled_from(["pv", "hvm"]),
+       exclusive=st.booleans(), connected=st.booleans(), absent=st.booleans())
+def test_plan_after_then_plan_again_is_empty(host, first, second, guest_type, exclusive, connected, absent):
+    base = host((5, guest_type), driver_domains=(2,))
+    old = desired(5, guest_type, *_declaration(first))
+    tree = plan_guest(base, 5, old).after(base)
+    if connected:
+        for d in old:
+            tree = connect(tree, d)
+    new = desired(5, guest_type, *_declaration(second))
+    kw = {"state": "absent"} if absent else {"exclusive": exclusive, "recreate": True}
+    plan = plan_guest(tree, 5, new, **kw)
+    assert plan == plan_guest(tree, 5, new, **kw)          # deterministic
+    assert not plan.errors
+    after = plan.after(tree)
+    assert_converged(after, 5, new, **kw)
+    # nodes outside the device directories are never touched
+    outside = [p for p in tree.values if "/device" not in p and "/backend" not in p]
+    assert {p: after.values.get(p) for p in outside} == {p: tree.values[p] for p in outside}
+    if not absent:
+        for d in new:
+            assert {p: v for p, v in desired_nodes(d).items()
+                    if not p.endswith(("/state", "/online", "/params"))} == \
+                {p: after.values.get(p) for p in desired_nodes(d) if not p.endswith(("/state", "/online", "/params"))}
