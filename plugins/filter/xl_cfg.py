@@ -14,15 +14,22 @@ from collections.abc import Mapping
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.xen.disks.plugins.module_utils import _xl_cfg
+from ansible_collections.xen.disks.plugins.module_utils._declaration import (
+    DeclarationError,
+    GuestDeclaration,
+    parse_item,
+    validate_declaration,
+)
 from ansible_collections.xen.disks.plugins.module_utils._disk_spec import (
     disk_from_dict,
     disk_to_dict,
     parse_disk_spec,
     render_disk_spec,
 )
-from ansible_collections.xen.disks.plugins.module_utils._vdev import vdev_to_devid
-
 DISK_SETTING = "disk"
+_PLACEHOLDER_DOMID = 0x7FEF  # below DOMID_FIRST_RESERVED
+# The record of a legacy spelling (`phy:`, `tap:aio:`) says how a disk was written, not what it is.
+_NOT_COMPARED = frozenset(("vdev", "driver", "driver_subtype"))
 
 
 def _text(value, name):
@@ -45,7 +52,7 @@ def _to_disk(entry, where):
 
 def _identity(spec):
     """The device number of an xl spec string: what makes two entries the same disk."""
-    return vdev_to_devid(parse_disk_spec(spec).vdev)
+    return parse_disk_spec(spec).devid
 
 
 def _canonical_or_none(spec):
@@ -70,15 +77,54 @@ def xl_cfg_disks(text, source="xl.cfg"):
     return specs or []
 
 
-def xl_cfg_set_disks(text, disks, source="xl.cfg"):
-    """The xl.cfg text with its disk setting replaced by the canonical specs of `disks`."""
-    _text(text, "xl_cfg_set_disks")
+class _OfflineDomains:
+    """A file may name driver domains that are not running: each name stands for its own domain."""
+
+    def __init__(self):
+        self.ids = {}
+
+    def __call__(self, name):
+        return self.ids.setdefault(name, _PLACEHOLDER_DOMID - len(self.ids))
+
+
+def _guest_type(settings):
+    """The guest type xl would build: `type`, else the legacy `builder = "hvm"`, else PV."""
+    guest_type = _xl_cfg.effective_value(settings, "type")
+    if guest_type in ("pv", "pvh", "hvm"):
+        return guest_type
+    return "hvm" if _xl_cfg.effective_value(settings, "builder") == "hvm" else "pv"
+
+
+def _declared_items(disks):
     if not isinstance(disks, list):
-        raise AnsibleFilterError("xl_cfg_set_disks: disks must be a list, not %s" % type(disks).__name__)
-    specs = [render_disk_spec(_to_disk(entry, "disks[%d]" % index)) for index, entry in enumerate(disks)]
+        raise ValueError("disks must be a list, not %s" % type(disks).__name__)
+    items = []
+    for index, entry in enumerate(disks):
+        if isinstance(entry, Mapping):
+            items.append(dict(entry))
+        elif isinstance(entry, str) or (isinstance(entry, list) and all(isinstance(s, str) for s in entry)):
+            items.append(entry)
+        else:
+            raise ValueError("disks[%d]: a disk must be an xl spec string, a list of strings or a dict, "
+                                     "not %s" % (index, type(entry).__name__))
+    return items
+
+
+def xl_cfg_set_disks(text, disks, source="xl.cfg"):
+    """The xl.cfg text with its disk setting replaced by the canonical specs of `disks`.
+
+    The whole declaration is checked first, with the rules the live plane uses (the shared
+    `validate_declaration`): targets are not stat'ed and named backends are not resolved,
+    since the file describes the guest's next start.
+    """
     try:
+        settings = _xl_cfg.parse_settings(_text(text, "xl_cfg_set_disks"), source)
+        items = _declared_items(disks)
+        validate_declaration([GuestDeclaration(domid=1, disks=tuple(items), guest_type=_guest_type(settings))],
+                             resolve_domain=_OfflineDomains())
+        specs = [render_disk_spec(parse_item(item)) for item in items]
         return _xl_cfg.set_list_setting(text, DISK_SETTING, specs, key=_identity, equal=_same_disks, source=source)
-    except (_xl_cfg.XlCfgError, ValueError) as exc:
+    except (_xl_cfg.XlCfgError, DeclarationError, ValueError) as exc:
         raise AnsibleFilterError("xl_cfg_set_disks: %s" % exc)
 
 
@@ -96,11 +142,18 @@ def _differing_fields(live, persistent):
     live_fields = disk_to_dict(live)
     fields = []
     for name, value in sorted(disk_to_dict(persistent).items()):
-        if name == "vdev" or value is None:
+        if name in _NOT_COMPARED or value is None:
             continue
         if live_fields.get(name) != value:
             fields.append(name)
     return fields
+
+
+def _devid(disk, where):
+    try:
+        return disk.devid
+    except ValueError as exc:
+        raise AnsibleFilterError("%s: %s" % (where, exc))
 
 
 def xl_disks_drift(live, persistent):
@@ -114,11 +167,11 @@ def xl_disks_drift(live, persistent):
         if disk is None:
             unreadable.append(entry.get("vdev") if isinstance(entry, Mapping) else str(entry))
             continue
-        live_by_devid[vdev_to_devid(disk.vdev)] = disk
+        live_by_devid[_devid(disk, "live[%d]" % index)] = disk
     file_by_devid = {}
     for index, entry in enumerate(persistent):
         disk = _to_disk(entry, "persistent[%d]" % index)
-        file_by_devid[vdev_to_devid(disk.vdev)] = disk
+        file_by_devid[_devid(disk, "persistent[%d]" % index)] = disk
 
     only_live = [render_disk_spec(live_by_devid[d]) for d in sorted(set(live_by_devid) - set(file_by_devid))]
     only_persistent = [render_disk_spec(file_by_devid[d]) for d in sorted(set(file_by_devid) - set(live_by_devid))]
