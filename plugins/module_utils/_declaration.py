@@ -95,9 +95,9 @@ def _spec_message(label, err):
 
 
 def stat_wanted(disk, backend_domid):
-    """Whether the caller should stat the target: a local (dom0-served), non-empty disk.
-    `choose_backend` decides from the answer what libxl would (§6.3)."""
-    return backend_domid == 0 and bool(disk.target) and disk.effective_format != "empty"
+    """Whether libxl may stat the target: a dom0-served disk that is not an empty cdrom (the
+    caller stats those targets; `choose_backend` decides from the answer what libxl would, §6.3)."""
+    return backend_domid == 0 and disk.effective_format != "empty"
 
 
 def resolve_backend(disk, resolve_domain, default_backend):
@@ -155,7 +155,9 @@ def validate_declaration(guests, *, stat_target=None, resolve_domain=None, defau
                 continue
             target_kind = "unknown"
             if stat_wanted(disk, backend_domid):
-                target_kind = _lookup(stat_target, disk.target, "unknown") or "unknown"
+                # libxl's stat("") fails like any missing path
+                target_kind = (_lookup(stat_target, disk.target, "unknown") or "unknown") if disk.target \
+                    else "missing"
                 if target_kind not in TARGET_KINDS:
                     raise ValueError("stat_target gave %r for %r: expected one of %s"
                                      % (target_kind, disk.target, ", ".join(TARGET_KINDS)))
@@ -213,10 +215,16 @@ def _guest_rules(checked):
     return errors
 
 
+SHARING_REASON = ("Xen's block hotplug script refuses to share a device that one guest writes "
+                  "(hotplug-status busy) and QEMU's qdisk does not check, so the data would be corrupted "
+                  "or read while it changes")
+MODE = {True: "read-write", False: "read-only"}
+
+
 def _sharing_rules(checked, attached):
-    """A target attached read-write is not shared, with any guest, in any mode (the block
-    hotplug script refuses it: writable use needs the device unused elsewhere, read-only use
-    needs no writer)."""
+    """A target attached read-write is not shared, with any guest, in any mode: what the block
+    hotplug script enforces (writable use needs the device unused elsewhere, read-only use needs
+    no writer), applied to every backend before anything is written."""
     errors = []
     declared = {(c.domid, c.devid) for c in checked}
     by_target = {}
@@ -227,9 +235,10 @@ def _sharing_rules(checked, attached):
         for i, c in enumerate(c_list):
             for other in c_list[:i]:
                 if c.disk.readwrite or other.disk.readwrite:
-                    errors.append("%s.target: %r is also attached by %s (guest %d), %s: a disk written by one "
-                                  "guest must not be attached to another (Xen's block script refuses it)"
-                                  % (c.label, c.disk.target, other.label, other.domid, _modes(c, other)))
+                    where = other.label + ("" if other.domid == c.domid else " (guest %d)" % other.domid)
+                    errors.append("%s.target: %r is also attached by %s, %s: %s"
+                                  % (c.label, c.disk.target, where, _modes(other.disk.readwrite, c.disk.readwrite),
+                                     SHARING_REASON))
                     break
     for current in attached:
         if current.stale or (current.domid, current.devid) in declared:
@@ -240,15 +249,13 @@ def _sharing_rules(checked, attached):
         writes = current.libxl.get("mode") == "w"
         for c in by_target.get(target_key(current.backend_domid, target), ()):
             if c.disk.readwrite or writes:
-                errors.append("%s.target: %r is already attached to guest %d (%s) %s: a disk written by one "
-                              "guest must not be attached to another (Xen's block script refuses it)"
+                errors.append("%s.target: %r is already attached to guest %d as %s, %s: %s"
                               % (c.label, c.disk.target, current.domid, current.vdev,
-                                 "read-write" if writes else "read-only"))
+                                 _modes(writes, c.disk.readwrite), SHARING_REASON))
     return errors
 
 
-def _modes(c, other):
-    mode = {True: "read-write", False: "read-only"}
-    if c.disk.readwrite == other.disk.readwrite:
-        return "both %s" % mode[c.disk.readwrite]
-    return "%s there and %s here" % (mode[other.disk.readwrite], mode[c.disk.readwrite])
+def _modes(there, here):
+    if there == here:
+        return "both %s" % MODE[here]
+    return "%s there and %s here" % (MODE[there], MODE[here])
