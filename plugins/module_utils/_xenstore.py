@@ -732,6 +732,11 @@ class XenstoreConnection(XenstoreReader):
 
         xenstored's transactions read live nodes and detect at commit whether a node read has
         changed since (EAGAIN); then read_fn runs again.
+
+        Size: xenstored 4.17 keeps a transaction's accessed nodes in a list searched on every
+        access, so a transaction's cost grows with the square of the nodes it touches
+        (measured: 1,000 reads ~20,000/s, 16,000 reads ~1,700/s). Keep one snapshot or
+        transaction to a guest (hundreds of nodes), not a whole host of thousands.
         """
         return self._retrying(read_fn, max_retries, backoff)[0]
 
