@@ -31,6 +31,7 @@ from ansible_collections.xen.disks.plugins.module_utils._layout import (
     LENIENT,
     LIBXL,
     OWNED,
+    QDISK_FORMAT_PREFIX,
     TOOLSTACK_DOMID,
     DiskPlacement,
     TreeView,
@@ -143,8 +144,12 @@ class CurrentDisk:
 
     @property
     def target(self):
-        """The target path (§5.1: `params` after its first `:` when it has one), None if empty."""
-        return split_params(self.libxl.get("params"))[1]
+        """The target path, None if empty: a qdisk's `params` after its first `:` (§5.1); phy and
+        standalone hold the path as given (libxl's read-back would cut it at a `:` too)."""
+        params = self.libxl.get("params")
+        if self.libxl.get("type") in ("phy", "standalone"):
+            return params or None
+        return split_params(params)[1]
 
     @property
     def format(self):
@@ -163,7 +168,7 @@ class CurrentDisk:
         return self.frontend_present and self.frontend_state in (3, 4, 5)
 
 
-FORMAT_OF_PREFIX = {"aio": "raw", "qcow": "qcow", "qcow2": "qcow2", "vhd": "vhd", "qed": "qed"}
+FORMAT_OF_PREFIX = {prefix: fmt for fmt, prefix in QDISK_FORMAT_PREFIX.items() if fmt != "empty"}
 
 
 def split_params(params):

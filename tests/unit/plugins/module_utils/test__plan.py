@@ -464,18 +464,34 @@ def _declaration(indexes):
     return sorted(by_vdev.values())
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def _tampered(tree, d):
+    out = tree.copy()
+    out.values[d.placement.backend_path + "/mode"] = "x"
+    out.perms[d.placement.frontend_path] = ("n0",)
+    return out
+
+
+DAMAGE = {"closed": _closed, "backend_gone": _backend_gone, "frontend_gone": _frontend_gone,
+          "half_written": _half_written, "tampered": _tampered}
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(first=st.lists(st.integers(0, len(POOL) - 1), max_size=6),
        second=st.lists(st.integers(0, len(POOL) - 1), max_size=6),
        guest_type=st.sampled_from(["pv", "hvm"]),
-       exclusive=st.booleans(), connected=st.booleans(), absent=st.booleans())
-def test_plan_after_then_plan_again_is_empty(host, first, second, guest_type, exclusive, connected, absent):
+       exclusive=st.booleans(), connected=st.booleans(), absent=st.booleans(),
+       damage=st.lists(st.tuples(st.sampled_from(sorted(DAMAGE)), st.integers(0, 5)), max_size=2))
+def test_plan_after_then_plan_again_is_empty(host, first, second, guest_type, exclusive, connected, absent,
+                                             damage):
     base = host((5, guest_type), driver_domains=(2,))
     old = desired(5, guest_type, *_declaration(first))
     tree = plan_guest(base, 5, old).after(base)
     if connected:
         for d in old:
             tree = connect(tree, d)
+    for name, index in damage:
+        if old:
+            tree = DAMAGE[name](tree, old[index % len(old)])
     new = desired(5, guest_type, *_declaration(second))
     kw = {"state": "absent"} if absent else {"exclusive": exclusive, "recreate": True}
     plan = plan_guest(tree, 5, new, **kw)
