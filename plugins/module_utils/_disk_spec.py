@@ -222,7 +222,7 @@ class _ParseState:
     def set_enum(self, attribute, value, allowed, member):
         """setformat / setbackendtype / setspecification with DSET's respecified check."""
         if value not in allowed:
-            raise self.error(attribute, value, "unknown value for " + member)
+            raise self.error(attribute, value, "unknown value for " + attribute)
         current = getattr(self, attribute)
         if current is not None and current != value:
             raise self.error(attribute, value, member + " respecified")
