@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: xen.disks contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Benchmark the xenstore adapter against Debian's real xenstored; prints figures, asserts nothing.
@@ -23,7 +22,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 CHECKOUT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(CHECKOUT, "tests"))
-import conftest  # noqa: E402,F401  (puts ansible_collections on sys.path)
+# conftest puts the folder above ansible_collections on sys.path.
+import conftest  # noqa: E402,F401  pylint: disable=unused-import
 
 import pyxs  # noqa: E402
 
@@ -56,7 +56,7 @@ def device_ops(devices, prefix=ROOT):
 def best(fn, repeat):
     """Best wall time of `repeat` runs, and fn's last result."""
     times, result = [], None
-    for _ in range(repeat):
+    for _run in range(repeat):
         start = time.perf_counter()
         result = fn()
         times.append(time.perf_counter() - start)
@@ -122,10 +122,10 @@ def main(argv=None):
             print("transactional apply (mkdir + set_perms + %d writes per device):" % len(BACKEND_NODES))
             for label, batches in (("one transaction for all", [ops]),
                                    ("one transaction per %d devices (a guest)" % PER_GUEST, groups)):
-                t_pyxs, _ = best(lambda: [pyxs_apply(client, b) for b in batches], args.repeat)
+                t_pyxs = best(lambda: [pyxs_apply(client, b) for b in batches], args.repeat)[0]
                 row("pyxs, %s" % label, nodes, t_pyxs)
                 before = conn.stats()
-                t_ad, _ = best(lambda: [conn.transaction(lambda reader, b=b: b) for b in batches], args.repeat)
+                t_ad = best(lambda: [conn.transaction(lambda reader, b=b: b) for b in batches], args.repeat)[0]
                 sent = (conn.requests - before["requests"]) / args.repeat
                 trips = (conn.round_trips - before["round_trips"]) / args.repeat
                 row("adapter, %s" % label, nodes, t_ad,
@@ -148,17 +148,17 @@ def main(argv=None):
 
             print("exact-node read (each node named; what a no-op reconcile reads):")
             paths = [op.path for op in ops if op.action == "write"]
-            t_pyxs, _ = best(lambda: [client.read(p.encode()) for p in paths], args.repeat)
+            t_pyxs = best(lambda: [client.read(p.encode()) for p in paths], args.repeat)[0]
             row("pyxs read, one call at a time", len(paths), t_pyxs)
             before = conn.stats()
-            t_ad, _ = best(lambda: conn.read_values(paths), args.repeat)
+            t_ad = best(lambda: conn.read_values(paths), args.repeat)[0]
             trips = (conn.round_trips - before["round_trips"]) / args.repeat
             row("adapter read_values", len(paths), t_ad, "  %d round trips  (x%.1f)" % (trips, t_pyxs / t_ad))
-            t_ad, _ = best(lambda: conn.snapshot(lambda reader: reader.read_values(paths)), args.repeat)
+            t_ad = best(lambda: conn.snapshot(lambda reader: reader.read_values(paths)), args.repeat)[0]
             row("adapter, one snapshot for all", len(paths), t_ad, "  (x%.1f)" % (t_pyxs / t_ad))
             step = PER_GUEST * len(BACKEND_NODES)
             chunks = [paths[i:i + step] for i in range(0, len(paths), step)]
-            t_ad, _ = best(lambda: [conn.snapshot(lambda reader, c=c: reader.read_values(c)) for c in chunks], args.repeat)
+            t_ad = best(lambda: [conn.snapshot(lambda reader, c=c: reader.read_values(c)) for c in chunks], args.repeat)[0]
             row("adapter, one snapshot per %d devices" % PER_GUEST, len(paths), t_ad, "  (x%.1f)" % (t_pyxs / t_ad))
         finally:
             client.close()

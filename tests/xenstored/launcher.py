@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: xen.disks contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Run Debian's real C xenstored (Xen 4.17) without a hypervisor, for tests and demos.
@@ -242,7 +241,7 @@ class WireClient:
 
     def transaction(self, body):
         """Run body(self) in a transaction, retried on EAGAIN."""
-        for _ in range(100):
+        for _attempt in range(100):
             self.tx_id = int(self.request(XS_TRANSACTION_START, b"\0").rstrip(b"\0"))
             try:
                 body(self)
@@ -505,7 +504,7 @@ def add_guest(rundir, name, domid, guest_type, width=64, *, driver_domain=False)
     either (libxl asks the hypervisor); it is recorded in DIR/guests.json.
     """
     _check_guest_args(name, domid, guest_type, width)
-    rundir, socket_path, _ = _paths(rundir)
+    rundir, socket_path, _pid_file = _paths(rundir)
     if status(rundir) is None:
         raise LauncherError("no xenstored running for %s" % rundir)
     guests = read_guests(rundir)
@@ -558,7 +557,7 @@ def add_guest(rundir, name, domid, guest_type, width=64, *, driver_domain=False)
 
 def remove_guest(rundir, domid):
     """Remove the domain's directories as libxl's destroy does; the domid stops existing."""
-    rundir, socket_path, _ = _paths(rundir)
+    rundir, socket_path, _pid_file = _paths(rundir)
     guests = read_guests(rundir)
     info = guests.pop(domid, None)
 
