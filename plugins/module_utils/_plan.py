@@ -29,7 +29,6 @@ from ansible_collections.xen.disks.plugins.module_utils._layout import (
     FRONTEND,
     KINDS,
     LENIENT,
-    LIBXL,
     OWNED,
     QDISK_FORMAT_PREFIX,
     TOOLSTACK_DOMID,
@@ -344,8 +343,8 @@ def owned_paths(desired):
     values, perms, subtrees = [], [], []
     for d in items:
         p = d.placement
-        values += [p.frontend_path + "/" + name for name, _ in d.frontend]
-        values += [p.backend_path + "/" + name for name, _ in d.backend if name != "online"]
+        values += [p.frontend_path + "/" + name for name, _value in d.frontend]
+        values += [p.backend_path + "/" + name for name, _value in d.backend if name != "online"]
         perms += [p.frontend_path, p.backend_path]
         subtrees.append(p.libxl_path)
     return ReadSet(tuple(values), tuple(perms), tuple(subtrees))
@@ -539,7 +538,7 @@ def _compare(tree, desired, current):
 
 def _fields(differences):
     names = set()
-    for path, _, _ in differences:
+    for path, _have, _want in differences:
         name = path.rsplit("/", 1)[1]
         names.add(FIELD_OF_NODE.get(name, "permissions" if name.isdigit() else name))
     return tuple(sorted(names))
@@ -550,9 +549,9 @@ def _describe(differences):
 
 
 def _repair_ops(drift, perms, desired):
-    ops = [XsOp(SET_PERMS, path, perms=tuple(want.split(","))) for path, _, want in perms]
+    ops = [XsOp(SET_PERMS, path, perms=tuple(want.split(","))) for path, _have, want in perms]
     fperms = desired.placement.frontend_perms
-    for path, _, value in drift:
+    for path, _have, value in drift:
         ops.append(XsOp(WRITE, path, value))
         if path.startswith(desired.placement.frontend_path + "/") and not path.endswith("/backend"):
             ops.append(XsOp(SET_PERMS, path, perms=fperms))
@@ -738,7 +737,7 @@ def _media_change_possible(desired, current, record):
         return False
     if current.libxl.get("removable") != "1" or current.backend_kind != desired.placement.backend_kind:
         return False
-    return all(path.rsplit("/", 1)[1] == "params" for path, _, _ in record)
+    return all(path.rsplit("/", 1)[1] == "params" for path, _have, _want in record)
 
 
 def _finish(domid, detaches, others, by_devid, seen_devids, warnings):

@@ -17,7 +17,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-import conftest  # noqa: E402,F401  (makes ansible_collections.xen.disks importable)
+__import__("conftest")  # tests/conftest.py makes ansible_collections.xen.disks importable
 
 from ansible_collections.xen.disks.plugins.module_utils._declaration import (  # noqa: E402
     GuestDeclaration,
@@ -48,15 +48,17 @@ def host_tree():
 
 
 def declaration():
-    return [GuestDeclaration(domid, tuple("/dev/vg%d/g%d-%d,,xvd%s%s" % (domid % 4, domid, i, chr(97 + i),
-                                                                      ",ro" if i % 3 == 2 else "")
-                                          for i in range(DISKS)), guest_type="pv", prefix="domains[%d]." % domid)
+    def spec(domid, index):
+        access = ",ro" if index % 3 == 2 else ""
+        return "/dev/vg%d/g%d-%d,,xvd%s%s" % (domid % 4, domid, index, chr(97 + index), access)
+    return [GuestDeclaration(domid, tuple(spec(domid, i) for i in range(DISKS)), guest_type="pv",
+                             prefix="domains[%d]." % domid)
             for domid in range(1, GUESTS + 1)]
 
 
 def cpu(fn, repeat=5):
     best = None
-    for _ in range(repeat):
+    for _round in range(repeat):
         start = time.process_time()
         result = fn()
         spent = time.process_time() - start
@@ -80,7 +82,8 @@ def main():
     noop_time, noop = cpu(lambda: plan_all(full))
     assert all(plans) and not any(noop)  # sanity of the set-up, not a speed check
     reads = owned_paths(desired[0][0])
-    per_disk_reads = len(reads.values) + len(reads.perms) + sum(1 + len(desired[0][0].libxl) for _ in reads.subtrees)
+    # values, directory permissions, and the libxl directory: a listing plus each node
+    per_disk_reads = len(reads.values) + len(reads.perms) + len(reads.subtrees) * (1 + len(desired[0][0].libxl))
     print("host: %d guests x %d disks = %d disks, %d nodes when attached" % (GUESTS, DISKS, GUESTS * DISKS,
                                                                              len(full.values)))
     print("validate declaration (parse, backend choice, desired trees): %.3f s CPU" % validate_time)

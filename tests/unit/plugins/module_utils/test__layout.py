@@ -382,7 +382,7 @@ def _attached_host(host):
     (None, False, []),
 ])
 def test_close_ops(host, state, force, expected):
-    _, tree, d = _attached_host(host)
+    tree, d = _attached_host(host)[1:]
     b = d.placement.backend_path
     if state is None:
         tree.apply(XsOp("rm", b))
@@ -393,7 +393,7 @@ def test_close_ops(host, state, force, expected):
 
 
 def test_close_ops_force_removes_frontend_first(host):
-    _, tree, d = _attached_host(host)
+    tree, d = _attached_host(host)[1:]
     tree.values[d.placement.backend_path + "/state"] = "4"
     ops = close_ops(tree, d.placement, force=True)
     # path_cleanup of the frontend: the guest's only device, so the empty parents go too, up to
