@@ -6,7 +6,8 @@
   `.rundir`, `.socket`, `.pid`, `.env` (XENSTORED_PATH for subprocesses such as
   ansible-playbook or xenstore-ls), `.add_guest(name, domid, type="pv", width=64,
   driver_domain=False)`, `.remove_guest(domid)`, `.set_domids(...)`, `.dump(root)` (an
-  independent read of the tree, {path: (value, perms)}, not through the adapter), `.stop()`.
+  independent read of the tree, {path: (value, perms)}, not through the adapter),
+  `.connect()` (a new adapter connection), `.stop()`.
 - `xenstored_session`: one daemon shared by a whole session (tests must use their own domids
   or paths).
 - `xenstored_factory`: `start(count=1, domids="0") -> [XenstoredHost]` for fleets.
@@ -70,6 +71,12 @@ class XenstoredHost:
                 for name in client.list(path):
                     stack.append(path.rstrip("/") + "/" + name)
         return out
+
+    def connect(self, **kwargs):
+        """A new adapter connection (XenstoreConnection) to this daemon; the caller closes it."""
+        from ansible_collections.xen.disks.plugins.module_utils._xenstore import XenstoreConnection
+
+        return XenstoreConnection.open(self.socket, **kwargs)
 
     def stop(self):
         self.stopped = True
@@ -135,9 +142,7 @@ def xs_client(xenstored):
 
 @pytest.fixture
 def xs_conn(xenstored):
-    from ansible_collections.xen.disks.plugins.module_utils._xenstore import XenstoreConnection
-
-    conn = XenstoreConnection.open(xenstored.socket)
+    conn = xenstored.connect()
     try:
         yield conn
     finally:

@@ -221,3 +221,11 @@ def test_missing_xenstored_is_reported(tmp_path, monkeypatch):
     monkeypatch.setenv("XEN_DISKS_CACHE", str(tmp_path / "cache"))
     with pytest.raises(launcher.LauncherError, match=r"^xenstored not found .*: run tests/setup.sh$"):
         launcher.start(str(tmp_path / "h"))
+
+
+def test_socket_path_too_long_for_a_unix_socket(tmp_path):
+    rundir = str(tmp_path / ("d" * 120))
+    with pytest.raises(launcher.LauncherError, match=r"^run directory %s is too deep: its socket path would be \d+ bytes, "
+                       r"a unix socket allows 107; use a shorter --rundir$" % rundir):
+        launcher.start(rundir)
+    assert not os.path.exists(rundir)

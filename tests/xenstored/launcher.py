@@ -45,6 +45,7 @@ STOP_TIMEOUT = 10.0
 GUEST_TYPES = ("pv", "hvm", "pvh")
 HOST_DIR_FORMAT = "host-%03d"
 DOMID_LIMIT = 0x7FF0  # DOMID_FIRST_RESERVED
+SOCKET_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
 
 
 class LauncherError(Exception):
@@ -327,6 +328,9 @@ def start(rundir, domids="0", *, die_with_parent=False, timeout=START_TIMEOUT, _
     `die_with_parent` ties the daemon's life to the calling thread (for pytest fixtures).
     """
     rundir, socket_path, pid_file = _paths(rundir)
+    if len(socket_path.encode()) > SOCKET_PATH_MAX:
+        raise LauncherError("run directory %s is too deep: its socket path would be %d bytes, a unix socket "
+                            "allows %d; use a shorter --rundir" % (rundir, len(socket_path.encode()), SOCKET_PATH_MAX))
     if status(rundir) is not None:
         raise LauncherError("xenstored already running for %s (pid %d)" % (rundir, _read_pid(pid_file)))
     xenstored = find_xenstored()
