@@ -91,6 +91,10 @@ FIELD_OF_NODE = {
     "online": "online", "state": "state",
 }
 
+# xl options libxl writes only into the frontend (not into its record): changing one changes the
+# disk, as a change of its libxl record does; other frontend/backend differences are drift.
+FRONTEND_ONLY_CONFIG = ("trusted",)
+
 ReadSet = namedtuple("ReadSet", "values perms subtrees")
 ReadSet.__doc__ = """What to read from one snapshot: node values (missing -> absent), permissions of
 directories, and subtrees whose every node value is read (list, then read each child)."""
@@ -503,6 +507,24 @@ def _same_params(current, desired):
     return current == desired or (desired == "aio:" and current == "")
 
 
+def _equivalent(name, have, value, desired):
+    """Values that differ in spelling only: an ejected cdrom's "" and a new one's "aio:", and a
+    `dev` written with another spelling of the same device number (libxl keeps the vdev as
+    configured: `d0p0` and `xvda` are one disk)."""
+    if have == value:
+        return True
+    if have is None:
+        return False
+    if name == "params" and desired.disk.is_cdrom:
+        return _same_params(have, value)
+    if name == "dev":
+        try:
+            return _devid(have) == desired.devid
+        except ValueError:
+            return False
+    return False
+
+
 def _compare(tree, desired, current):
     """(differences in the libxl record, drift elsewhere, perms drift, notes) of a live disk."""
     p = desired.placement
@@ -510,8 +532,11 @@ def _compare(tree, desired, current):
     want = dict(desired.libxl)
     for name in sorted(set(want) | set(current.libxl)):
         have, value = current.libxl.get(name), want.get(name)
-        same = _same_params(have, value) if name == "params" and desired.disk.is_cdrom else have == value
-        if not same:
+        if have != value and _equivalent(name, have, value, desired):
+            if name == "dev":
+                notes.append("%s is recorded as %r, the same device (%d): the recorded spelling is kept"
+                             % (value, have, desired.devid))
+        elif have != value:
             record.append((p.libxl_path + "/" + name, have, value))
     for base, entries, directory in ((p.frontend_path, desired.frontend, FRONTEND),
                                      (p.backend_path, desired.backend, BACKEND)):
@@ -525,9 +550,10 @@ def _compare(tree, desired, current):
                 if have is not None and have != value:
                     notes.append("%s = %r (libxl wrote %r; the guest may rewrite it)" % (path, have, value))
                 continue
-            same = _same_params(have, value) if name == "params" and desired.disk.is_cdrom else have == value
-            if not same:
-                drift.append((path, have, value))
+            if not _equivalent(name, have, value, desired):
+                # configuration only the frontend holds: a change to it is a change of the disk
+                (record if name in FRONTEND_ONLY_CONFIG and directory == FRONTEND else drift).append(
+                    (path, have, value))
     perms = []
     for path, want_perms in ((p.frontend_path, p.frontend_perms), (p.backend_path, p.backend_perms)):
         have = tree.perms.get(path)
@@ -700,7 +726,7 @@ def plan_guest(tree, domid, desired, *, state="present", exclusive=False, keep=(
             continue
         fields = _fields(record)
         if d.is_virtio and not creating:
-            error = ("%s: %s %s from the attached virtio disk (libxl record: %s); a virtio disk cannot be "
+            error = ("%s: %s %s from the attached virtio disk (xenstore: %s); a virtio disk cannot be "
                      "replaced while the guest runs: change the guest's configuration and restart it"
                      % (d.name, ", ".join(fields), "differs" if len(fields) == 1 else "differ",
                         _describe(record)))
@@ -709,7 +735,7 @@ def plan_guest(tree, domid, desired, *, state="present", exclusive=False, keep=(
                                      desired=d, current=current))
             continue
         if not recreate:
-            error = ("%s: %s %s from the attached disk (libxl record: %s); changing %s needs a detach "
+            error = ("%s: %s %s from the attached disk (xenstore: %s); changing %s needs a detach "
                      "and an attach: set recreate=true to do that"
                      % (d.name, ", ".join(fields), "differs" if len(fields) == 1 else "differ",
                         _describe(record), "it" if len(fields) == 1 else "them"))
