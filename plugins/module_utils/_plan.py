@@ -571,7 +571,13 @@ def _fields(differences):
 
 
 def _describe(differences):
-    return ", ".join("%s %r -> %r" % (path.rsplit("/", 1)[1], have, want) for path, have, want in differences)
+    """`libxl record: mode 'w' -> 'r', ...; frontend: trusted '1' -> '0'`."""
+    groups = {}
+    for path, have, want in differences:
+        where = "libxl record" if path.startswith("/libxl/") else \
+            "frontend" if "/device/" in path else "backend"
+        groups.setdefault(where, []).append("%s %r -> %r" % (path.rsplit("/", 1)[1], have, want))
+    return "; ".join("%s: %s" % (where, ", ".join(items)) for where, items in groups.items())
 
 
 def _repair_ops(drift, perms, desired):
@@ -726,7 +732,7 @@ def plan_guest(tree, domid, desired, *, state="present", exclusive=False, keep=(
             continue
         fields = _fields(record)
         if d.is_virtio and not creating:
-            error = ("%s: %s %s from the attached virtio disk (xenstore: %s); a virtio disk cannot be "
+            error = ("%s: %s %s from the attached virtio disk (%s); a virtio disk cannot be "
                      "replaced while the guest runs: change the guest's configuration and restart it"
                      % (d.name, ", ".join(fields), "differs" if len(fields) == 1 else "differ",
                         _describe(record)))
@@ -735,7 +741,7 @@ def plan_guest(tree, domid, desired, *, state="present", exclusive=False, keep=(
                                      desired=d, current=current))
             continue
         if not recreate:
-            error = ("%s: %s %s from the attached disk (xenstore: %s); changing %s needs a detach "
+            error = ("%s: %s %s from the attached disk (%s); changing %s needs a detach "
                      "and an attach: set recreate=true to do that"
                      % (d.name, ", ".join(fields), "differs" if len(fields) == 1 else "differ",
                         _describe(record), "it" if len(fields) == 1 else "them"))

@@ -110,13 +110,13 @@ def test_attach_phases(host, guest_type, specs, steps):
 # -- changes that need a detach and an attach ----------------------------------------------------
 RECREATE_TABLE = [
     ("/dev/vg0/b,,xvda",
-     "^disks\\[0\\]: target differs from the attached disk \\(xenstore: params '/dev/vg0/a' -> '/dev/vg0/b'\\); "
+     "^disks\\[0\\]: target differs from the attached disk \\(libxl record: params '/dev/vg0/a' -> '/dev/vg0/b'\\); "
      "changing it needs a detach and an attach: set recreate=true to do that$"),
     ("/dev/vg0/a,,xvda,ro",
-     "^disks\\[0\\]: access, discard differ from the attached disk \\(xenstore: discard-enable '1' -> '0', "
+     "^disks\\[0\\]: access, discard differ from the attached disk \\(libxl record: discard-enable '1' -> '0', "
      "mode 'w' -> 'r'\\); changing them needs a detach and an attach: set recreate=true to do that$"),
     ("/dev/vg0/a,,xvda,direct-io-safe",
-     "^disks\\[0\\]: direct-io-safe differs from the attached disk \\(xenstore: direct-io-safe None -> '1'\\); "
+     "^disks\\[0\\]: direct-io-safe differs from the attached disk \\(libxl record: direct-io-safe None -> '1'\\); "
      "changing it needs a detach and an attach: set recreate=true to do that$"),
 ]
 
@@ -167,7 +167,7 @@ def test_trusted_lives_in_the_frontend_only_and_is_a_change_of_the_disk(host):
     old = desired(5, "pv", "/dev/vg0/a,,xvda")
     tree = attached(host((5, "pv")), *old)
     [change] = plan_guest(tree, 5, desired(5, "pv", "/dev/vg0/a,,xvda,untrusted")).changes
-    assert change.error == ("disks[0]: trusted differs from the attached disk (xenstore: trusted '1' -> '0'); "
+    assert change.error == ("disks[0]: trusted differs from the attached disk (frontend: trusted '1' -> '0'); "
                             "changing it needs a detach and an attach: set recreate=true to do that")
 
 
