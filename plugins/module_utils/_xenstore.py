@@ -264,7 +264,7 @@ class _OpenedXenBusConnection(XenBusConnection):
 
 _Message = namedtuple("_Message", "op rq_id tx_id payload")
 _HEADER = struct.Struct("<IIII")  # xsd_sockmsg: type, req_id, tx_id, len
-XS_DIRECTORY_PART = 20  # xs_wire.h; pyxs 0.4.1 does not know it
+XS_DIRECTORY_PART = 22  # xs_wire.h; pyxs 0.4.1 does not know it
 
 
 class _Router(Router):
@@ -384,6 +384,8 @@ class TransactionResult(object):
 
 # -- reading ---------------------------------------------------------------------------------
 
+_ACTIONS = {2: "read", 3: "get_perms", 1: "directory"}  # Op.READ, Op.GET_PERMS, Op.DIRECTORY
+
 class XenstoreReader(object):
     """Pipelined reads, bound to one transaction (one snapshot) or to none (tx 0)."""
 
@@ -391,25 +393,14 @@ class XenstoreReader(object):
         self.conn = conn
         self.tx_id = tx_id
 
-    def _batch(self, op, paths, action):
-        """One round trip: answers (bytes) in order, None for missing nodes."""
-        for path in paths:
-            check_path(path)
-        answers = self.conn._exchange([(op, path.encode() + NUL) for path in paths], self.tx_id)
-        out = []
-        for path, answer in zip(paths, answers):
-            if isinstance(answer, XenstoreError):
-                if answer.errno_name == "ENOENT":
-                    out.append(None)
-                    continue
-                raise XenstoreError(_describe_error(action, path, answer.errno_name), path, answer.errno_name)
-            out.append(answer)
-        return out
+    def _batch(self, op, paths):
+        """One round trip of the same request for each path: answers (bytes), None if missing."""
+        return self._mixed([(op, path) for path in paths])
 
     def read_values(self, paths):
         """{path: value or None if missing} in one round trip."""
         paths = _unique(paths)
-        answers = self._batch(Op.READ, paths, "read")
+        answers = self._batch(Op.READ, paths)
         return {p: (None if a is None else _decode(a)) for p, a in zip(paths, answers)}
 
     def read_value(self, path):
@@ -418,14 +409,14 @@ class XenstoreReader(object):
     def read_perms(self, paths):
         """{path: permission tuple or None if missing} in one round trip."""
         paths = _unique(paths)
-        answers = self._batch(Op.GET_PERMS, paths, "get_perms")
+        answers = self._batch(Op.GET_PERMS, paths)
         return {p: (None if a is None else tuple(_decode(a).rstrip("\0").split("\0")))
                 for p, a in zip(paths, answers)}
 
     def list_children(self, paths):
         """{path: sorted child names or None if missing} in one round trip."""
         paths = _unique(paths)
-        answers = self._batch(Op.DIRECTORY, paths, "directory")
+        answers = self._batch(Op.DIRECTORY, paths)
         return {p: (None if a is None else sorted(n for n in _decode(a).split("\0") if n))
                 for p, a in zip(paths, answers)}
 
@@ -445,6 +436,8 @@ class XenstoreReader(object):
         return tree
 
     def _mixed(self, requests):
+        """One round trip of (op, path) reads: answers (bytes) in order, None if missing.
+        A directory too large for one reply (E2BIG) is then listed in parts."""
         for _op, path in requests:
             check_path(path)
         answers = self.conn._exchange([(op, path.encode() + NUL) for op, path in requests], self.tx_id)
@@ -453,11 +446,36 @@ class XenstoreReader(object):
             if isinstance(answer, XenstoreError):
                 if answer.errno_name == "ENOENT":
                     answer = None
+                elif answer.errno_name == "E2BIG" and op == Op.DIRECTORY:
+                    answer = self._directory_in_parts(path)
                 else:
-                    name = {Op.READ: "read", Op.GET_PERMS: "get_perms", Op.DIRECTORY: "directory"}[op]
-                    raise XenstoreError(_describe_error(name, path, answer.errno_name), path, answer.errno_name)
+                    raise XenstoreError(_describe_error(_ACTIONS[op], path, answer.errno_name),
+                                        path, answer.errno_name)
             out.append(answer)
         return out
+
+    def _directory_in_parts(self, path, attempts=8):
+        """A DIRECTORY answer (names, each NUL-terminated) fetched with XS_DIRECTORY_PART;
+        restarted if the node's generation changes between parts. None if missing."""
+        key = path.encode() + NUL
+        for _attempt in range(attempts):
+            names, offset, generation = [], 0, None
+            while True:
+                answer = self.conn._exchange([(XS_DIRECTORY_PART, key + str(offset).encode() + NUL)], self.tx_id)[0]
+                if isinstance(answer, XenstoreError):
+                    if answer.errno_name == "ENOENT":
+                        return None
+                    raise XenstoreError(_describe_error("directory", path, answer.errno_name),
+                                        path, answer.errno_name)
+                part_generation, _sep, chunk = answer.partition(NUL)
+                if generation is not None and part_generation != generation:
+                    break  # changed meanwhile: list again from the start
+                generation = part_generation
+                names.extend(n for n in chunk.split(NUL) if n)
+                if chunk in (b"", NUL) or chunk.endswith(NUL + NUL):
+                    return b"".join(n + NUL for n in names)
+                offset += len(chunk)
+        raise XenstoreError("xenstore directory %s kept changing while it was listed in parts" % path, path)
 
     def read_tree(self, roots, with_perms=True):
         """XsTree of every node at and below `roots`, breadth first: one round trip per level

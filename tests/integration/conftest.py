@@ -92,6 +92,15 @@ def _teardown(hosts):
                     % (", ".join(h.rundir for h in died), launcher._log_tail(died[0].rundir)))
 
 
+def pytest_sessionfinish(session, exitstatus):
+    """The net under the fixtures: a daemon this test run started and left running is
+    stopped here, and the run fails."""
+    left = launcher.stop_started()
+    if left:
+        print("\nxenstored left running by the tests, now stopped: %s" % ", ".join(left))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 @pytest.fixture
 def xenstored(tmp_path):
     host = XenstoredHost(launcher.start(str(tmp_path / "xenstored"), die_with_parent=True))

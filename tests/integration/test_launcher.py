@@ -25,27 +25,31 @@ def run_cli(*args, check=True):
     return result
 
 
-def xenstored_pids():
-    """Pids of every xenstored process on the machine (zombies excluded)."""
-    pids = []
+def xenstored_pids(under):
+    """Pids of the xenstored processes whose run directory is below `under` (other tests of
+    the machine may run daemons of their own meanwhile); zombies excluded."""
+    marker = ("XENSTORED_RUNDIR=%s" % os.path.abspath(str(under))).encode()
+    pids = set()
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                if os.path.basename(os.readlink("/proc/%s/exe" % entry)) == "xenstored":
-                    pids.append(int(entry))
+                if os.path.basename(os.readlink("/proc/%s/exe" % entry)) != "xenstored":
+                    continue
+                with open("/proc/%s/environ" % entry, "rb") as f:
+                    if any(v.startswith(marker) for v in f.read().split(b"\0")):
+                        pids.add(int(entry))
             except OSError:
                 pass
-    return set(pids)
+    return pids
 
 
 def test_cli_start_status_stop(tmp_path):
     rundir = str(tmp_path / "host")
-    before = xenstored_pids()
     try:
         started = run_cli("start", "--rundir", rundir)
         assert started.stdout == rundir + "/socket\n"
         pid = int(open(rundir + "/pid").read())
-        assert xenstored_pids() - before == {pid}
+        assert xenstored_pids(tmp_path) == {pid}
         status = run_cli("status", "--rundir", rundir)
         assert status.stdout == "running pid %d socket %s/socket\n" % (pid, rundir)
         # A real answer, from the xenstore tools of the distribution.
@@ -58,7 +62,7 @@ def test_cli_start_status_stop(tmp_path):
         assert again.stderr == "launcher: xenstored already running for %s (pid %d)\n" % (rundir, pid)
     finally:
         run_cli("stop", "--rundir", rundir)
-    assert xenstored_pids() - before == set()
+    assert xenstored_pids(tmp_path) == set()
     assert not os.path.exists(rundir + "/socket") and not os.path.exists(rundir + "/pid")
     stopped = run_cli("status", "--rundir", rundir, check=False)
     assert (stopped.returncode, stopped.stdout) == (3, "stopped\n")
@@ -66,11 +70,10 @@ def test_cli_start_status_stop(tmp_path):
 
 def test_cli_many_daemons_one_per_host(tmp_path):
     base = str(tmp_path / "fleet")
-    before = xenstored_pids()
     try:
         out = run_cli("start-many", "--base", base, "--count", "5").stdout.splitlines()
         assert out == ["host-%03d %s/host-%03d/socket" % (i, base, i) for i in range(1, 6)]
-        assert len(xenstored_pids() - before) == 5
+        assert len(xenstored_pids(tmp_path)) == 5
         # Each daemon is its own store: a write to one is not seen by another.
         env1 = dict(os.environ, XENSTORED_PATH=base + "/host-001/socket")
         env2 = dict(os.environ, XENSTORED_PATH=base + "/host-002/socket")
@@ -80,14 +83,14 @@ def test_cli_many_daemons_one_per_host(tmp_path):
     finally:
         stopped = run_cli("stop-many", "--base", base)
     assert stopped.stdout == "stopped 5\n"
-    assert xenstored_pids() - before == set()
+    assert xenstored_pids(tmp_path) == set()
 
 
 def test_stop_kills_by_pid_even_without_the_socket(tmp_path):
     daemon = launcher.start(str(tmp_path / "h"))
     os.unlink(daemon.socket)
     assert launcher.stop(daemon.rundir) is True
-    assert daemon.pid not in xenstored_pids()
+    assert daemon.pid not in xenstored_pids(tmp_path)
     assert launcher.stop(daemon.rundir) is False
 
 
@@ -112,26 +115,26 @@ def test_daemon_dies_with_the_test_process(tmp_path):
             "import time; time.sleep(60)" % (os.path.dirname(launcher.__file__), str(tmp_path / "h")))
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     pid = int(child.stdout.readline())
-    assert pid in xenstored_pids()
+    assert pid in xenstored_pids(tmp_path)
     child.send_signal(signal.SIGKILL)
     child.wait()
     deadline = time.monotonic() + 10
-    while pid in xenstored_pids() and time.monotonic() < deadline:
+    while pid in xenstored_pids(tmp_path) and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert pid not in xenstored_pids()
+    assert pid not in xenstored_pids(tmp_path)
     launcher.stop(str(tmp_path / "h"))
 
 
-def test_fixture_daemon_answers_and_dom0_is_set_up(xenstored, xs_client):
+def test_fixture_daemon_answers_and_dom0_is_set_up(xenstored, xs_client, tmp_path):
     assert xs_client.read(b"/local/domain/0/name") == b"Domain-0"
     assert xs_client.read(b"/local/domain/0/domid") == b"0"
-    assert xenstored.pid in xenstored_pids()
+    assert xenstored_pids(tmp_path) == {xenstored.pid}
 
 
-def test_factory_starts_a_fleet(xenstored_factory):
+def test_factory_starts_a_fleet(xenstored_factory, tmp_path):
     hosts = xenstored_factory(3)
     assert [os.path.basename(h.rundir) for h in hosts] == ["host-001", "host-002", "host-003"]
-    assert {h.pid for h in hosts} <= xenstored_pids()
+    assert {h.pid for h in hosts} == xenstored_pids(tmp_path)
 
 
 def test_add_guest_writes_what_libxl_writes(xenstored):

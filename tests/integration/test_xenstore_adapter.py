@@ -88,10 +88,20 @@ def test_read_nodes_reads_exactly_the_nodes_named(xenstored, xs_conn):
     assert isinstance(tree, XsTree)
 
 
-def test_directory_too_large_for_one_reply_is_reported(xs_conn, xs_client):
-    xs_conn.transaction(lambda r: [W("/wide/child-number-%04d" % i, "") for i in range(400)])
-    with pytest.raises(XenstoreError, match=r"^xenstore directory /wide: E2BIG \(too large for one xenstore reply\)$"):
-        xs_conn.list_children(["/wide"])
+def test_directory_too_large_for_one_reply_is_listed_in_parts(xenstored, xs_conn, xs_client):
+    import pyxs
+
+    names = ["child-number-%04d" % i for i in range(400)]  # 7,200 bytes of names
+    xs_conn.transaction(lambda r: [W("/wide/" + n, "") for n in names] + [W("/wide/child-number-0007/x", "1")])
+    with pytest.raises(pyxs.PyXSError) as too_big:
+        xs_client.list(b"/wide")  # one DIRECTORY reply cannot hold them
+    assert too_big.value.args[0] == 7  # E2BIG
+    before = xs_conn.requests
+    assert xs_conn.list_children(["/wide", "/local"]) == {"/wide": names, "/local": ["domain"]}
+    assert xs_conn.requests - before == 2 + 2  # then two DIRECTORY_PART requests for /wide
+    tree = xs_conn.snapshot(lambda reader: reader.read_tree(["/wide"]))
+    assert sorted(tree.values) == sorted(xenstored.dump("/wide"))
+    assert tree.children("/wide") == names
 
 
 def test_snapshot_rereads_when_a_read_node_changed(xs_conn, xs_client):

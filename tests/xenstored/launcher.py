@@ -159,7 +159,7 @@ def set_domids(rundir, domids):
 # (molecule prepare steps, the demo before its venv exists), so it carries this small client.
 
 XS_DIRECTORY, XS_READ, XS_GET_PERMS, XS_TRANSACTION_START, XS_TRANSACTION_END = 1, 2, 3, 6, 7
-XS_WRITE, XS_MKDIR, XS_RM, XS_SET_PERMS, XS_ERROR = 11, 12, 13, 14, 16
+XS_WRITE, XS_MKDIR, XS_RM, XS_SET_PERMS, XS_ERROR, XS_DIRECTORY_PART = 11, 12, 13, 14, 16, 22
 _HEADER = struct.Struct("<IIII")
 
 
@@ -237,8 +237,24 @@ class WireClient:
         return tuple(p.decode() for p in body.split(b"\0") if p)
 
     def list(self, path):
-        body = self.request(XS_DIRECTORY, path.encode() + b"\0")
+        try:
+            body = self.request(XS_DIRECTORY, path.encode() + b"\0")
+        except WireError as e:
+            if e.name != "E2BIG":
+                raise
+            return self._list_in_parts(path)
         return [n.decode() for n in body.split(b"\0") if n]
+
+    def _list_in_parts(self, path):
+        """XS_DIRECTORY_PART: '<generation>\\0' then names from a byte offset; '\\0\\0' ends."""
+        names, offset = [], 0
+        while True:
+            body = self.request(XS_DIRECTORY_PART, path.encode() + b"\0", b"%d\0" % offset)
+            chunk = body.partition(b"\0")[2]
+            names += [n.decode() for n in chunk.split(b"\0") if n]
+            if chunk in (b"", b"\0") or chunk.endswith(b"\0\0"):
+                return names
+            offset += len(chunk)
 
     def transaction(self, body):
         """Run body(self) in a transaction, retried on EAGAIN."""
@@ -437,6 +453,28 @@ def stop(rundir, timeout=STOP_TIMEOUT):
         if os.path.lexists(leftover):
             os.unlink(leftover)
     return running
+
+
+def stop_started():
+    """Stop every daemon this process started and has not stopped; returns their run dirs."""
+    left = []
+    for pid, process in list(_PROCESSES.items()):
+        if process.poll() is None:
+            left.append(_rundir_of(pid))
+            _kill(pid)
+        _PROCESSES.pop(pid, None)
+    return left
+
+
+def _rundir_of(pid):
+    try:
+        with open("/proc/%d/environ" % pid, "rb") as f:
+            for item in f.read().split(b"\0"):
+                if item.startswith(b"XENSTORED_RUNDIR="):
+                    return item.split(b"=", 1)[1].decode()
+    except OSError:
+        pass
+    return "pid %d" % pid
 
 
 def host_dirs(base):
