@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ansible_collections.xen.disks.plugins.module_utils._vdev import vdev_to_devid
 from ansible_collections.xen.disks.plugins.module_utils._xs_tree import (
     MKDIR,
     RM,
@@ -279,7 +280,6 @@ def desired_disk(disk, *, domid, backend_domid, backend_kind, guest_type, guest_
     if guest_type not in GUEST_TYPES:
         raise LayoutError("unknown guest type %r: expected one of %s" % (guest_type, ", ".join(GUEST_TYPES)))
     if devid is None:
-        from ansible_collections.xen.disks.plugins.module_utils._vdev import vdev_to_devid
         devid = vdev_to_devid(disk.vdev)
     placement = DiskPlacement(int(domid), int(backend_domid), int(devid),
                               FRONTEND_KIND[backend_type], BACKEND_KIND[backend_type])

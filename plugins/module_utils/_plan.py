@@ -23,9 +23,12 @@ from __future__ import annotations
 from collections import namedtuple
 from dataclasses import dataclass, field, replace
 
+from ansible_collections.xen.disks.plugins.module_utils._disk_spec import Disk, canonical_disk
 from ansible_collections.xen.disks.plugins.module_utils._layout import (
     BACKEND,
+    BACKEND_KIND,
     CREATE_ONLY,
+    DEFAULT_SCRIPT_DIR,
     FRONTEND,
     KINDS,
     LENIENT,
@@ -42,7 +45,9 @@ from ansible_collections.xen.disks.plugins.module_utils._layout import (
     media_change_ops,
     ownership,
     parse_backend_path,
+    script_name,
 )
+from ansible_collections.xen.disks.plugins.module_utils._vdev import vdev_to_devid
 from ansible_collections.xen.disks.plugins.module_utils._xs_tree import SET_PERMS, WRITE, XsOp
 
 XENBUS_STATES = {0: "Unknown", 1: "Initialising", 2: "InitWait", 3: "Initialised", 4: "Connected",
@@ -193,8 +198,6 @@ def settled_disk(desired):
     """The declared disk with libxl's choices made explicit (backend type, format) and the
     defaults left unset: the same shape `current_to_disk` reads back, for comparing and
     rendering both sides of a diff alike."""
-    from ansible_collections.xen.disks.plugins.module_utils._disk_spec import canonical_disk
-    from ansible_collections.xen.disks.plugins.module_utils._layout import script_name
     disk = desired.disk
     script = dict(desired.backend).get("script")
     return replace(
@@ -216,8 +219,6 @@ def current_to_disk(current, tree=None, *, domain_name=None, script_dir=None):
     script, discard, direct-io-safe, and `trusted` from the frontend when `tree` has it), in
     the shape of `settled_disk`, so that `render_disk_spec` gives its canonical xl spec.
     `domain_name(domid)` (or a dict) names a driver domain; default: its domid."""
-    from ansible_collections.xen.disks.plugins.module_utils._disk_spec import Disk
-    from ansible_collections.xen.disks.plugins.module_utils._layout import DEFAULT_SCRIPT_DIR, script_name
     lx = current.libxl
     readwrite = lx.get("mode") == "w"
     is_cdrom = current.is_cdrom
@@ -254,7 +255,6 @@ def _placement_of_record(domid, kind, devid, libxl):
     if parsed is not None and parsed[2] == domid and parsed[3] == devid:
         return parsed[0], parsed[1]
     # No usable record: recompute as libxl__device_from_disk does (type -> backend kind, B = 0).
-    from ansible_collections.xen.disks.plugins.module_utils._layout import BACKEND_KIND
     return TOOLSTACK_DOMID, BACKEND_KIND.get(libxl.get("type"), kind)
 
 
@@ -519,7 +519,7 @@ def _equivalent(name, have, value, desired):
         return _same_params(have, value)
     if name == "dev":
         try:
-            return _devid(have) == desired.devid
+            return vdev_to_devid(have) == desired.devid
         except ValueError:
             return False
     return False
@@ -596,11 +596,6 @@ def _virtio_error(name, what):
             "declare it in the guest's configuration and restart the guest" % (name, verb))
 
 
-def _devid(vdev):
-    from ansible_collections.xen.disks.plugins.module_utils._vdev import vdev_to_devid
-    return vdev_to_devid(vdev)
-
-
 def plan_guest(tree, domid, desired, *, state="present", exclusive=False, keep=(), recreate=False,
                force=False, creating=False):
     """Plan guest `domid` from snapshot `tree` towards `desired` (DesiredDisks of `_layout`).
@@ -620,7 +615,7 @@ def plan_guest(tree, domid, desired, *, state="present", exclusive=False, keep=(
     by_devid = {}
     for c in currents:
         by_devid.setdefault(c.devid, []).append(c)
-    keep_devids = {_devid(v) for v in keep}
+    keep_devids = {vdev_to_devid(v) for v in keep}
     work = TreeView(tree)
     detaches, others = [], []
     seen_devids = set()
@@ -637,7 +632,7 @@ def plan_guest(tree, domid, desired, *, state="present", exclusive=False, keep=(
                           needs=needs, stale=current.stale, error=error, current=current)
 
     if state == "absent":
-        items = [(_devid(item), item, item) if isinstance(item, str) else (item.devid, item.name, item)
+        items = [(vdev_to_devid(item), item, item) if isinstance(item, str) else (item.devid, item.name, item)
                  for item in desired]
         for devid, label, item in sorted(items, key=lambda x: x[0]):
             if devid in seen_devids:

@@ -357,6 +357,41 @@ def test_virtio_only_at_creation(host):
     assert gone.needs == "restart" and "cannot be hot-unplugged" in gone.error
 
 
+def test_record_names_that_are_not_device_numbers(host):
+    ds = desired(5, "pv", "/dev/vg0/a,,xvda")
+    tree = attached(host((5, "pv")), *ds)
+    tree.values["/libxl/5/device/vbd/051712"] = ""
+    tree.values["/libxl/5/device/vbd/x"] = ""
+    assert [c.devid for c in read_disks(tree, 5)] == [51712]
+    assert plan_guest(tree, 5, ds).warnings == ("/libxl/5/device/vbd/051712 is not a device number",
+                                                "/libxl/5/device/vbd/x is not a device number")
+
+
+VIRTIO_POOL = ["/dev/v%d,raw,xvd%s,specification=virtio" % (i, "abcdef"[i]) for i in range(6)]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(first=st.sets(st.integers(0, 5)), second=st.sets(st.integers(0, 5)))
+def test_virtio_disks_change_only_with_the_guest(host, first, second):
+    stat = {"/dev/v%d" % i: "block" for i in range(6)}
+
+    def virtio(indexes):
+        [out] = validate_declaration([GuestDeclaration(3, tuple(VIRTIO_POOL[i] for i in sorted(indexes)),
+                                                       guest_type="pvh")], stat_target=stat, arch="arm")
+        return out
+    base = host((3, "pvh"))
+    created = plan_guest(base, 3, virtio(first), creating=True)
+    assert not created.errors
+    tree = created.after(base)
+    assert_converged(tree, 3, virtio(first))
+    running = plan_guest(tree, 3, virtio(second), exclusive=True)
+    # while it runs, every change is refused and asks for a restart; nothing else is planned
+    assert not running
+    assert sorted(c.vdev for c in running.changes if c.error) == \
+        sorted(c.vdev for c in running.changes if c.action != "unchanged")
+    assert all(c.needs == "restart" for c in running.changes if c.error)
+
+
 def test_mixed_kinds_warning(host):
     tree = attached(host((3, "pvh")), *desired(3, "pvh", "/dev/mmc,raw,xvda,specification=virtio", arch="arm"))
     tree = attached(tree, *desired(3, "pvh", "/dev/vg0/a,,xvdb"))
@@ -414,10 +449,13 @@ def test_noop_reads_exactly_the_owned_paths(host):
     (["/dev/vg0/a,,xvda"], {"exclusive": True}),
     (["/dev/vg0/c,,xvdc"], {"exclusive": True, "keep": ["xvdb"]}),
     (["/dev/vg0/a,,xvda", "/dev/vg0/b,,xvdb"], {"state": "absent"}),
+    (["/dev/vg0/a,,xvda", "/dev/vg0/c,,xvdc"], {}),                 # xvdc recorded on the driver domain
+    (["/dev/vg0/a,,xvda", "/dev/vg0/c,,xvdc"], {"recreate": True}),
 ])
 def test_plan_on_the_read_set_equals_plan_on_everything(host, new_specs, kw):
-    old = desired(5, "pv", "/dev/vg0/a,,xvda", "/srv/a.img,raw,xvdb,ro")
-    tree = connect(attached(host((5, "pv")), *old), old[0])
+    old = desired(5, "pv", "/dev/vg0/a,,xvda", "/srv/a.img,raw,xvdb,ro", "backend=stor2,/dev/vg1/x,,xvdc")
+    tree = connect(attached(host((5, "pv"), driver_domains=(2,)), *old), old[0])
+    tree.values[old[2].placement.backend_path + "/state"] = "6"   # and its backend is Closed: stale
     new = desired(5, "pv", *new_specs)
     partial = restrict(tree, 5, new)[0]
     assert summary(plan_guest(partial, 5, new, **kw)) == summary(plan_guest(tree, 5, new, **kw))
