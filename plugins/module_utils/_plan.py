@@ -622,14 +622,14 @@ def plan_guest(tree, domid, desired, *, state="present", exclusive=False, keep=(
     warnings = list(guest_warnings(tree, domid))
 
     def detach(current, label):
+        if current.kind == "virtio_disk" and not creating and not current.stale:
+            return DiskChange(DETACH, current.vdev, current.devid, current.kind, label=label,
+                              needs=NEEDS_RESTART, error=_virtio_error(label, "detach"), current=current)
         cleanup = cleanup_ops(work, current.placement)
         work.apply_all(cleanup)
-        is_virtio = current.kind == "virtio_disk"
-        error = _virtio_error(label, "detach") if is_virtio and not creating and not current.stale else ""
-        needs = NEEDS_RESTART if error else _detach_needs(current, force)
         return DiskChange(DETACH, current.vdev, current.devid, current.kind, label=label,
                           ops=tuple(cleanup), phases=tuple(_detach_phases(tree, current, force, cleanup)),
-                          needs=needs, stale=current.stale, error=error, current=current)
+                          needs=_detach_needs(current, force), stale=current.stale, current=current)
 
     if state == "absent":
         items = [(vdev_to_devid(item), item, item) if isinstance(item, str) else (item.devid, item.name, item)
@@ -673,6 +673,12 @@ def plan_guest(tree, domid, desired, *, state="present", exclusive=False, keep=(
                           % (d.name, d.devid, c.kind, p.kind),
                     desired=d, current=c))
                 continue
+            if not creating and (d.is_virtio or any(c.kind == "virtio_disk" for c in live)):
+                others.append(DiskChange(
+                    RECREATE if live else ATTACH, d.vdev, d.devid, p.kind, label=d.name, needs=NEEDS_RESTART,
+                    error=_virtio_error(d.name, "detach" if live and not d.is_virtio else "attach"),
+                    desired=d, current=live[0] if live else None))
+                continue
             stale, ops, phases = [], [], []
             for c in found:  # stale records, and with recreate a live one of the other kind
                 stale += ["%s: %s" % (c.libxl_path, reason) for reason in c.stale]
@@ -687,12 +693,11 @@ def plan_guest(tree, domid, desired, *, state="present", exclusive=False, keep=(
             add = attach_ops(d)
             work.apply_all(add)
             ops += add
-            error = _virtio_error(d.name, "attach") if d.is_virtio and not creating else ""
             others.append(DiskChange(
                 RECREATE if live else ATTACH, d.vdev, d.devid, p.kind, label=d.name, ops=tuple(ops),
                 phases=tuple(phases + _attach_phases(d, add)),
-                needs=NEEDS_RESTART if error else (_detach_needs(live[0], force) if live else NEEDS_NOTHING),
-                stale=tuple(stale), error=error, desired=d, current=live[0] if live else None))
+                needs=_detach_needs(live[0], force) if live else NEEDS_NOTHING,
+                stale=tuple(stale), desired=d, current=live[0] if live else None))
             continue
 
         record, drift, perms, notes = _compare(tree, d, current)
