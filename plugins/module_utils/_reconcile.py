@@ -23,25 +23,29 @@ One reconcile:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import stat
 import subprocess
+import time
+from collections import namedtuple
 
-from ansible_collections.xen.disks.plugins.module_utils import _plan
+from ansible_collections.xen.disks.plugins.module_utils import _declaration, _plan
+from ansible_collections.xen.disks.plugins.module_utils._disk_spec import DiskSpecError, disk_to_dict, render_disk_spec
 from ansible_collections.xen.disks.plugins.module_utils._layout import (
     DEFAULT_SCRIPT_DIR,
     KINDS,
     cleanup_ops,
     cleanup_read_paths,
     libxl_kind_dir,
-    script_name,
 )
 from ansible_collections.xen.disks.plugins.module_utils._xenstore import (
     XenstoreConnection,
     XenstoreError,
     XenstoreTimeout,
 )
+from ansible_collections.xen.disks.plugins.module_utils._vdev import VdevError, vdev_to_devid
 from ansible_collections.xen.disks.plugins.module_utils._xs_tree import XsTree
 
 GUEST_OPTIONS = ("disks", "state", "exclusive", "keep", "recreate", "force", "creating", "backend", "width")
@@ -108,6 +112,10 @@ def host_arch():
 
 
 # -- requests -----------------------------------------------------------------------------
+AbsentDisk = namedtuple("AbsentDisk", "devid name vdev")
+AbsentDisk.__doc__ = """A disk declared absent: only its device number matters (`name` labels messages)."""
+
+
 class GuestRequest:
     """One guest of a xen_disk call: its options, and how messages name it."""
 
@@ -235,6 +243,7 @@ class Reconciler:
         self.warnings = []
         self.results = {}        # (domid, devid, kind) -> result dict
         self.failures = []
+        self.retries = 0         # transactions re-planned after a conflict (EAGAIN)
 
     # -- step 1-3: read, validate, plan ---------------------------------------------------
     def plan(self, guests):
@@ -252,7 +261,6 @@ class Reconciler:
 
     def _read_and_plan(self, reader, guests):
         """The body of the snapshot (re-run if xenstore changed while it read)."""
-        from ansible_collections.xen.disks.plugins.module_utils import _declaration
 
         domains = reader.domains()
         self.domains = domains
@@ -292,7 +300,7 @@ class Reconciler:
                 desired = desired_of[id(guest)]
             else:
                 desired = self._absent_items(guest)
-            owned = [d for d in desired if not isinstance(d, str)]
+            owned = [d for d in desired if not isinstance(d, AbsentDisk)]
             _read_set_into(tree, reader, _plan.read_set(tree, guest.domid, owned))
             plan = self._plan_guest(tree, guest, desired)
             if plan:
@@ -349,9 +357,6 @@ class Reconciler:
         """The guest's disk items; a guest-level `backend` becomes the default of its disks."""
         if guest.backend is None:
             return guest.disks
-        from ansible_collections.xen.disks.plugins.module_utils import _declaration
-        from ansible_collections.xen.disks.plugins.module_utils._disk_spec import DiskSpecError
-        import dataclasses
 
         out = []
         for item in guest.disks:
@@ -365,9 +370,6 @@ class Reconciler:
 
     def _absent_items(self, guest):
         """For state=absent only the vdevs matter: a vdev string, or the vdev of a spec/dict."""
-        from ansible_collections.xen.disks.plugins.module_utils import _declaration
-        from ansible_collections.xen.disks.plugins.module_utils._disk_spec import DiskSpecError
-        from ansible_collections.xen.disks.plugins.module_utils._vdev import VdevError, vdev_to_devid
 
         out, errors = [], []
         for index, item in enumerate(guest.disks):
@@ -388,7 +390,7 @@ class Reconciler:
             except VdevError as exc:
                 errors.append("%s.vdev: %s" % (label, exc))
                 continue
-            out.append(str(vdev))
+            out.append(AbsentDisk(vdev_to_devid(str(vdev)), label, str(vdev)))
         if errors:
             raise ReconcileError("\n".join(errors), errors=errors)
         return out
@@ -448,14 +450,14 @@ class Reconciler:
             return ops + fixed
 
         try:
-            self.conn.transaction(plan_fn)
+            outcome = self.conn.transaction(plan_fn)
         except XenstoreError as exc:
             raise ReconcileError(str(exc), errors=[str(exc)]) from None
+        self.retries += outcome.attempts - 1
 
     def _waits(self, waits):
         """Wait for each backend (they progress concurrently: one deadline per phase timeout)."""
         failed = []
-        import time
         start = time.monotonic()
         for change, phase in waits:
             timeout = self.timeout if self.timeout is not None else phase.timeout
@@ -582,7 +584,7 @@ def _change_result(guest, change):
         "devid": change.devid,
         "kind": change.kind or None,
         "action": change.action,
-        "spec": disk_spec_of(desired.disk, desired.backend_type) if desired is not None
+        "spec": disk_spec_of(desired) if desired is not None
         else (spec_of_record(current) if current is not None else None),
         "backend_kind": placement.backend_kind if placement else None,
         "backend_domid": placement.backend_domid if placement else None,
@@ -597,67 +599,26 @@ def _change_result(guest, change):
     }
 
 
-def disk_spec_of(disk, backend_type=None):
-    """Canonical xl spec of a declared disk, with the backend libxl chose made explicit."""
-    import dataclasses
-    from ansible_collections.xen.disks.plugins.module_utils._disk_spec import render_disk_spec
+def disk_spec_of(desired):
+    """Canonical xl spec of a declared disk, libxl's choices explicit (`_plan.settled_disk`)."""
 
-    if backend_type is not None and disk.backendtype != backend_type:
-        disk = dataclasses.replace(disk, backendtype=backend_type, driver_subtype=None)
-    return render_disk_spec(disk)
+    return render_disk_spec(_plan.settled_disk(desired))
 
 
-def disk_of_record(current, script_dir=DEFAULT_SCRIPT_DIR, backend_name=None, tree=None):
-    """A Disk from a libxl record (§5.1), for rendering its canonical xl spec; None if unreadable."""
-    from ansible_collections.xen.disks.plugins.module_utils._disk_spec import Disk
-
-    lib = current.libxl
-    if current.stale and any(r.startswith("half-written") for r in current.stale):
+def disk_of_record(current, script_dir=DEFAULT_SCRIPT_DIR, names=None, tree=None):
+    """A Disk read back from a libxl record (`_plan.current_to_disk`); None if unreadable."""
+    if any(reason.startswith("half-written") for reason in current.stale):
         return None
-    params = lib.get("params")
-    btype = lib.get("type")
-    target = params
-    fmt = "raw"
-    if params is not None and ":" in params:
-        prefix, target = params.split(":", 1)
-        if btype == "qdisk":
-            fmt = {"aio": "raw"}.get(prefix, prefix)
-    is_cdrom = lib.get("device-type") == "cdrom"
-    if is_cdrom and not target:
-        fmt, target = "empty", None
-    readwrite = lib.get("mode") == "w"
-    discard = lib.get("discard-enable")
-    script = lib.get("script")
-    fields = dict(
-        target=target or None,
-        format=fmt,
-        vdev=lib.get("dev"),
-        access="rw" if readwrite else "ro",
-        devtype="cdrom" if is_cdrom else "disk",
-        backendtype=btype,
-        backend=backend_name,
-        script=script_name(script, script_dir) if script else None,
-        specification=lib.get("specification") if lib.get("specification") not in (None, "xen") else None,
-        discard=None if discard is None or (discard == "1") == readwrite else discard == "1",
-        direct_io_safe=lib.get("direct-io-safe") == "1",
-    )
-    if tree is not None and tree.get(current.placement.frontend_path + "/trusted") == "0":
-        fields["trusted"] = False
-    if lib.get("colo-host") is not None:
-        fields.update(colo=True, colo_host=lib.get("colo-host"), colo_port=_int(lib.get("colo-port")),
-                      colo_export=lib.get("colo-export"), active_disk=lib.get("active-disk"),
-                      hidden_disk=lib.get("hidden-disk"))
     try:
-        return Disk(**fields)
-    except (TypeError, ValueError):
+        return _plan.current_to_disk(current, tree, domain_name=names, script_dir=script_dir)
+    except (TypeError, ValueError, KeyError):
         return None
 
 
-def spec_of_record(current, script_dir=DEFAULT_SCRIPT_DIR, backend_name=None, tree=None):
+def spec_of_record(current, script_dir=DEFAULT_SCRIPT_DIR, names=None, tree=None):
     """Canonical xl spec of a libxl record, or None when the record cannot be read back."""
-    from ansible_collections.xen.disks.plugins.module_utils._disk_spec import render_disk_spec
 
-    disk = disk_of_record(current, script_dir, backend_name, tree)
+    disk = disk_of_record(current, script_dir, names, tree)
     return render_disk_spec(disk) if disk is not None else None
 
 
@@ -686,8 +647,7 @@ def _tree_lines(tree, roots):
 def _specs_of(tree, domid, script_dir, names):
     lines = []
     for current in _plan.read_disks(tree, domid):
-        backend = names.get(current.backend_domid) if current.backend_domid != 0 else None
-        spec = spec_of_record(current, script_dir, backend, tree)
+        spec = spec_of_record(current, script_dir, names, tree)
         lines.append(spec if spec is not None else "# %s: unreadable record %s" % (current.vdev, current.libxl_path))
     return lines
 
@@ -744,6 +704,7 @@ def run_xen_disk(params, check_mode=False, want_diff=False, *, stat=stat_target,
             "disks": [r for g, _d, p in planned for r in (rec._result(g, c) for c in p.changes)],
             "stale": stale,
             "xenstore_requests": conn.requests,
+            "xenstore_retries": rec.retries,
             "warnings": rec.warnings,
         }
         if want_diff:
@@ -794,12 +755,11 @@ def published_of(tree, backend_path):
 def disk_info(tree, current, names, script_dir=DEFAULT_SCRIPT_DIR):
     """The xen_disk_info entry of one recorded disk."""
     p = current.placement
-    disk = disk_of_record(current, script_dir, names.get(p.backend_domid) if p.backend_domid else None, tree)
+    disk = disk_of_record(current, script_dir, names, tree)
     warnings = ["stale: %s" % reason for reason in current.stale] + list(current.warnings)
     settings = None
     spec = None
     if disk is not None:
-        from ansible_collections.xen.disks.plugins.module_utils._disk_spec import disk_to_dict, render_disk_spec
         settings = disk_to_dict(disk)
         spec = render_disk_spec(disk)
     return {

@@ -24,7 +24,10 @@ def run_module(main, args, check=False, diff=False):
     with patch_module_args(full), contextlib.redirect_stdout(buf):
         with pytest.raises(SystemExit):
             main()
-    return json.loads(buf.getvalue())
+    result = json.loads(buf.getvalue())
+    # ansible-core 2.19 reports warnings as structured summaries
+    result["warnings"] = [w["event"]["msg"] if isinstance(w, dict) else w for w in result.get("warnings", [])]
+    return result
 
 
 def xen_disk_run(host, check=False, diff=False, **args):

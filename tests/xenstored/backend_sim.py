@@ -92,35 +92,40 @@ class BackendSimulator:
                 return None
             raise
 
-    def _write_all(self, items):
-        """Write nodes in order, in one transaction, only if the directory still exists."""
+    # -- the state machine ------------------------------------------------------------------
+    def step_backend(self, bpath):
+        """Advance one device, identified by its backend directory, by one step; True if it wrote.
+
+        Reads and writes happen in one transaction, so a step decided on states that changed
+        meanwhile (libxl closing the device, say) conflicts at commit and is decided again."""
         if self.mode == "slow":
             time.sleep(self.delay)
-        for _attempt in range(20):
+        for _attempt in range(50):
             self.client.transaction()
             try:
+                items = self._decide(bpath)
                 for path, value in items:
-                    head = path.rsplit("/", 1)[0]
-                    if self._read(head) is None:
-                        self.client.rollback()
-                        return False
                     if value == "":
                         self.client.mkdir(path.encode())
                     else:
                         self.client.write(path.encode(), value.encode())
+            except PyXSError as exc:
+                self.client.rollback()
+                if exc.args and exc.args[0] == errno.EAGAIN:
+                    continue
+                raise
             except BaseException:
                 self.client.rollback()
                 raise
             if self.client.commit():
-                return True
+                return bool(items)
         return False
 
-    # -- the state machine ------------------------------------------------------------------
-    def step_backend(self, bpath):
-        """Advance one device, identified by its backend directory; return True if it wrote."""
+    def _decide(self, bpath):
+        """The nodes the next step writes (in order), from the current states; [] for none."""
         bstate = self._read(bpath + "/state")
         if bstate is None:
-            return False
+            return []
         kind = bpath.split("/")[5]
         fpath = self._read(bpath + "/frontend")
         fstate = self._read(fpath + "/state") if fpath else None
@@ -132,29 +137,29 @@ class BackendSimulator:
                      (bpath + "/max-ring-page-order", "4")]
             if kind == "qdisk":
                 probe.append((bpath + "/hotplug-status", "connected"))
-            return self._write_all(probe + [(bpath + "/state", "2")])
+            return probe + [(bpath + "/state", "2")]
 
         if bstate == "2" and fpath and fstate == "1":
-            return self._write_all([(fpath + "/ring-ref", "8"),
-                                    (fpath + "/event-channel", "12"),
-                                    (fpath + "/protocol", "x86_64-abi"),
-                                    (fpath + "/feature-persistent", "1"),
-                                    (fpath + "/state", "3")])
+            return [(fpath + "/ring-ref", "8"),
+                    (fpath + "/event-channel", "12"),
+                    (fpath + "/protocol", "x86_64-abi"),
+                    (fpath + "/feature-persistent", "1"),
+                    (fpath + "/state", "3")]
 
         if bstate == "2" and fstate == "3":
-            return self._write_all(self._connect_nodes(bpath, kind) + [(bpath + "/state", "4")])
+            return self._connect_nodes(bpath, kind) + [(bpath + "/state", "4")]
 
         if bstate == "4" and fstate == "3":
-            return self._write_all([(fpath + "/state", "4")])
+            return [(fpath + "/state", "4")]
 
         if bstate == "5":
             if fstate in ("1", "2", "3", "4"):
-                return self._write_all([(fpath + "/state", "5")])
+                return [(fpath + "/state", "5")]
             if fstate == "5":
-                return self._write_all([(fpath + "/state", "6")])
+                return [(fpath + "/state", "6")]
             # frontend Closed, or gone (FORCE_ON removed it): the backend closes too
-            return self._write_all([(bpath + "/state", "6")])
-        return False
+            return [(bpath + "/state", "6")]
+        return []
 
     def _connect_nodes(self, bpath, kind):
         params = self._read(bpath + "/params") or ""

@@ -1,0 +1,485 @@
+# Copyright: xen.disks contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""xen.disks.xen_disk run for real (AnsibleModule, in-process) against the REAL xenstored, with
+the simulated backend driver/frontend (tests/xenstored/backend_sim.py) as a separate process.
+
+Trees are read back with the launcher's wire client, never through the collection's adapter.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+import time
+
+import pytest
+
+from ansible_collections.xen.disks.tests.integration.test_xen_disk_helpers import (
+    children,
+    devices,
+    four_steps,
+    subtree,
+    xen_disk_run,
+)
+from ansible_collections.xen.disks.tests.xenstored import backend_sim, launcher
+
+pytestmark = pytest.mark.xenstored
+
+
+@pytest.fixture
+def host(xenstored, tmp_path):
+    """A dom0 with a driver domain stor2 (2) and guests 3 (pvh), 5 (pv), 7 (hvm), 9 (pv), and
+    image files: raw (a regular file: phy), qcow2 (qdisk), iso."""
+    xenstored.add_guest("stor2", 2, "pv", driver_domain=True)
+    xenstored.add_guest("guest3", 3, "pvh")
+    xenstored.add_guest("guest5", 5, "pv")
+    xenstored.add_guest("guest7", 7, "hvm")
+    xenstored.add_guest("guest9", 9, "pv")
+    for name, size in (("a.img", 1 << 20), ("b.img", 2 << 20), ("c.img", 1 << 20), ("g.qcow2", 1 << 20),
+                       ("d.iso", 3 << 20), ("e.iso", 1 << 20)):
+        with open(tmp_path / name, "wb") as handle:
+            handle.truncate(size)
+    xenstored.images = tmp_path
+    return xenstored
+
+
+@pytest.fixture
+def sim(host):
+    with backend_sim.running(host.socket, "connect"):
+        yield host
+
+
+def settled(host, *backend_paths):
+    """Wait (test-side polling, bounded) until the simulated backends are Connected, so that
+    later snapshots are not racing the simulator."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if all(value(host, p + "/state") == "4" for p in backend_paths):
+            return
+        time.sleep(0.02)
+    raise AssertionError("backends not connected: %s" % (backend_paths,))
+
+
+def img(host, name):
+    return str(host.images / name)
+
+
+def value(host, path):
+    with launcher.WireClient(host.socket) as client:
+        try:
+            return client.read(path)
+        except launcher.WireError:
+            return None
+
+
+# -- the four steps, for every backend kind ---------------------------------------------------
+KINDS = [
+    ("phy-file", "guest5", lambda h: ["%s,raw,xvdb,rw" % img(h, "a.img")], {}, "vbd", "vbd"),
+    ("phy-structured", "guest5", lambda h: [{"target": img(h, "a.img"), "vdev": "xvdb", "access": "ro",
+                                             "direct-io-safe": True, "trusted": False}], {}, "vbd", "vbd"),
+    ("qdisk-qcow2", "guest5", lambda h: ["%s,qcow2,xvdc" % img(h, "g.qcow2")], {}, "vbd", "qdisk"),
+    ("legacy-prefix", "guest9", lambda h: ["tap:aio:%s,xvda,w" % img(h, "a.img")], {}, "vbd", "vbd"),
+    ("cdrom-empty-hvm", "guest7", lambda h: [",raw,hdc,cdrom"], {}, "vbd", "qdisk"),
+    ("cdrom-iso-hvm", "guest7", lambda h: ["%s,raw,hdc,cdrom" % img(h, "d.iso")], {}, "vbd", "qdisk"),
+    ("cdrom-iso-pv", "guest5", lambda h: ["%s,raw,xvdd,cdrom" % img(h, "d.iso")], {}, "vbd", "vbd"),
+    ("virtio-at-creation", "guest3", lambda h: ["%s,raw,xvda,w,specification=virtio" % img(h, "a.img")],
+     {"creating": True, "arch": "arm"}, "virtio_disk", "virtio_disk"),
+    ("driver-domain", "guest5", lambda h: ["backend=stor2,/dev/vg1/g5data,,xvde"], {}, "vbd", "vbd"),
+    ("driver-domain-default", "guest9", lambda h: ["/dev/vg1/g9data,,xvdb"], {"backend": "stor2"}, "vbd", "vbd"),
+]
+
+
+@pytest.mark.parametrize("name, domain, disks, extra, kind, backend_kind", KINDS, ids=[k[0] for k in KINDS])
+def test_check_apply_check_apply(sim, name, domain, disks, extra, kind, backend_kind):
+    first, second, third, _fourth = four_steps(sim, domain=domain, disks=disks(sim), **extra)
+    assert [(d["action"], d["kind"], d["backend_kind"]) for d in first["disks"]] == [("attach", kind, backend_kind)]
+    assert first["disks"][0]["needs"] == "nothing"
+    assert second["disks"][0]["spec"] == first["disks"][0]["spec"] == third["disks"][0]["spec"]
+    assert second["disks"][0]["backend_state"] in ((1, 2, 3, 4) if backend_kind == "qdisk" else (2, 3, 4))
+    devid = second["disks"][0]["devid"]
+    domid = second["disks"][0]["domid"]
+    assert value(sim, "/libxl/%d/device/%s/%d/backend" % (domid, kind, devid)) == \
+        "/local/domain/%d/backend/%s/%d/%d" % (second["disks"][0]["backend_domid"], backend_kind, domid, devid)
+
+
+def test_check_mode_diff_shows_specs_and_nodes(sim):
+    result = xen_disk_run(sim, check=True, diff=True, domain="guest5", disks=["%s,,xvdb" % img(sim, "a.img")])
+    spec_diff, tree_diff = result["diff"]
+    assert spec_diff["before"] == ""
+    assert spec_diff["after"] == "format=raw,vdev=xvdb,access=rw,backendtype=phy,target=%s\n" % img(sim, "a.img")
+    assert "/local/domain/0/backend/vbd/5/51728/params = '%s' (n0,r5)" % img(sim, "a.img") in tree_diff["after"]
+    assert tree_diff["before"] == "\n"
+    assert value(sim, "/libxl/5/device/vbd") is None
+
+
+def test_several_guests_in_one_call(sim):
+    domains = [{"domain": "guest5", "disks": ["%s,,xvdb" % img(sim, "a.img")]},
+               {"domain": "7", "disks": ["%s,qcow2,hda" % img(sim, "g.qcow2"), ",raw,hdc,cdrom"]},
+               {"domain": "guest9", "disks": ["%s,,xvda,ro" % img(sim, "c.img")]}]
+    first, second, _third, _fourth = four_steps(sim, domains=domains)
+    assert [(d["domain"], d["vdev"], d["action"]) for d in second["disks"]] == [
+        ("guest5", "xvdb", "attach"), ("guest7", "hda", "attach"), ("guest7", "hdc", "attach"),
+        ("guest9", "xvda", "attach")]
+    assert value(sim, "/libxl/7/device/vbd/5632/params") == "aio:"
+
+
+# -- detach, exclusive, keep, force -----------------------------------------------------------
+def test_absent_detaches_with_the_guests_cooperation_and_cleans_up(sim):
+    xen_disk_run(sim, domain="guest5", disks=["%s,,xvdb" % img(sim, "a.img"), "%s,,xvdc" % img(sim, "b.img")])
+    first = xen_disk_run(sim, check=True, domain="guest5", state="absent", disks=["xvdb"])
+    assert [(d["vdev"], d["action"], d["needs"]) for d in first["disks"]] == [("xvdb", "detach", "guest_cooperation")]
+    second = xen_disk_run(sim, domain="guest5", state="absent", disks=["xvdb"])
+    assert second["changed"] is True
+    assert (second["disks"][0]["frontend_state"], second["disks"][0]["backend_state"]) == (0, 0)
+    assert subtree(sim, "/local/domain/0/backend/vbd/5/51728") == {}
+    assert subtree(sim, "/local/domain/5/device/vbd/51728") == {}
+    assert subtree(sim, "/libxl/5/device/vbd/51728") == {}
+    assert children(sim, "/local/domain/0/backend/vbd/5") == ["51744"]
+    third = xen_disk_run(sim, domain="guest5", state="absent", disks=["xvdb", {"vdev": "xvdc"}])
+    assert [(d["vdev"], d["action"]) for d in third["disks"]] == [("xvdc", "detach"), ("xvdb", "absent")]
+    # the walk-up of empty parents removed the guest's empty kind directories, not ~/device
+    assert value(sim, "/local/domain/0/backend/vbd") is None
+    assert value(sim, "/local/domain/5/device/vbd") is None
+    assert value(sim, "/libxl/5/device") is None
+    assert value(sim, "/local/domain/5/device/suspend/event-channel") == ""
+    assert xen_disk_run(sim, domain="guest5", state="absent", disks=["xvdb", "xvdc"])["changed"] is False
+
+
+def test_exclusive_detaches_undeclared_disks_except_keep(sim):
+    disks = ["%s,,xvda" % img(sim, "a.img"), "%s,,xvdb" % img(sim, "b.img"), "%s,,xvdc" % img(sim, "c.img")]
+    xen_disk_run(sim, domain="guest5", disks=disks)
+    args = dict(domain="guest5", disks=[disks[1]], exclusive=True, keep=["d0p0"])
+    check = xen_disk_run(sim, check=True, **args)
+    assert [(d["vdev"], d["action"]) for d in check["disks"]] == [("xvdc", "detach"), ("xvdb", "unchanged")]
+    applied = xen_disk_run(sim, **args)
+    assert applied["changed"] is True
+    assert children(sim, "/libxl/5/device/vbd") == ["51712", "51728"]
+    assert xen_disk_run(sim, **args)["changed"] is False
+
+
+def test_detach_without_the_guests_answer_fails(host):
+    with backend_sim.running(host.socket, "connect"):
+        xen_disk_run(host, domain="guest5", disks=["%s,,xvdb" % img(host, "a.img")])
+        settled(host, "/local/domain/0/backend/vbd/5/51728")
+    with backend_sim.running(host.socket, "never"):
+        result = xen_disk_run(host, domain="guest5", state="absent", disks=["xvdb"], timeout=0.5)
+    assert result["failed"] is True
+    assert result["msg"] == (
+        "disks[0] (xvdb): timed out after 0.5 s waiting for the backend to close "
+        "(/local/domain/0/backend/vbd/5/51728/state: 5 (Closing)): the guest did not release the disk; "
+        "force=true removes it without the guest's cooperation")
+    # left as libxl leaves a failed safe remove: online=0, state=5, everything else in place
+    assert value(host, "/local/domain/0/backend/vbd/5/51728/online") == "0"
+    assert value(host, "/libxl/5/device/vbd/51728/online") == "1"
+    assert value(host, "/local/domain/5/device/vbd/51728/state") == "4"
+    check = xen_disk_run(host, check=True, domain="guest5", state="absent", disks=["xvdb"])
+    assert [(d["action"], d["stale"]) for d in check["disks"]] == [
+        ("detach", ["backend Closing (an unfinished detach)"])]
+
+
+def test_force_removes_without_the_guests_answer(host):
+    with backend_sim.running(host.socket, "connect"):
+        xen_disk_run(host, domain="guest5", disks=["%s,,xvdb" % img(host, "a.img")])
+        settled(host, "/local/domain/0/backend/vbd/5/51728")
+    with backend_sim.running(host.socket, "never"):
+        check = xen_disk_run(host, check=True, domain="guest5", state="absent", disks=["xvdb"], force=True)
+        assert [(d["action"], d["needs"]) for d in check["disks"]] == [("detach", "force")]
+        forced = xen_disk_run(host, domain="guest5", state="absent", disks=["xvdb"], force=True, timeout=0.5)
+    assert forced["changed"] is True and not forced.get("failed"), forced
+    assert forced["warnings"] == [
+        "disks[0] (xvdb): timed out after 0.5 s waiting for the backend to close "
+        "(/local/domain/0/backend/vbd/5/51728/state: 5 (Closing)); removed without the backend's answer"]
+    assert subtree(host, "/libxl/5/device") == {}
+    assert subtree(host, "/local/domain/0/backend/vbd") == {}
+    assert subtree(host, "/local/domain/5/device/vbd") == {}
+
+
+def test_attach_times_out_when_no_backend_answers(host):
+    with backend_sim.running(host.socket, "never"):
+        result = xen_disk_run(host, domain="guest5", disks=["%s,,xvdb" % img(host, "a.img")], timeout=0.5)
+    assert result["failed"] is True
+    assert result["changed"] is True
+    assert result["msg"] == (
+        "disks[0] (xvdb): timed out after 0.5 s waiting for the backend to reach InitWait "
+        "(/local/domain/0/backend/vbd/5/51728/state: 1 (Initialising)): is the backend driver running "
+        "(blkback, QEMU, the virtio daemon)? The entries stay, as libxl leaves them")
+    assert value(host, "/libxl/5/device/vbd/51728/dev") == "xvdb"
+
+
+def test_qdisk_attach_does_not_wait_for_qemu(host):
+    # libxl does not wait for QEMU backends: no backend at all, and the attach still succeeds
+    result = xen_disk_run(host, domain="guest5", disks=["%s,qcow2,xvdc" % img(host, "g.qcow2")], timeout=0.5)
+    assert not result.get("failed") and result["changed"] is True
+    assert result["disks"][0]["backend_state"] == 1
+
+
+def test_slow_backend_is_waited_for(host):
+    with backend_sim.running(host.socket, "slow", delay=0.3):
+        result = xen_disk_run(host, domain="guest5", disks=["%s,,xvdb" % img(host, "a.img")], timeout=5)
+    assert not result.get("failed"), result
+    assert result["disks"][0]["backend_state"] >= 2
+
+
+def test_wait_false_writes_and_returns(host):
+    result = xen_disk_run(host, domain="guest5", disks=["%s,,xvdb" % img(host, "a.img")], wait=False)
+    assert not result.get("failed") and result["disks"][0]["backend_state"] == 1
+
+
+# -- recreate, media change, stale ------------------------------------------------------------
+def test_changed_settings_need_recreate(sim):
+    xen_disk_run(sim, domain="guest5", disks=["%s,,xvdb,rw" % img(sim, "a.img")])
+    settled(sim, "/local/domain/0/backend/vbd/5/51728")
+    before = devices(sim, 5)
+    refused = xen_disk_run(sim, domain="guest5", disks=["%s,,xvdb,ro" % img(sim, "b.img")])
+    assert refused["failed"] is True
+    assert refused["msg"] == (
+        "disks[0]: access, discard, target differ from the attached disk (libxl record: "
+        "discard-enable '1' -> '0', mode 'w' -> 'r', params '%s' -> '%s'); changing them needs a detach "
+        "and an attach: set recreate=true to do that" % (img(sim, "a.img"), img(sim, "b.img")))
+    assert [(d["action"], d["needs"]) for d in refused["disks"]] == [("recreate", "recreate")]
+    assert devices(sim, 5) == before
+    args = dict(domain="guest5", disks=["%s,,xvdb,ro" % img(sim, "b.img")], recreate=True)
+    check = xen_disk_run(sim, check=True, **args)
+    assert [(d["action"], d["needs"], d["differing"]) for d in check["disks"]] == [
+        ("recreate", "guest_cooperation", ["access", "discard", "target"])]
+    applied = xen_disk_run(sim, **args)
+    assert applied["changed"] is True and not applied.get("failed"), applied
+    assert value(sim, "/local/domain/0/backend/vbd/5/51728/mode") == "r"
+    assert value(sim, "/libxl/5/device/vbd/51728/params") == img(sim, "b.img")
+    assert xen_disk_run(sim, **args)["changed"] is False
+
+
+def test_cdrom_media_change_in_place(sim):
+    xen_disk_run(sim, domain="guest7", disks=[",raw,hdc,cdrom"])
+    settled(sim, "/local/domain/0/backend/qdisk/7/5632")
+    inserted = xen_disk_run(sim, domain="guest7", disks=["%s,raw,hdc,cdrom" % img(sim, "d.iso")])
+    assert [(d["action"], d["differing"]) for d in inserted["disks"]] == [("media_change", ["target"])]
+    for base in ("/local/domain/0/backend/qdisk/7/5632", "/libxl/7/device/vbd/5632"):
+        assert value(sim, base + "/params") == "aio:" + img(sim, "d.iso")
+        assert value(sim, base + "/type") == "qdisk"
+    assert value(sim, "/local/domain/0/backend/qdisk/7/5632/state") == "4"  # not re-plugged
+    assert xen_disk_run(sim, domain="guest7", disks=["%s,raw,hdc,cdrom" % img(sim, "d.iso")])["changed"] is False
+    ejected = xen_disk_run(sim, domain="guest7", disks=[",raw,hdc,cdrom"])
+    assert [d["action"] for d in ejected["disks"]] == ["media_change"]
+    assert value(sim, "/libxl/7/device/vbd/5632/params") == ""
+    assert xen_disk_run(sim, domain="guest7", disks=[",raw,hdc,cdrom"])["changed"] is False
+
+
+def test_stale_entries_are_cleaned_before_an_attach(sim):
+    xen_disk_run(sim, domain="guest5", disks=["%s,,xvdb" % img(sim, "a.img")])
+    with launcher.WireClient(sim.socket) as client:  # a backend left Closed by a crashed detach
+        client.write("/local/domain/0/backend/vbd/5/51728/online", "0")
+        client.write("/local/domain/0/backend/vbd/5/51728/state", "6")
+    check = xen_disk_run(sim, check=True, domain="guest5", disks=["%s,,xvdb" % img(sim, "a.img")])
+    assert [(d["action"], d["stale"]) for d in check["disks"]] == [
+        ("attach", ["/libxl/5/device/vbd/51728: backend Closed"])]
+    applied = xen_disk_run(sim, domain="guest5", disks=["%s,,xvdb" % img(sim, "a.img")])
+    assert applied["stale"] == [{"domain": "guest5", "domid": 5, "entry": "xvdb", "cleaned": True,
+                                 "reasons": ["/libxl/5/device/vbd/51728: backend Closed"]}]
+    assert value(sim, "/local/domain/0/backend/vbd/5/51728/online") == "1"
+    assert xen_disk_run(sim, domain="guest5", disks=["%s,,xvdb" % img(sim, "a.img")])["changed"] is False
+
+
+# -- concurrency ----------------------------------------------------------------------------
+def test_concurrent_writer_during_apply(sim):
+    """Another client keeps changing the directories the transactions touch: the module re-reads
+    and re-plans on EAGAIN and the result is exactly the declaration."""
+    stop = threading.Event()
+    writes = []
+
+    def writer():
+        with launcher.WireClient(sim.socket) as client:
+            while not stop.wait(0.15):
+                for domid in (5, 9):
+                    client.write("/local/domain/0/backend/vbd/%d/99" % domid, str(len(writes)))
+                    client.write("/libxl/%d/device/vbd/99" % domid, str(len(writes)))
+                writes.append(1)
+
+    domains = [{"domain": name, "disks": ["%s,,xvd%s,ro" % (img(sim, "a.img"), c) for c in "abcdefgh"]}
+               for name in ("guest5", "guest9")]
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        result = xen_disk_run(sim, domains=domains)
+    finally:
+        stop.set()
+        thread.join()
+    assert not result.get("failed"), result
+    assert len(writes) >= 1
+    assert [d["action"] for d in result["disks"]] == ["attach"] * 16
+    assert value(sim, "/local/domain/0/backend/vbd/5/99") is not None  # foreign node kept
+    again = xen_disk_run(sim, domains=domains)
+    assert again["changed"] is False, again
+    assert children(sim, "/libxl/5/device/vbd") == ["51712", "51728", "51744", "51760", "51776", "51792",
+                                                    "51808", "51824", "99"]
+
+
+def test_a_change_during_the_read_is_seen(sim):
+    """xenstore changes while the host is being read (here: the backend of xvda closes, from
+    another client, at the moment libxl's stat of the target runs): the read is redone and the
+    plan is made on what xenstore holds, not on a torn view."""
+    from ansible_collections.xen.disks.plugins.module_utils import _reconcile
+
+    spec = "%s,,xvda" % img(sim, "a.img")
+    xen_disk_run(sim, domain="guest5", disks=[spec])
+    settled(sim, "/local/domain/0/backend/vbd/5/51712")
+    calls = []
+
+    def stat_and_interfere(path):
+        if not calls:
+            with launcher.WireClient(sim.socket) as client:
+                client.write("/local/domain/0/backend/vbd/5/51712/state", "6")
+        calls.append(path)
+        return _reconcile.stat_target(path)
+
+    params = {"domain": "guest5", "disks": [spec], "state": "present", "exclusive": False, "keep": [],
+              "recreate": False, "force": False, "creating": False, "backend": None, "width": 64,
+              "domains": None, "wait": True, "timeout": 5, "hotplug_scripts": "skip",
+              "script_dir": "/etc/xen/scripts", "arch": "x86", "xenstore_socket": sim.socket}
+    result = _reconcile.run_xen_disk(params, check_mode=True, stat=stat_and_interfere)
+    assert len(calls) == 2  # the snapshot was read twice
+    assert [(d["action"], d["stale"]) for d in result["disks"]] == [
+        ("attach", ["/libxl/5/device/vbd/51712: backend Closed"])]
+
+
+# -- hotplug scripts ------------------------------------------------------------------------
+HOTPLUG_SCRIPT = """#!/bin/sh
+echo "$1 script=$script XENBUS_TYPE=$XENBUS_TYPE XENBUS_PATH=$XENBUS_PATH XENBUS_BASE_PATH=$XENBUS_BASE_PATH" >> {log}
+if [ "$1" = add ]; then
+  xenstore-write "$XENBUS_PATH/physical-device" 7:0 "$XENBUS_PATH/hotplug-status" connected
+fi
+exit {status}
+"""
+
+
+def _script(tmp_path, status=0):
+    path = tmp_path / "block-test"
+    path.write_text(HOTPLUG_SCRIPT.format(log=tmp_path / "calls.log", status=status))
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return str(path)
+
+
+def test_hotplug_script_runs_where_libxl_would(host, tmp_path):
+    script = _script(tmp_path)
+    spec = "%s,,xvdb,script=%s" % (img(host, "a.img"), script)
+    with backend_sim.running(host.socket, "connect"):
+        added = xen_disk_run(host, domain="guest5", disks=[spec], hotplug_scripts="run")
+        assert added["disks"][0]["hotplug"] == "ran", added
+        assert value(host, "/local/domain/0/backend/vbd/5/51728/physical-device") == "7:0"
+        removed = xen_disk_run(host, domain="guest5", disks=[spec], state="absent", hotplug_scripts="run")
+        assert removed["disks"][0]["hotplug"] == "ran", removed
+    env = "script=%s XENBUS_TYPE=vbd XENBUS_PATH=backend/vbd/5/51728 XENBUS_BASE_PATH=backend" % script
+    assert (tmp_path / "calls.log").read_text().splitlines() == ["add " + env, "remove " + env]
+
+
+def test_hotplug_policy_auto_leaves_udev_alone_and_skip_never_runs(host, tmp_path):
+    script = _script(tmp_path)
+    with backend_sim.running(host.socket, "slow", delay=0.05):
+        skipped = xen_disk_run(host, domain="guest5", disks=["%s,,xvdb,script=%s" % (img(host, "a.img"), script)],
+                               hotplug_scripts="skip")
+    assert skipped["disks"][0]["hotplug"] == "skipped"
+    assert not (tmp_path / "calls.log").exists()
+
+
+def test_failing_hotplug_script_fails_the_attach(host, tmp_path):
+    script = _script(tmp_path, status=3)
+    with backend_sim.running(host.socket, "connect"):
+        result = xen_disk_run(host, domain="guest5", disks=["%s,,xvdb,script=%s" % (img(host, "a.img"), script)],
+                              hotplug_scripts="run")
+    assert result["failed"] is True
+    assert result["msg"] == "disks[0] (xvdb): hotplug script failed: %s add exited with status 3" % script
+
+
+def test_missing_script_is_reported_under_auto(host):
+    # slow backend: the handshake is seen before udev's stand-in reports hotplug-status
+    with backend_sim.running(host.socket, "slow", delay=0.3):
+        result = xen_disk_run(host, domain="guest5", disks=["%s,,xvdb,script=/nonexistent/block" % img(host, "a.img")],
+                              hotplug_scripts="auto")
+    assert result["warnings"] == ["disks[0] (xvdb): hotplug script /nonexistent/block is not on this host: "
+                                  "not run (add)"]
+    assert result["disks"][0]["hotplug"] == "skipped"
+
+
+# -- bad input: exact messages, nothing written ---------------------------------------------------
+def _bad_cases():
+    return [
+        ("duplicate vdev", dict(domain="guest5", disks=["{a},,xvdb", "{b},,xvdb"]),
+         "disks[1].vdev: 'xvdb' is the same device as disks[0] ('xvdb', device number 51728)"),
+        ("alias", dict(domain="guest5", disks=["{a},,xvda", "{b},,d0p0,ro"]),
+         "disks[1].vdev: 'd0p0' is the same device as disks[0] ('xvda', device number 51712)"),
+        ("missing target", dict(domain="guest5", disks=["{a},,xvda", "/nonexistent/x.img,,xvdb"]),
+         "disks[1].target: Disk vdev=xvdb failed to stat: /nonexistent/x.img"),
+        ("virtio hot-plug", dict(domain="guest3", disks=["{a},raw,xvda,w,specification=virtio"]),
+         "disks[0]: a virtio disk cannot be hot-plugged (libxl: virtio disks exist only from the guest's "
+         "creation); declare it in the guest's configuration and restart the guest"),
+        ("unknown domain", dict(domain="nope", disks=[]), "domain: no domain named 'nope' on this host"),
+        ("dom0", dict(domain="0", disks=[]),
+         "domain: dom0's disks are not managed (libxl's local attach owns /libxl/0)"),
+        ("unknown backend", dict(domain="guest5", disks=["backend=stor9,/dev/x,,xvdb"]),
+         "disks[0].backend: unknown backend domain 'stor9'"),
+        ("shared read-write", dict(domains=[{"domain": "guest5", "disks": ["{a},,xvdb"]},
+                                            {"domain": "guest9", "disks": ["{a},,xvdc,ro"]}]),
+         "domains[1].disks[0].target: '{a}' is also attached by domains[0].disks[0] (guest 5), read-write "
+         "there and read-only here: Xen's block hotplug script refuses to share a device that one guest "
+         "writes (hotplug-status busy) and QEMU's qdisk does not check, so the data would be corrupted or "
+         "read while it changes"),
+        ("same guest twice", dict(domains=[{"domain": "guest5", "disks": []}, {"domain": "5", "disks": []}]),
+         "domains[1].domain: domain 5 is already declared by domains[0].domain"),
+    ]
+
+
+@pytest.mark.parametrize("name, args, message", _bad_cases(), ids=[c[0] for c in _bad_cases()])
+def test_bad_input_fails_with_its_message_and_writes_nothing(host, name, args, message):
+    a, b = img(host, "a.img"), img(host, "b.img")
+
+    def fill(item):
+        if isinstance(item, str):
+            return item.format(a=a, b=b)
+        if isinstance(item, list):
+            return [fill(i) for i in item]
+        if isinstance(item, dict):
+            return {k: fill(v) for k, v in item.items()}
+        return item
+
+    before = devices(host, 3, 5, 7, 9)
+    result = xen_disk_run(host, **fill(args))
+    assert result["failed"] is True
+    assert result["msg"] == fill(message)
+    assert devices(host, 3, 5, 7, 9) == before
+
+
+def test_all_errors_of_all_disks_are_reported_together(host):
+    result = xen_disk_run(host, domain="guest5", disks=[
+        "%s,,xvdb" % img(host, "a.img"), "/nonexistent,,xvdc", "target=/x,vdev=xvdzzzzzzzz", "%s,bogus,xvdd" % img(host, "b.img")])
+    assert result["failed"] is True
+    lines = result["msg"].splitlines()
+    assert [line.split(":", 1)[0] for line in lines] == ["disks[1].target", "disks[2].vdev", "disks[3].format"]
+    assert subtree(host, "/libxl/5/device") == {"/libxl/5/device": ("", ("n0",))}
+
+
+def test_no_xenstore(tmp_path):
+    from ansible_collections.xen.disks.plugins.modules import xen_disk
+    from ansible_collections.xen.disks.tests.integration.test_xen_disk_helpers import run_module
+
+    result = run_module(xen_disk.main, {"domain": "guest5", "xenstore_socket": str(tmp_path / "socket")})
+    assert result["failed"] is True
+    assert result["msg"] == "xenstore socket %s does not exist: is xenstored running? is this a dom0?" % (
+        tmp_path / "socket")
+
+
+def test_domain_and_domains_are_exclusive(host):
+    result = xen_disk_run(host, domain="guest5", domains=[{"domain": "guest9"}])
+    assert result["failed"] is True
+    assert result["msg"] == "parameters are mutually exclusive: domain|domains"
+
+
+def test_environment_socket(host, monkeypatch):
+    monkeypatch.setenv("XENSTORED_PATH", host.socket)
+    from ansible_collections.xen.disks.plugins.modules import xen_disk
+    from ansible_collections.xen.disks.tests.integration.test_xen_disk_helpers import run_module
+
+    result = run_module(xen_disk.main, {"domain": "guest5", "disks": ["%s,,xvdb" % img(host, "a.img")],
+                                        "wait": False}, check=True)
+    assert result["changed"] is True
+    assert os.environ["XENSTORED_PATH"] == host.socket
