@@ -238,7 +238,7 @@ def _backend_entries(disk, backend_type, placement, script_dir, virtio_slot):
     entries = [("params", params)]
     if backend_type == "phy":
         entries.append(("script", script_path(disk.script, script_dir)))
-    if backend_type == "qdisk" and disk.colo:
+    if backend_type == "qdisk" and disk.effective_colo:
         entries += [("colo-host", disk.colo_host), ("colo-port", str(disk.colo_port)),
                     ("colo-export", disk.colo_export), ("active-disk", disk.active_disk),
                     ("hidden-disk", disk.hidden_disk)]
