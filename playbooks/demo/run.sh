@@ -51,7 +51,9 @@ kernel = "/boot/vmlinuz"
 memory = 2048     # MiB
 vcpus = 2
 disk = [ 'phy:$demo/images/web1-root.img,xvda,w',  # root file system
-         'file:/srv/old-scratch.img,xvdz,w' ]      # retired scratch disk
+         # scratch space, retired by the declaration
+         'file:/srv/old-scratch.img,xvdz,w',
+       ]
 vif = [ 'bridge=xenbr0' ]
 CFG
 
@@ -68,9 +70,9 @@ grep -Eq 'dom0-b +: ok=[0-9]+ +changed=0 ' "$demo/second-run.log"
 banner "web1.cfg: only the disk setting changed; comments and other settings kept"
 cat "$hosts/host-001/xen/web1.cfg"
 
-banner "Drift: a disk added by hand to app1's file is reported (check mode, nothing written)"
+banner "Drift: a disk added by hand to app1's file is reported; check mode shows the fix, writes nothing"
 printf "disk += [ '%s/images/extra.img,raw,xvdd,w' ]\n" "$demo" >> "$hosts/host-002/xen/app1.cfg"
-playbook playbooks/provision.yml --check --limit dom0-b -e guest_disks_persist=false
+playbook playbooks/provision.yml --check --diff --limit dom0-b
 
 banner "Report: every guest's disks on every host, read back from xenstore"
 playbook playbooks/report.yml
