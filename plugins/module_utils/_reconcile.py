@@ -808,8 +808,8 @@ def run_xen_disk_info(params):
                                   % (where, ref, ", ".join(str(d) for d in names[ref])))
                     continue
                 else:
-                    errors.append("%s: no domain %s %r on this host"
-                                  % (where, "with id" if ref.isdigit() else "named", ref))
+                    errors.append("%s: no domain %s on this host"
+                                  % (where, ("with id %s" % ref) if ref.isdigit() else ("named %r" % ref)))
                     continue
                 if domid not in domids:
                     domids.append(domid)

@@ -112,12 +112,25 @@ options:
       - Default backend domain (name or id) for disks that do not set C(backend). Unset means
         dom0, the toolstack domain.
     type: str
+  width:
+    description:
+      - PV guests only; the guest's word size, which gives the frontend C(protocol) node
+        (C(x86_64-abi) or C(x86_32-abi)). libxl asks the hypervisor; xenstore does not record it.
+    type: int
+    choices: [32, 64]
+    default: 64
+  arch:
+    description:
+      - The host architecture for virtio disks' virtio-mmio C(base) and C(irq) (allocated by
+        libxl on V(arm), zero on V(x86)). Unset means the architecture of the managed host.
+    type: str
+    choices: [x86, arm]
   domains:
     description:
       - Several guests of the host in one call. The host is read once and each guest is changed in
         its own transaction. Each entry takes O(domain) and the per-guest options O(disks),
         O(state), O(exclusive), O(keep), O(recreate), O(force), O(creating) and O(backend); an
-        entry's unset option takes the top-level value.
+        entry's unset option takes the top-level value. O(width) may also be set per entry.
       - Errors name the entry, e.g. C(domains[1].disks[0].target).
     type: list
     elements: dict
@@ -153,6 +166,10 @@ options:
       backend:
         description: As the top-level O(backend).
         type: str
+      width:
+        description: As the top-level O(width).
+        type: int
+        choices: [32, 64]
   wait:
     description:
       - Wait for the backend handshake after an attach (the backend reaching InitWait, except for
@@ -293,14 +310,22 @@ disks:
       type: int
       sample: 51728
     action:
-      description: What was (or would be) done.
+      description:
+        - What was (or would be) done. V(repair) rewrites toolstack-owned frontend or backend nodes
+          (or directory permissions) that drifted from the toolstack's own record; V(absent) is a
+          disk declared absent that is not attached.
       type: str
-      choices: [attach, detach, media_change, recreate, unchanged]
+      choices: [attach, detach, media_change, recreate, repair, unchanged, absent]
       sample: attach
-    spec:
-      description: The canonical xl specification of the disk (declared, or read back).
+    kind:
+      description: The frontend device kind.
       type: str
-      sample: format=raw,vdev=xvdb,access=rw,target=/dev/vg0/web1-data
+      choices: [vbd, virtio_disk]
+    spec:
+      description: The canonical xl specification of the disk (declared, with the backend type
+        libxl chooses made explicit; or read back for detached disks).
+      type: str
+      sample: format=raw,vdev=xvdb,access=rw,backendtype=phy,target=/dev/vg0/web1-data
     backend_kind:
       description: The backend kind chosen as libxl chooses it.
       type: str
@@ -310,16 +335,31 @@ disks:
       type: int
       sample: 0
     differing:
-      description: The settings that differ from the attached disk (for V(recreate) and
-        V(media_change)).
+      description: The settings that differ from the attached disk (for V(recreate),
+        V(media_change) and V(repair)).
       type: list
       elements: str
       sample: [access]
     needs:
-      description: What the action needs from the guest or the operator.
+      description: What the action needs from the guest or the operator (reported in check mode
+        too). V(guest_cooperation) is a detach of a disk the guest is using (its frontend must
+        close it); V(force) a detach that will not wait for it; V(restart) a virtio disk change,
+        which Xen can only make when the guest is created; V(recreate) a change that needs
+        O(recreate=true).
       type: str
-      choices: [nothing, cooperation, force, restart]
-      sample: cooperation
+      choices: [nothing, guest_cooperation, force, restart, recreate]
+      sample: guest_cooperation
+    stale:
+      description: Stale entries of this device cleaned before it is attached, with the reasons.
+      type: list
+      elements: str
+    notes:
+      description: Informational remarks (e.g. a frontend C(protocol) the guest rewrote).
+      type: list
+      elements: str
+    error:
+      description: Why this disk's change is refused (the module then fails), or null.
+      type: str
     frontend_state:
       description: The frontend XenbusState after the run (0 when the device is gone).
       type: int
@@ -329,12 +369,14 @@ disks:
       type: int
       sample: 4
     hotplug:
-      description: What happened to the hotplug script for this disk.
+      description: What happened to the hotplug script for this disk (V(udev) means the
+        backend already reported C(hotplug-status), so it was not run again; V(failed) makes the
+        module fail).
       type: str
-      choices: [ran, skipped, udev, none]
+      choices: [ran, skipped, udev, none, failed]
 stale:
   description: Stale device entries (a closed backend, a toolstack record without a backend, a
-    half-written device) that were (or would be) removed before an attach.
+    half-written device), cleaned before an attach (V(cleaned)) or only reported.
   returned: always
   type: list
   elements: dict
@@ -342,12 +384,34 @@ stale:
     domain:
       description: The guest's name.
       type: str
-    devid:
-      description: The device number.
+    domid:
+      description: The guest's domain id.
       type: int
-    reason:
-      description: Why the entry is stale.
+    entry:
+      description: The vdev (or toolstack path) of the entry.
       type: str
+    reasons:
+      description: Why the entry is stale.
+      type: list
+      elements: str
+    cleaned:
+      description: Whether the run removed it (or would, in check mode).
+      type: bool
+xenstore_requests:
+  description: The number of xenstore requests the run sent (reads, writes, transactions,
+    watches), for capacity planning.
+  returned: always
+  type: int
+xenstore_retries:
+  description: Transactions re-planned because another xenstore client changed what they read
+    (EAGAIN).
+  returned: always
+  type: int
+errors:
+  description: On failure, every error, one per item.
+  returned: failure
+  type: list
+  elements: str
 warnings:
   description: Through Ansible's warnings, anything a Xen administrator should know (e.g. a
     read-write target also attached read-only to another guest).
