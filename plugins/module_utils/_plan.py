@@ -96,9 +96,10 @@ FIELD_OF_NODE = {
     "online": "online", "state": "state",
 }
 
-# xl options libxl writes only into the frontend (not into its record): changing one changes the
-# disk, as a change of its libxl record does; other frontend/backend differences are drift.
-FRONTEND_ONLY_CONFIG = ("trusted",)
+# xl options libxl writes only into the frontend (the guest's directory: the guest may rewrite
+# them), which the frontend reads when it connects. A difference is repaired in place, never a
+# refusal a guest could provoke; the repair says when it takes effect.
+READ_AT_CONNECT = ("trusted",)
 
 ReadSet = namedtuple("ReadSet", "values perms subtrees")
 ReadSet.__doc__ = """What to read from one snapshot: node values (missing -> absent), permissions of
@@ -551,9 +552,10 @@ def _compare(tree, desired, current):
                     notes.append("%s = %r (libxl wrote %r; the guest may rewrite it)" % (path, have, value))
                 continue
             if not _equivalent(name, have, value, desired):
-                # configuration only the frontend holds: a change to it is a change of the disk
-                (record if name in FRONTEND_ONLY_CONFIG and directory == FRONTEND else drift).append(
-                    (path, have, value))
+                drift.append((path, have, value))
+                if name in READ_AT_CONNECT and directory == FRONTEND:
+                    notes.append("%s: the frontend reads it when it connects: the new value applies from "
+                                 "the guest's next connection (a recreate applies it now)" % path)
     perms = []
     for path, want_perms in ((p.frontend_path, p.frontend_perms), (p.backend_path, p.backend_perms)):
         have = tree.perms.get(path)

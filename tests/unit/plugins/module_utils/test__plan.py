@@ -163,12 +163,18 @@ def test_another_spelling_of_the_vdev_is_the_same_disk(host):
                                      "spelling is kept",)
 
 
-def test_trusted_lives_in_the_frontend_only_and_is_a_change_of_the_disk(host):
+def test_trusted_lives_in_the_frontend_only_and_is_repaired_in_place(host):
     old = desired(5, "pv", "/dev/vg0/a,,xvda")
     tree = attached(host((5, "pv")), *old)
-    [change] = plan_guest(tree, 5, desired(5, "pv", "/dev/vg0/a,,xvda,untrusted")).changes
-    assert change.error == ("disks[0]: trusted differs from the attached disk (frontend: trusted '1' -> '0'); "
-                            "changing it needs a detach and an attach: set recreate=true to do that")
+    new = desired(5, "pv", "/dev/vg0/a,,xvda,untrusted")
+    plan = plan_guest(tree, 5, new)
+    [change] = plan.changes
+    f = new[0].placement.frontend_path
+    assert (change.action, change.fields, change.error) == ("repair", ("trusted",), "")
+    assert change.ops == (XsOp("write", f + "/trusted", "0"), XsOp("set_perms", f + "/trusted", perms=("n5", "r0")))
+    assert change.notes == (f + "/trusted: the frontend reads it when it connects: the new value applies from "
+                            "the guest's next connection (a recreate applies it now)",)
+    assert_converged(plan.after(tree), 5, new)
 
 
 # -- cdrom media change ----------------------------------------------------------------------------
