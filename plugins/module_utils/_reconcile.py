@@ -134,6 +134,7 @@ class GuestRequest:
         self.domid = None
         self.name = None
         self.guest_type = None
+        self.desired = ()
 
     @property
     def where(self):
@@ -261,7 +262,6 @@ class Reconciler:
 
     def _read_and_plan(self, reader, guests):
         """The body of the snapshot (re-run if xenstore changed while it read)."""
-
         domains = reader.domains()
         self.domains = domains
         names = {}
@@ -275,42 +275,51 @@ class Reconciler:
         self._check_guests(guests)
 
         present = [g for g in guests if g.state == "present"]
-        attached = []
-        for domid in sorted(domains):
-            attached += _plan.read_disks(tree, domid)
-        # states of every recorded disk of the host (a stale record must not count as attached)
-        _read_set_into(tree, reader, _plan.ReadSet(
-            tuple(p for c in attached for p in _plan.current_read_paths(c)), (), ()))
-        attached = [c for domid in sorted(domains) for c in _plan.read_disks(tree, domid)]
-
         declarations = [_declaration.GuestDeclaration(
             g.domid, tuple(self._with_default_backend(g)), g.guest_type or "pv", g.width, g.prefix)
             for g in present]
-        try:
-            desired_lists = _declaration.validate_declaration(
-                declarations, stat_target=self.stat, resolve_domain=lambda n: _unique_domid(names, n),
-                arch=self.arch, script_dir=self.script_dir, attached=attached)
-        except _declaration.DeclarationError as exc:
-            raise ReconcileError(str(exc), errors=list(exc.messages)) from None
+        desired_lists = self._validate(declarations, names, attached=())
         desired_of = {id(g): d for g, d in zip(present, desired_lists)}
+        for guest in guests:
+            guest.desired = desired_of[id(guest)] if guest.state == "present" else self._absent_items(guest)
+
+        # One batch: the nodes each declared guest's plan compares, and the states of every other
+        # recorded disk of the host (the sharing rule must not count a stale record as attached).
+        values, perms = [], []
+        declared = {g.domid for g in guests}
+        for guest in guests:
+            owned = [d for d in guest.desired if not isinstance(d, AbsentDisk)]
+            read_set = _plan.read_set(tree, guest.domid, owned)
+            values += read_set.values
+            perms += read_set.perms
+        for domid in sorted(domains):
+            if domid not in declared:
+                for current in _plan.read_disks(tree, domid):
+                    values += _plan.current_read_paths(current)
+        merge(tree, reader.read_nodes(values, perms_of=perms))
+        if present:
+            attached = [c for domid in sorted(domains) for c in _plan.read_disks(tree, domid)]
+            self._validate(declarations, names, attached=attached)
 
         planned = []
         for guest in guests:
-            if guest.state == "present":
-                desired = desired_of[id(guest)]
-            else:
-                desired = self._absent_items(guest)
-            owned = [d for d in desired if not isinstance(d, AbsentDisk)]
-            _read_set_into(tree, reader, _plan.read_set(tree, guest.domid, owned))
-            plan = self._plan_guest(tree, guest, desired)
+            plan = self._plan_guest(tree, guest, guest.desired)
             if plan:
                 # the walk-up of empty parents needs the complete directories around
                 placements = [c.current.placement for c in plan.changes if c.current is not None]
                 placements += [c.desired.placement for c in plan.changes if c.desired is not None]
                 merge(tree, read_cleanup_view(reader, placements))
-                plan = self._plan_guest(tree, guest, desired)
-            planned.append((guest, desired, plan))
+                plan = self._plan_guest(tree, guest, guest.desired)
+            planned.append((guest, guest.desired, plan))
         return planned, tree
+
+    def _validate(self, declarations, names, attached):
+        try:
+            return _declaration.validate_declaration(
+                declarations, stat_target=self.stat, resolve_domain=lambda n: _unique_domid(names, n),
+                arch=self.arch, script_dir=self.script_dir, attached=attached)
+        except _declaration.DeclarationError as exc:
+            raise ReconcileError(str(exc), errors=list(exc.messages)) from None
 
     def _resolve(self, guests, domains, names):
         errors = []

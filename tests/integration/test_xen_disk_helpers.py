@@ -11,6 +11,7 @@ import io
 import json
 
 import pytest
+from ansible.module_utils.common import warnings
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.xen.disks.plugins.modules import xen_disk, xen_disk_info
@@ -19,6 +20,9 @@ from ansible_collections.xen.disks.tests.xenstored import launcher
 
 def run_module(main, args, check=False, diff=False):
     """Run a module's main() for real; return its JSON result (failed or not)."""
+    # AnsibleModule collects warnings in process-wide lists: start each run empty
+    warnings._global_warnings.clear()
+    warnings._global_deprecations.clear()
     buf = io.StringIO()
     full = dict(args, _ansible_check_mode=check, _ansible_diff=diff)
     with patch_module_args(full), contextlib.redirect_stdout(buf):
