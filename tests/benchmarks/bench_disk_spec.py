@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: xen.disks contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Benchmark: xl disk specs parsed and rendered per second on one core (prints figures only).
@@ -15,7 +14,8 @@ import time
 
 _here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(_here))
-import conftest  # noqa: E402,F401  (puts ansible_collections on sys.path)
+# tests/conftest.py puts the folder above ansible_collections on sys.path
+import conftest  # noqa: E402,F401  pylint: disable=unused-import
 
 from ansible_collections.xen.disks.plugins.module_utils._disk_spec import (  # noqa: E402
     DiskSpecError,

@@ -171,7 +171,7 @@ def test_rendered_specs_read_back_identically_by_xen(disk_oracle, cases, xen_res
             # trusted-lexer-bug: Xen 4.17 cannot read the flags back; compare without them
             accepted.append((disk, render_disk_spec(replace(disk, trusted=None))))
     assert len(accepted) >= 150
-    results = build.run_disk_oracle(disk_oracle, [[rendered] for _, rendered in accepted])
+    results = build.run_disk_oracle(disk_oracle, [[rendered] for unused_disk, rendered in accepted])
     for (disk, rendered), result in zip(accepted, results):
         assert result["rc"] == 0, (rendered, result["report"])
         ours = our_fields(disk)
@@ -220,7 +220,7 @@ SLOPPY_SPELLINGS = {
 def vdev_inputs():
     rng = random.Random(202)
     strict = []
-    for _ in range(1500):
+    for unused_index in range(1500):
         form = rng.choice(["xvd", "xvd", "d", "hd", "sd", "num"])
         if form == "xvd":
             disk = rng.choice([rng.randint(0, 30), rng.randint(0, (1 << 20) - 1)])
@@ -267,6 +267,6 @@ def test_vdev_numbers_agree_with_libxl(vdev_oracle):
 def test_devid_to_vdev_inverts_libxl_numbering(vdev_oracle):
     rng = random.Random(28)
     devids = list(range(51712, 51968)) + [(1 << 28) | (rng.randint(0, (1 << 20) - 1) << 8) | rng.randint(0, 255)
-                                          for _ in range(500)]
+                                          for unused_index in range(500)]
     names = [devid_to_vdev(devid) for devid in devids]
     assert build.run_vdev_oracle(vdev_oracle, names) == devids

@@ -83,7 +83,7 @@ def _keyed(rng):
 
 
 def _mutate(rng, text):
-    for _ in range(rng.randint(1, 3)):
+    for unused_step in range(rng.randint(1, 3)):
         position = rng.randint(0, len(text))
         action = rng.random()
         if action < 0.5:
