@@ -46,7 +46,7 @@ from ansible_collections.xen.disks.plugins.module_utils._xs_tree import (
 )
 
 try:
-    from pyxs._internal import NUL, Event, Op, next_rq_id
+    from pyxs._internal import NUL, Op, next_rq_id
     from pyxs.client import Router
     from pyxs.connection import UnixSocketConnection, XenBusConnection, _UnixSocketTransport, _XenBusTransport
 except ImportError:
@@ -263,6 +263,7 @@ class _OpenedXenBusConnection(XenBusConnection):
 
 
 _Message = namedtuple("_Message", "op rq_id tx_id payload")
+_Event = namedtuple("_Event", "path token seq")  # a watch event and its place among answers
 _HEADER = struct.Struct("<IIII")  # xsd_sockmsg: type, req_id, tx_id, len
 XS_DIRECTORY_PART = 22  # xs_wire.h; pyxs 0.4.1 does not know it
 
@@ -276,6 +277,7 @@ class _Router(Router):
         super(_Router, self).__init__(connection)
         self.failure = None
         self.closed = False
+        self.seq = 0  # messages received so far: orders answers and watch events
 
     def __call__(self):
         try:
@@ -316,9 +318,11 @@ class _Router(Router):
                 start = offset + size_of_header
                 payload = bytes(buf[start:start + size])
                 offset = start + size
+                self.seq += 1
                 if op == Op.WATCH_EVENT:
-                    event = Event(*payload.split(NUL)[:2])
-                    for sink in self.monitors.get(event.token, ()):
+                    path, token = payload.split(NUL)[:2]
+                    event = _Event(path, token, self.seq)
+                    for sink in self.monitors.get(token, ()):
                         sink.events.put(event)
                     continue
                 slot = self.rvars.pop(rq_id, None)
@@ -326,6 +330,7 @@ class _Router(Router):
                     raise ValueError("xenstored answered request %d, which was not asked" % rq_id)
                 batch, index = slot
                 batch.answers[index] = _Message(op, rq_id, tx_id, payload)
+                batch.seqs[index] = self.seq
                 batch.remaining -= 1  # only this thread counts down
                 if not batch.remaining:
                     batch.done.set()
@@ -352,10 +357,11 @@ class _Router(Router):
 class _Batch(object):
     """The answers of one batch of requests; `done` is set when all arrived (or on loss)."""
 
-    __slots__ = ("answers", "remaining", "done")
+    __slots__ = ("answers", "seqs", "remaining", "done")
 
     def __init__(self, size):
         self.answers = [None] * size
+        self.seqs = [0] * size
         self.remaining = size
         self.done = threading.Event()
 
@@ -389,9 +395,10 @@ _ACTIONS = {2: "read", 3: "get_perms", 1: "directory"}  # Op.READ, Op.GET_PERMS,
 class XenstoreReader(object):
     """Pipelined reads, bound to one transaction (one snapshot) or to none (tx 0)."""
 
-    def __init__(self, conn, tx_id=0):
+    def __init__(self, conn, tx_id=0, record=None):
         self.conn = conn
         self.tx_id = tx_id
+        self.record = record  # {path: sequence number of its first read}, for snapshot()
 
     def _batch(self, op, paths):
         """One round trip of the same request for each path: answers (bytes), None if missing."""
@@ -440,7 +447,13 @@ class XenstoreReader(object):
         A directory too large for one reply (E2BIG) is then listed in parts."""
         for _op, path in requests:
             check_path(path)
-        answers = self.conn._exchange([(op, path.encode() + NUL) for op, path in requests], self.tx_id)
+        seqs = [] if self.record is not None else None
+        answers = self.conn._exchange([(op, path.encode() + NUL) for op, path in requests], self.tx_id, seqs)
+        if seqs is not None:
+            for (op, path), seq in zip(requests, seqs):
+                # A listing also depends on the children: keyed by the directory plus "/".
+                key = path.rstrip("/") + "/" if op == Op.DIRECTORY else path
+                self.record.setdefault(key, seq)
         out = []
         for (op, path), answer in zip(requests, answers):
             if isinstance(answer, XenstoreError):
@@ -535,13 +548,26 @@ class XenstoreReader(object):
 
 # -- the connection --------------------------------------------------------------------------
 
-def _connect_unix(path):
+def _connect_unix(path, timeout):
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.connect(path)
-    except OSError as e:
-        sock.close()
-        raise _open_error(path, e) from None
+    sock.settimeout(timeout)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            sock.connect(path)
+            break
+        except BlockingIOError:
+            # xenstored listens with a short backlog; it is full until the daemon accepts.
+            if time.monotonic() < deadline:
+                time.sleep(0.001)
+                continue
+            sock.close()
+            raise XenstoreConnectionError(
+                "xenstored at %s did not accept the connection within %g s" % (path, timeout), path) from None
+        except OSError as e:
+            sock.close()
+            raise _open_error(path, e) from None
+    sock.settimeout(None)  # the router blocks in select(), then reads what is there
     return sock
 
 
@@ -602,7 +628,7 @@ class XenstoreConnection(XenstoreReader):
                     raise _open_error(path, e) from None
                 connection = _OpenedXenBusConnection(path, fd)
             else:
-                connection = _OpenedUnixConnection(path, _connect_unix(path))
+                connection = _OpenedUnixConnection(path, _connect_unix(path, timeout))
             router = _Router(connection)
             router.start()
             return cls(router, path, timeout)
@@ -634,9 +660,10 @@ class XenstoreConnection(XenstoreReader):
             "lost the connection to xenstored at %s (the daemon stopped or closed the connection%s)"
             % (self.path, detail), self.path)
 
-    def _exchange(self, requests, tx_id):
+    def _exchange(self, requests, tx_id, seqs=None):
         """Send (op, payload) requests in batches, then collect the answers in order: the
-        payload (bytes, trailing NUL kept) or a XenstoreError carrying the errno name."""
+        payload (bytes, trailing NUL kept) or a XenstoreError carrying the errno name. `seqs`,
+        a list, receives each answer's place in the stream of received messages."""
         answers = []
         for start in range(0, len(requests), BATCH_SIZE):
             chunk = [_Message(op, next_rq_id(), tx_id, payload)
@@ -651,6 +678,8 @@ class XenstoreConnection(XenstoreReader):
                     raise self._lost()
                 raise XenstoreConnectionError(
                     "xenstored at %s did not answer within %g s" % (self.path, self.timeout), self.path)
+            if seqs is not None:
+                seqs.extend(batch.seqs)
             for request, reply in zip(chunk, batch.answers):
                 if reply is _LOST:
                     raise self._lost()
@@ -745,18 +774,60 @@ class XenstoreConnection(XenstoreReader):
         (result, ops), attempts = self._retrying(attempt, max_retries, backoff)
         return TransactionResult(result, ops, attempts, apply)
 
-    def snapshot(self, read_fn, max_retries=DEFAULT_RETRIES, backoff=DEFAULT_BACKOFF):
+    def snapshot(self, read_fn, max_retries=DEFAULT_RETRIES, backoff=DEFAULT_BACKOFF, method="watch"):
         """read_fn(reader)'s result, where every read saw the same state of xenstore.
 
-        xenstored's transactions read live nodes and detect at commit whether a node read has
-        changed since (EAGAIN); then read_fn runs again.
+        read_fn must only read. It runs again (up to `max_retries` more times, with a jittered
+        backoff) when something it read changed while it read.
 
-        Size: xenstored 4.17 keeps a transaction's accessed nodes in a list searched on every
-        access, so a transaction's cost grows with the square of the nodes it touches
-        (measured: 1,000 reads ~20,000/s, 16,000 reads ~1,700/s). Keep one snapshot or
-        transaction to a guest (hundreds of nodes), not a whole host of thousands.
+        method="watch" (default): plain pipelined reads under a watch on "/". xenstored sends
+        a connection its watch events and answers in the order the changes and reads happened,
+        so a change to a node after it was read (or to a directory after it was listed, or the
+        removal of a node above one read) shows as an event behind that read's answer. No
+        such event: every value read is still current when the last answer arrives. Changes
+        to nodes not read do not count. Cost: two extra requests, whatever the size.
+
+        method="transaction": the reads run in a transaction whose commit fails with EAGAIN
+        when a node read has changed. xenstored 4.17 keeps a transaction's accessed nodes in a
+        list searched on every access, so the cost grows with the square of the nodes read
+        (measured: 1,000 reads ~20,000/s, 16,000 reads ~1,700/s): for small reads only.
         """
-        return self._retrying(read_fn, max_retries, backoff)[0]
+        if method == "transaction":
+            return self._retrying(read_fn, max_retries, backoff)[0]
+        if method != "watch":
+            raise ValueError("snapshot method must be 'watch' or 'transaction', got %r" % (method,))
+        self._tokens += 1
+        token = ("xen-disks-snapshot-%d-%d" % (os.getpid(), self._tokens)).encode()
+        sink = _WatchSink()
+        self._router.subscribe(token, sink)
+        try:
+            self._watch_all({token: "/"}, Op.WATCH)
+            attempt = 0
+            while True:
+                attempt += 1
+                record = {}
+                value = read_fn(XenstoreReader(self, 0, record))
+                events = []
+                while True:
+                    try:
+                        events.append(sink.events.get_nowait())
+                    except queue.Empty:
+                        break
+                if any(e is _LOST for e in events):
+                    raise self._lost()
+                if not _changed_since_read(record, events):
+                    return value
+                if attempt > max_retries:
+                    raise XenstoreConflict(
+                        "xenstore kept changing under a snapshot: still changing after %d attempts" % attempt)
+                time.sleep(random.uniform(0.5, 1.0) * backoff * (2 ** min(attempt - 1, 6)))
+        finally:
+            self._router.unsubscribe(token, sink)
+            if not self._router.closed:
+                try:
+                    self._watch_all({token: "/"}, Op.UNWATCH)
+                except XenstoreError:
+                    pass
 
     def _retrying(self, fn, max_retries, backoff):
         """(fn(reader), attempts) with fn run in a transaction until its commit succeeds."""
@@ -858,7 +929,46 @@ class XenstoreConnection(XenstoreReader):
                 break
         if any(e is _LOST for e in events):
             raise self._lost()
-        return _unique(tokens[e.token] for e in events if isinstance(e, Event) and e.token in tokens)
+        return _unique(tokens[e.token] for e in events if isinstance(e, _Event) and e.token in tokens)
+
+
+def _changed_since_read(record, events):
+    """Whether a watch event shows a change to something read after it was read.
+
+    record: {path: sequence number of its first read}; a listed directory is keyed
+    "path/". An event at P (sequence s) matters if P was read before s, if P's parent was
+    listed before s (a child came or went), or if a node below P was read before s (P was
+    removed or replaced with its subtree)."""
+    if not events:
+        return False
+    below = None
+    for event in events:
+        if not isinstance(event, _Event):
+            continue
+        path = _decode(event.path)
+        seq = event.seq
+        first = record.get(path)
+        if first is not None and first < seq:
+            return True
+        parent = path.rsplit("/", 1)[0] + "/" if path != "/" else None
+        first = record.get(parent) if parent else None
+        if first is not None and first < seq:
+            return True
+        if below is None:  # built once, and only when some event needs it
+            below = {}
+            for read_path, read_seq in record.items():
+                node = read_path.rstrip("/") or "/"
+                chain = [node] if read_path.endswith("/") else []  # a listed directory itself
+                while node != "/":
+                    node = node.rsplit("/", 1)[0] or "/"
+                    chain.append(node)
+                for key in chain:
+                    if read_seq < below.get(key, read_seq + 1):
+                        below[key] = read_seq
+        first = below.get(path)
+        if first is not None and first < seq:
+            return True
+    return False
 
 
 def _describe_wanted(values):

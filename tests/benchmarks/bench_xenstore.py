@@ -5,7 +5,8 @@
 Per workload, the adapter (pipelined batches) next to plain pyxs calls (one request, one
 answer) in the same run, on the same daemon and the same nodes:
   - subtree reads: nodes per second, requests and round trips per read;
-  - exact-node reads (what a no-op reconcile does): nodes per second;
+  - exact-node reads (what a no-op reconcile does): nodes per second, plain and as a
+    consistent snapshot (validated by a watch, or by a transaction);
   - transactional applies: nodes per second, in one transaction and in one per guest
     (xenstored 4.17's cost per transaction grows with the square of the nodes it touches).
 Run: python tests/benchmarks/bench_xenstore.py [--devices 200] [--repeat 3]
@@ -154,12 +155,16 @@ def main(argv=None):
             t_ad = best(lambda: conn.read_values(paths), args.repeat)[0]
             trips = (conn.round_trips - before["round_trips"]) / args.repeat
             row("adapter read_values", len(paths), t_ad, "  %d round trips  (x%.1f)" % (trips, t_pyxs / t_ad))
-            t_ad = best(lambda: conn.snapshot(lambda reader: reader.read_values(paths)), args.repeat)[0]
-            row("adapter, one snapshot for all", len(paths), t_ad, "  (x%.1f)" % (t_pyxs / t_ad))
+            for method in ("watch", "transaction"):
+                t_ad = best(lambda m=method: conn.snapshot(lambda reader: reader.read_values(paths), method=m),
+                            args.repeat)[0]
+                row("adapter snapshot (%s), one for all" % method, len(paths), t_ad, "  (x%.1f)" % (t_pyxs / t_ad))
             step = PER_GUEST * len(BACKEND_NODES)
             chunks = [paths[i:i + step] for i in range(0, len(paths), step)]
-            t_ad = best(lambda: [conn.snapshot(lambda reader, c=c: reader.read_values(c)) for c in chunks], args.repeat)[0]
-            row("adapter, one snapshot per %d devices" % PER_GUEST, len(paths), t_ad, "  (x%.1f)" % (t_pyxs / t_ad))
+            t_ad = best(lambda: [conn.snapshot(lambda reader, c=c: reader.read_values(c), method="transaction")
+                                 for c in chunks], args.repeat)[0]
+            row("adapter snapshot (transaction), one per %d devices" % PER_GUEST, len(paths), t_ad,
+                "  (x%.1f)" % (t_pyxs / t_ad))
         finally:
             client.close()
             conn.close()

@@ -104,7 +104,8 @@ def test_directory_too_large_for_one_reply_is_listed_in_parts(xenstored, xs_conn
     assert tree.children("/wide") == names
 
 
-def test_snapshot_rereads_when_a_read_node_changed(xs_conn, xs_client):
+@pytest.mark.parametrize("method", ["watch", "transaction"])
+def test_snapshot_rereads_when_a_read_node_changed(xs_conn, xs_client, method):
     xs_client.write(b"/s", b"old")
     views = []
 
@@ -116,8 +117,89 @@ def test_snapshot_rereads_when_a_read_node_changed(xs_conn, xs_client):
         views.append((first, reader.read_value("/s2")))
         return views[-1]
 
-    assert xs_conn.snapshot(read, backoff=0.001) == ("new", "x")
+    assert xs_conn.snapshot(read, backoff=0.001, method=method) == ("new", "x")
     assert views == [("old", "x"), ("new", "x")]  # the mixed view was never returned
+
+
+def snapshot_attempts(xs_conn, reads, change):
+    """Run a watch snapshot whose first attempt calls change() after reads(reader), then
+    reads once more: a change's event reaches us before the answers to later reads."""
+    attempts = []
+
+    def read(reader):
+        result = reads(reader)
+        if not attempts:
+            change()
+        reader.read_value("/")
+        attempts.append(result)
+        return result
+
+    return xs_conn.snapshot(read, backoff=0.001), len(attempts)
+
+
+@pytest.mark.parametrize(("change", "attempts"), [
+    (lambda c: c.write(b"/snap/a/x", b"2"), 2),               # a node read
+    (lambda c: c.set_perms(b"/snap/a/x", [b"n0", b"r0"]), 2),  # its permissions
+    (lambda c: c.write(b"/snap/b/new", b"1"), 2),              # a child of a listed directory
+    (lambda c: c.delete(b"/snap/a"), 2),                       # a directory above a node read
+    (lambda c: c.write(b"/snap/other", b"1"), 1),              # something not read
+    (lambda c: c.write(b"/snap/b/y/deeper", b"1"), 1),         # below a listed directory's child
+])
+def test_watch_snapshot_retries_only_for_what_it_read(xs_conn, xs_client, change, attempts):
+    for path in (b"/snap/a/x", b"/snap/b/y", b"/snap/other"):
+        xs_client.write(path, b"1")
+
+    def reads(reader):
+        return reader.read_values(["/snap/a/x"]), reader.list_children(["/snap/b"])
+
+    _result, made = snapshot_attempts(xs_conn, reads, lambda: change(xs_client))
+    assert made == attempts
+
+
+def test_watch_snapshot_ignores_changes_made_before_the_read(xs_conn, xs_client):
+    xs_client.write(b"/early", b"1")
+    calls = []
+
+    def read(reader):
+        calls.append(1)
+        xs_client.write(b"/early", b"2")  # after the watch is set, before this read: seen by it
+        return reader.read_value("/early")
+
+    before = xs_conn.requests
+    assert xs_conn.snapshot(read) == "2"
+    assert len(calls) == 1
+    assert xs_conn.requests - before == 3  # watch, the read, unwatch
+
+
+def test_watch_snapshot_costs_two_requests_whatever_its_size(xenstored, xs_conn):
+    paths = ["/big/d%02d/n%04d" % (i // 100, i) for i in range(3000)]
+    xs_conn.transaction(lambda r: [W(p, "v") for p in paths])
+    before = xs_conn.requests
+    values = xs_conn.snapshot(lambda reader: reader.read_values(paths))
+    assert values == {p: "v" for p in paths}
+    assert xs_conn.requests - before == 3000 + 2
+
+
+def test_watch_snapshot_gives_up_when_what_it_reads_keeps_changing(xs_conn, xs_client):
+    xs_client.write(b"/busy", b"0")
+    calls = []
+
+    def read(reader):
+        value = reader.read_value("/busy")
+        calls.append(value)
+        xs_client.write(b"/busy", str(len(calls)).encode())
+        reader.read_value("/")
+        return value
+
+    with pytest.raises(XenstoreConflict, match=r"^xenstore kept changing under a snapshot: still changing after 3 attempts$"):
+        xs_conn.snapshot(read, max_retries=2, backoff=0.001)
+    assert calls == ["0", "1", "2"]
+    assert all(not sinks for sinks in xs_conn._router.monitors.values())  # watch removed
+
+
+def test_snapshot_method_is_checked(xs_conn):
+    with pytest.raises(ValueError, match=r"^snapshot method must be 'watch' or 'transaction', got 'magic'$"):
+        xs_conn.snapshot(lambda reader: None, method="magic")
 
 
 # -- transactions ------------------------------------------------------------------------------
@@ -550,3 +632,27 @@ def test_without_pyxs_the_module_imports_and_says_so():
     ) % (xs.__file__.rsplit("/ansible_collections/", 1)[0],)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out == "False True\nthe pyxs Python library is required to talk to xenstore\n"
+
+
+def test_daemon_that_does_not_accept(xenstored):
+    import signal
+
+    os.kill(xenstored.pid, signal.SIGSTOP)
+    waiting = []
+    try:
+        # Fill the listen backlog of the stopped daemon: the next connect cannot be queued.
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            waiting.append(sock)
+            try:
+                sock.connect(xenstored.socket)
+            except BlockingIOError:
+                break
+            assert len(waiting) < 1000
+        with pytest.raises(XenstoreConnectionError, match=r"^xenstored at %s did not accept the connection within 0\.2 s$" % re.escape(xenstored.socket)):
+            XenstoreConnection.open(xenstored.socket, timeout=0.2)
+    finally:
+        os.kill(xenstored.pid, signal.SIGCONT)
+        for sock in waiting:
+            sock.close()

@@ -175,11 +175,20 @@ class WireClient:
     def __init__(self, socket_path, timeout=5.0):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
-        try:
-            self.sock.connect(socket_path)
-        except OSError:
-            self.sock.close()
-            raise
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.sock.connect(socket_path)
+                break
+            except BlockingIOError:
+                # xenstored listens with a backlog of 1: wait for it to accept the others.
+                if time.monotonic() > deadline:
+                    self.sock.close()
+                    raise
+                time.sleep(0.001)
+            except OSError:
+                self.sock.close()
+                raise
         self.tx_id = 0
         self.rq_id = 0
 
