@@ -133,8 +133,8 @@ def _live_disk(entry, where):
     if isinstance(entry, Mapping) and "spec" in entry:
         if entry["spec"] is None:
             return None
-        return _to_disk(entry["spec"], where)
-    return _to_disk(entry, where)
+        return _to_disk(entry["spec"], "xl_disks_drift: " + where)
+    return _to_disk(entry, "xl_disks_drift: " + where)
 
 
 def _differing_fields(live, persistent):
@@ -153,7 +153,7 @@ def _devid(disk, where):
     try:
         return disk.devid
     except ValueError as exc:
-        raise AnsibleFilterError("%s: %s" % (where, exc))
+        raise AnsibleFilterError("xl_disks_drift: %s: %s" % (where, exc))
 
 
 def xl_disks_drift(live, persistent):
@@ -170,7 +170,7 @@ def xl_disks_drift(live, persistent):
         live_by_devid[_devid(disk, "live[%d]" % index)] = disk
     file_by_devid = {}
     for index, entry in enumerate(persistent):
-        disk = _to_disk(entry, "persistent[%d]" % index)
+        disk = _to_disk(entry, "xl_disks_drift: persistent[%d]" % index)
         file_by_devid[_devid(disk, "persistent[%d]" % index)] = disk
 
     only_live = [render_disk_spec(live_by_devid[d]) for d in sorted(set(live_by_devid) - set(file_by_devid))]

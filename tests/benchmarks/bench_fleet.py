@@ -1,0 +1,73 @@
+# Copyright: xen.disks contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Benchmark: wall time of playbooks/provision.yml over a fleet of simulated dom0 hosts.
+
+For 1, 5 and 20 forks, a fresh fleet (one real xenstored per host, a PV and an HVM guest each,
+4 disks per host; the fleet of tests/integration/test_fleet.py) is provisioned, then provisioned
+again (a no-op run). Prints figures only; asserts nothing about speed.
+Run: python tests/benchmarks/bench_fleet.py [hosts] [forks ...]   (defaults: 20 hosts; 1 5 20)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+
+_here = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(_here))
+# tests/conftest.py puts the folder above ansible_collections on sys.path
+import conftest  # noqa: E402,F401  pylint: disable=unused-import
+
+from ansible_collections.xen.disks.tests.integration import test_fleet as fleet  # noqa: E402
+from ansible_collections.xen.disks.tests.xenstored import launcher  # noqa: E402
+
+
+class _Host:
+    """A started daemon with the add_guest the fleet helpers call."""
+
+    def __init__(self, daemon):
+        self.rundir = daemon.rundir
+        self.socket = daemon.socket
+
+    def add_guest(self, name, domid, guest_type):
+        launcher.add_guest(self.rundir, name, domid, guest_type)
+
+
+def measure(hosts_count, forks):
+    """(apply seconds, no-op seconds) of the provisioning playbook on a fresh fleet."""
+    with tempfile.TemporaryDirectory(prefix="xdf-") as base:
+        daemons = launcher.start_many(os.path.join(base, "fleet"), hosts_count, die_with_parent=True)
+        try:
+            inventory = fleet.prepare_fleet([_Host(d) for d in daemons])
+            times = []
+            for run in ("apply", "no-op"):
+                start = time.perf_counter()
+                code, output = fleet.run_provision(inventory, forks)
+                times.append(time.perf_counter() - start)
+                changed = sum(r[1] for r in fleet.recap(output).values())
+                if code != 0:
+                    sys.stdout.write(output[-3000:])
+                    raise SystemExit("provision.yml failed (%s run, %d forks)" % (run, forks))
+                if run == "no-op" and changed:
+                    raise SystemExit("the second run changed %d things" % changed)
+            return times
+        finally:
+            launcher.stop_many(os.path.join(base, "fleet"))
+
+
+def main(argv):
+    hosts_count = int(argv[1]) if len(argv) > 1 else fleet.HOSTS
+    forks_list = [int(a) for a in argv[2:]] or [1, 5, 20]
+    print("provision.yml over %d simulated dom0 hosts (real xenstored each), %d guests and %d disks per host, "
+          "%d CPU(s)" % (hosts_count, len(fleet.GUESTS), 4, os.cpu_count() or 1))
+    print("%6s  %12s  %12s  %16s" % ("forks", "apply (s)", "no-op (s)", "apply per host"))
+    for forks in forks_list:
+        apply_s, noop_s = measure(hosts_count, forks)
+        print("%6d  %12.1f  %12.1f  %15.2fs" % (forks, apply_s, noop_s, apply_s / hosts_count))
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main(sys.argv)
