@@ -392,8 +392,10 @@ class TransactionResult(object):
 
 _ACTIONS = {2: "read", 3: "get_perms", 1: "directory"}  # Op.READ, Op.GET_PERMS, Op.DIRECTORY
 
+
 class XenstoreReader(object):
-    """Pipelined reads, bound to one transaction (one snapshot) or to none (tx 0)."""
+    """Pipelined reads, bound to one transaction or to none (tx 0); `record` is kept by
+    snapshot() to know what was read and when."""
 
     def __init__(self, conn, tx_id=0, record=None):
         self.conn = conn
