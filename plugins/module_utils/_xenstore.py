@@ -6,18 +6,25 @@
 Private to the xen.disks collection: no compatibility promise. Python 3.8+.
 
 - `XenstoreConnection.open(socket_path=None)` finds and opens the daemon's socket (or the
-  xenbus device) with clear errors.
+  xenbus device) with clear errors (`XenstoreConnectionError`).
 - Reads are pipelined: a batch of requests is sent before the first answer is awaited
   (xenstored answers one connection's requests in order), so `read_values`, `read_perms`,
-  `list_children` cost one round trip and `read_tree` one round trip per tree level.
+  `list_children`, `read_nodes` cost one round trip and `read_tree` one per tree level.
   `conn.requests` and `conn.round_trips` count what was sent.
+- `snapshot(read_fn)`: read_fn's reads all saw one state of xenstore (validated by a watch,
+  at the cost of two requests; or by a transaction, for small reads).
 - `transaction(plan_fn)` reads through a reader bound to one transaction, applies the `XsOp`s
   plan_fn returns (pipelined, in order), commits, and on EAGAIN (something it read changed)
   re-reads, re-plans and retries with jittered backoff. Any failure aborts: nothing is
-  half-written. `snapshot(read_fn)` is the same for reads only: one consistent view.
+  half-written.
 - `wait_for` / `wait_for_all` are driven by watches, never by polling.
 - Every path, value and permission list is checked (`check_path`) before anything of the
   batch is sent.
+
+pyxs provides the connection (socket or xenbus), the router thread and the protocol constants;
+requests are framed here, because pyxs's Client refuses empty and non-ASCII values (an empty
+value is a plain WRITE on the wire, not a MKDIR, which would keep an old value) and knows
+neither batches nor XS_DIRECTORY_PART.
 """
 
 from __future__ import annotations
