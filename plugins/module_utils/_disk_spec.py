@@ -219,18 +219,18 @@ class _ParseState:
             raise self.error(attribute.replace("_", "-"), value, what + " respecified")
         setattr(self, attribute, value)
 
-    def set_enum(self, attribute, value, allowed, member):
-        """setformat / setbackendtype / setspecification with DSET's respecified check."""
+    def set_enum(self, attribute, text, value, allowed, member):
+        """setformat / setbackendtype / setspecification: `text` as written, `value` as meant."""
         if value not in allowed:
-            raise self.error(attribute, value, "unknown value for " + attribute)
+            raise self.error(attribute, text, "unknown value for " + attribute)
         current = getattr(self, attribute)
         if current is not None and current != value:
-            raise self.error(attribute, value, member + " respecified")
+            raise self.error(attribute, text, member + " respecified")
         setattr(self, attribute, value)
 
-    def set_format(self, value):
+    def set_format(self, text):
         """setformat: an empty value means raw."""
-        self.set_enum("format", value or "raw", FORMATS, "format")
+        self.set_enum("format", text, text or "raw", FORMATS, "format")
 
     def set_access(self, value):
         if value in ACCESS_READ_ONLY:
@@ -333,7 +333,8 @@ def _scan(state, spec):
                 if (run_end + 1 < length and spec[run_end + 1] != ","
                         and _PARAMETER_NAME.match(key)):
                     unknown_end = run_end + 2
-                    if unknown_end < length and spec[unknown_end] == ",":
+                    # [^,] is one byte: after a multi-byte character the next byte is no comma
+                    if unknown_end < length and spec[unknown_end] == "," and spec[run_end + 1] < "\x80":
                         unknown_end += 1
                     if unknown_end - pos > best_length:
                         best_length, best_rule, end = unknown_end - pos, R_UNKNOWN_PARAMETER, unknown_end
@@ -379,9 +380,9 @@ def _act(state, rule, spec, pos, key_end, end):
     elif rule == R_ACCESS:
         state.set_access(value)
     elif rule == R_BACKENDTYPE:
-        state.set_enum("backendtype", value, BACKEND_TYPES, "backend")
+        state.set_enum("backendtype", value, value, BACKEND_TYPES, "backend")
     elif rule == R_SPECIFICATION:
-        state.set_enum("specification", value, SPECIFICATIONS, "specification")
+        state.set_enum("specification", value, value, SPECIFICATIONS, "specification")
     elif rule == R_COLO_PORT:
         port = _c_atoi(value)
         if not port:

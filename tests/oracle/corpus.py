@@ -131,3 +131,17 @@ def generate(count: int, seed: int = 4170) -> List[Case]:
                 trusted = token.strip() == "trusted"
         cases.append(Case(strings, without, trusted))
     return cases
+
+
+# Pieces of the scanner's vocabulary, glued together without separators: exercises longest-match
+# ties, trailing context, newlines, stray `=`, and multi-byte characters. (No `trusted`: see above.)
+SOUP = ["phy:", "tap:", "aio:", "qcow2:", "nbd:", "foo:", "cdrom", "discard", "colo", "target=", "vdev=",
+        "format=", "access=", "devtype=", "x=", "=", ",", ":", "\n", " ", "\t", "a", "/x", "xvda", "hdc",
+        "raw", "r", "w", "1", "-", "colo-port=", "direct-io-safe", "no-colo", "é"]
+
+
+def generate_soup(count: int, seed: int = 17) -> List[List[str]]:
+    """Cases of one to three strings, each up to ten SOUP pieces long."""
+    rng = random.Random(seed)
+    return [["".join(rng.choice(SOUP) for unused_piece in range(rng.randint(0, 10)))
+             for unused_string in range(rng.randint(1, 3))] for unused_case in range(count)]

@@ -3,8 +3,9 @@
  * No hypervisor needed: libxl_ctx_alloc is never called.
  *
  * Input, repeated: "<number of strings>\n", then per string "<byte length>\n<bytes>\n".
- * Output, per case: {"rc":..,"report":"..",<fields>} on one line, or {"jammed":true} when the
- * flex scanner gave up and exited the process ("flex scanner jammed": each case runs in a child). */
+ * Output, per case: {"rc":..,"report":"..",<fields>} on one line, or {"jammed":true,"report":".."}
+ * when the flex scanner gave up and exited the process ("flex scanner jammed"; each case runs in a
+ * child, whose exit handler prints what had been reported until then). */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,18 @@ static void put_defbool(const char *name, libxl_defbool value)
 {
     printf(",\"%s\":%s", name, libxl_defbool_is_default(value) ? "null"
                               : libxl_defbool_val(value) ? "true" : "false");
+}
+
+static FILE *report_stream;
+static char **report_text;  /* open_memstream's buffer pointer, current after fflush */
+
+static void report_jam(void)
+{
+    fflush(report_stream);
+    fputs("{\"jammed\":true", stdout);
+    put_string("report", *report_text);
+    fputs("}\n", stdout);
+    fflush(stdout);
 }
 
 static char *read_bytes(size_t length)
@@ -60,7 +73,8 @@ int main(void)
         if (child > 0) {
             int status;
             if (waitpid(child, &status, 0) < 0) return 6;
-            if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) printf("{\"jammed\":true}\n");
+            if (!WIFEXITED(status) || (WEXITSTATUS(status) != 0 && WEXITSTATUS(status) != 2))
+                return 7;  /* only flex's exit(2) is expected */
             fflush(stdout);
             for (int i = 0; i < count; i++) free(specs[i]);
             free(specs);
@@ -69,6 +83,9 @@ int main(void)
         char *report = NULL;
         size_t report_size = 0;
         FILE *stream = open_memstream(&report, &report_size);
+        report_stream = stream;
+        report_text = &report;
+        atexit(report_jam);
         XLU_Config *config = xlu_cfg_init(stream, "spec");
         libxl_device_disk disk;
         libxl_device_disk_init(&disk);
