@@ -219,6 +219,14 @@ def _decode(data):
     return data.decode("utf-8", "surrogateescape")
 
 
+def _parse_perms(answer):
+    return tuple(_decode(answer).rstrip("\0").split("\0"))
+
+
+def _parse_names(answer):
+    return sorted(n for n in _decode(answer).split("\0") if n)
+
+
 def _unique(paths):
     return list(dict.fromkeys(paths))
 
@@ -426,15 +434,13 @@ class XenstoreReader(object):
         """{path: permission tuple or None if missing} in one round trip."""
         paths = _unique(paths)
         answers = self._batch(Op.GET_PERMS, paths)
-        return {p: (None if a is None else tuple(_decode(a).rstrip("\0").split("\0")))
-                for p, a in zip(paths, answers)}
+        return {p: (None if a is None else _parse_perms(a)) for p, a in zip(paths, answers)}
 
     def list_children(self, paths):
         """{path: sorted child names or None if missing} in one round trip."""
         paths = _unique(paths)
         answers = self._batch(Op.DIRECTORY, paths)
-        return {p: (None if a is None else sorted(n for n in _decode(a).split("\0") if n))
-                for p, a in zip(paths, answers)}
+        return {p: (None if a is None else _parse_names(a)) for p, a in zip(paths, answers)}
 
     def read_nodes(self, paths, perms_of=()):
         """An XsTree of exactly the named nodes that exist (values), plus the permissions of
@@ -448,7 +454,7 @@ class XenstoreReader(object):
             if op == Op.READ:
                 tree.values[path] = _decode(answer)
             else:
-                tree.perms[path] = tuple(_decode(answer).rstrip("\0").split("\0"))
+                tree.perms[path] = _parse_perms(answer)
         return tree
 
     def _mixed(self, requests):
@@ -518,9 +524,9 @@ class XenstoreReader(object):
                     continue  # absent (only roots can be: the snapshot is consistent)
                 tree.values[path] = _decode(value)
                 if with_perms:
-                    tree.perms[path] = tuple(_decode(answers[i * width + 2]).rstrip("\0").split("\0"))
+                    tree.perms[path] = _parse_perms(answers[i * width + 2])
                 base = path.rstrip("/") + "/"
-                next_level.extend(base + n for n in sorted(_decode(children).split("\0")) if n)
+                next_level.extend(base + n for n in _parse_names(children))
             level = next_level
         return tree
 
@@ -535,7 +541,7 @@ class XenstoreReader(object):
     def domid_of(self, domain):
         """The domid of a domain given by name (`/local/domain/*/name`) or by domid."""
         if isinstance(domain, int) and not isinstance(domain, bool) or (
-                isinstance(domain, str) and domain.isdigit()):
+                isinstance(domain, str) and domain.isascii() and domain.isdigit()):
             domid = int(domain)
             if domid > _DOMID_MAX or self.read_value(build_path("local", "domain", domid)) is None:
                 raise XenstoreError("no domain with domid %s (no /local/domain/%s)" % (domid, domid))
