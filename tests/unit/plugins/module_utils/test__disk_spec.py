@@ -87,6 +87,7 @@ PARSE_ERRORS = [
     ("/x,QCOW2,xvda", "format", "unknown value for format: near `QCOW2'"),
     ("/x,raw,xvda,w,extra", None, "too many positional parameters: near `extra'"),
     ("/x,raw,xvda,rw,format=qcow2", "format", "format respecified: near `qcow2'"),
+    ("qcow2:/x,xvda,format=", "format", "format respecified: near `'"),  # "" means raw, quoted as written
     ("vdev=xvda,vdev=xvdb,target=/x", "vdev", "vdev respecified: near `xvdb'"),
     ("/x,raw,xvda,w,target=/y", "target", "target respecified: near `/y'"),
     ("nbd:h,xvda,script=s", "script", "script respecified: near `s'"),
@@ -102,6 +103,7 @@ PARSE_ERRORS = [
     ("/x,raw,xvda,colo-port=abc", "colo-port", "unknown value for colo_port: near `abc'"),
     ("transport=mmio,/x,raw,xvda", "transport", "unknown parameter: near `transport=m'"),
     ("/x,raw,xvda,foo=bar", "foo", "unknown parameter: near `foo=b'"),
+    ("foo=é,/x", "foo", "unknown parameter: near `foo=é'"),  # Xen quotes the first byte of é only
     ("/x,raw,xvda,grant_usage=1", "access", "unknown value for access: near `grant_usage'"),
     ("grant_usage=1,/x", None, "bad disk syntax: near `=1,/x'"),  # not a 4.17 parameter
     ("phy:/x,,xvda", "access", "unknown value for access: near `xvda'"),  # after a prefix: vdev second
