@@ -684,6 +684,12 @@ def check_libxl_rules(disk: Disk, *, hotplug: bool) -> None:
                             "specification: virtio disks cannot be hot-plugged or unplugged "
                             "(libxl: Hotplug isn't supported for specification virtio)")
     _check_empty(disk)
+    if disk.effective_colo:
+        # libxl would write "(null)" and 0 into the backend for what is missing
+        missing = [name for attribute, name in _RENDERED_COLO if getattr(disk, attribute) is None]
+        if missing:
+            raise DiskSpecError("colo", disk.colo, "colo: a COLO disk needs %s (missing: %s)"
+                                % (", ".join(name for unused, name in _RENDERED_COLO), ", ".join(missing)))
     if disk.backendtype is not None:
         reason = _static_rejection(disk, disk.backendtype)
         if reason:

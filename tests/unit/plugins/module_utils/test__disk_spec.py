@@ -314,8 +314,11 @@ LIBXL_ERRORS = [
      "backendtype: Disk vdev=xvda, backend standalone unsuitable due to format qcow2"),
     ("vdev=xvda,backendtype=phy,format=vhd,target=/x", False, "backendtype",
      "backendtype: Disk vdev=xvda, backend phy unsuitable due to format vhd"),
-    ("vdev=xvda,backendtype=phy,colo,target=/x", False, "backendtype",
-     "backendtype: Disk vdev=xvda, backend phy not compatible with colo"),
+    ("vdev=xvda,backendtype=phy,colo,colo-host=h,colo-port=1,colo-export=e,active-disk=a,hidden-disk=b,target=/x",
+     False, "backendtype", "backendtype: Disk vdev=xvda, backend phy not compatible with colo"),
+    ("vdev=xvda,colo,colo-host=h,colo-export=e,target=/x", False, "colo",
+     "colo: a COLO disk needs colo-host, colo-port, colo-export, active-disk, hidden-disk "
+     "(missing: colo-port, active-disk, hidden-disk)"),
     ("vdev=xvda,backendtype=qdisk,script=s,target=/x", False, "backendtype",
      "backendtype: Disk vdev=xvda, backend qdisk not compatible with script=..."),
     ("vdev=xvda,backendtype=tap,target=/x", False, "backendtype",
@@ -349,7 +352,8 @@ def test_libxl_rules_transport_and_empty_cdrom_image():
 
 @pytest.mark.parametrize("spec", [
     "/x,,xvda", "/x,qcow2,xvda", ",,hdc:cdrom", "/i,,hdc:cdrom", "vdev=xvda,specification=virtio,target=/x",
-    "vdev=xvda,backendtype=qdisk,colo,target=/x", "nbd:h:1,xvda", "/x,vhd,xvda", "/x,,51712",
+    "vdev=xvda,backendtype=qdisk,colo,colo-host=h,colo-port=1,colo-export=e,active-disk=a,hidden-disk=b,target=/x",
+    "vdev=xvda,no-colo,target=/x", "nbd:h:1,xvda", "/x,vhd,xvda", "/x,,51712",
 ])
 def test_libxl_rules_accept(spec):
     assert check_libxl_rules(parse_disk_spec(spec), hotplug=False) is None
