@@ -135,6 +135,7 @@ class GuestRequest:
         self.name = None
         self.guest_type = None
         self.desired = ()
+        self.view = None         # the guest's part of the host snapshot
 
     @property
     def where(self):
@@ -185,6 +186,48 @@ def read_libxl_records(reader, domids):
     tree.values.update({p: v for p, v in reader.read_values(leaves).items() if v is not None})
     tree._children = None
     return tree
+
+
+def _guest_of(path):
+    """The guest whose disk directories hold `path` (strictly below `/libxl/D`,
+    `/local/domain/D/device` or `/local/domain/B/backend/<kind>/D`), else None (shared)."""
+    parts = path.split("/")
+    if len(parts) > 3 and parts[1] == "libxl":
+        return _int(parts[2])
+    if len(parts) > 5 and parts[1] == "local" and parts[2] == "domain":
+        if parts[4] == "device":
+            return _int(parts[3])
+        if parts[4] == "backend" and len(parts) > 7:
+            return _int(parts[6])
+    return None
+
+
+def guest_views(tree, domids):
+    """{domid: XsTree} of each guest's part of a host snapshot, plus the shared nodes above the
+    guests' directories (with their children, so a walk-up of empty parents sees the other
+    guests). Planning a guest on its view costs its size, not the host's."""
+    shared_values, shared_perms = {}, {}
+    values = {d: {} for d in domids}
+    perms = {d: {} for d in domids}
+    for path, value in tree.values.items():
+        owner = _guest_of(path)
+        if owner is None:
+            shared_values[path] = value
+        elif owner in values:
+            values[owner][path] = value
+    for path, perm in tree.perms.items():
+        owner = _guest_of(path)
+        if owner is None:
+            shared_perms[path] = perm
+        elif owner in perms:
+            perms[owner][path] = perm
+    views = {}
+    for domid in domids:
+        view = XsTree(dict(shared_values), dict(shared_perms))
+        view.values.update(values[domid])
+        view.perms.update(perms[domid])
+        views[domid] = view
+    return views
 
 
 def merge(tree, other):
@@ -298,18 +341,28 @@ class Reconciler:
                     values += _plan.current_read_paths(current)
         merge(tree, reader.read_nodes(values, perms_of=perms))
         if present:
-            attached = [c for domid in sorted(domains) for c in _plan.read_disks(tree, domid)]
-            self._validate(declarations, names, attached=attached)
+            # the sharing rule only looks at records that are not declared disks themselves
+            declared_disks = {(g.domid, d.devid) for g in present for d in g.desired}
+            attached = []
+            for domid in sorted(domains):
+                devids = [n for kind in KINDS for n in tree.children(libxl_kind_dir(domid, kind))]
+                if any((domid, _int(n)) not in declared_disks for n in devids):
+                    attached += [c for c in _plan.read_disks(tree, domid)
+                                 if (c.domid, c.devid) not in declared_disks]
+            if attached:
+                self._validate(declarations, names, attached=attached)
 
+        views = guest_views(tree, [g.domid for g in guests])
         planned = []
         for guest in guests:
-            plan = self._plan_guest(tree, guest, guest.desired)
+            guest.view = views[guest.domid]
+            plan = self._plan_guest(guest.view, guest, guest.desired)
             if plan:
                 # the walk-up of empty parents needs the complete directories around
                 placements = [c.current.placement for c in plan.changes if c.current is not None]
                 placements += [c.desired.placement for c in plan.changes if c.desired is not None]
-                merge(tree, read_cleanup_view(reader, placements))
-                plan = self._plan_guest(tree, guest, guest.desired)
+                merge(guest.view, read_cleanup_view(reader, placements))
+                plan = self._plan_guest(guest.view, guest, guest.desired)
             planned.append((guest, guest.desired, plan))
         return planned, tree
 
@@ -685,7 +738,7 @@ def run_xen_disk(params, check_mode=False, want_diff=False, *, stat=stat_target,
     try:
         rec = Reconciler(conn, params, check_mode=check_mode, want_diff=want_diff, stat=stat,
                          run_script=run_script)
-        planned, tree = rec.plan(guests)
+        planned, _tree = rec.plan(guests)
         names = rec.domains
         changed = False
         stale = []
@@ -702,7 +755,7 @@ def run_xen_disk(params, check_mode=False, want_diff=False, *, stat=stat_target,
                                   "reasons": list(change.stale), "cleaned": True})
             rec.warnings += ["%s: %s" % (guest.where, w) for w in plan.warnings]
             if want_diff and plan:
-                diffs += guest_diffs(guest, plan, tree, rec.script_dir, names)
+                diffs += guest_diffs(guest, plan, guest.view, rec.script_dir, names)
         if not check_mode:
             for guest, _desired, plan in planned:
                 if plan:

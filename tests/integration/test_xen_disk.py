@@ -316,20 +316,19 @@ def test_concurrent_writer_during_apply(sim):
 
 
 def test_a_change_during_the_read_is_seen(sim):
-    """xenstore changes while the host is being read (here: the backend of xvda closes, from
-    another client, at the moment libxl's stat of the target runs): the read is redone and the
-    plan is made on what xenstore holds, not on a torn view."""
+    """xenstore changes while the host is being read (here: another client rewrites the
+    toolstack's record of xvda at the moment libxl's stat of the target runs, after the record
+    was read): the read is redone and the plan is made on what xenstore holds, not on a torn view."""
     from ansible_collections.xen.disks.plugins.module_utils import _reconcile
 
     spec = "%s,,xvda" % img(sim, "a.img")
     xen_disk_run(sim, domain="guest5", disks=[spec])
-    settled(sim, "/local/domain/0/backend/vbd/5/51712")
     calls = []
 
     def stat_and_interfere(path):
         if not calls:
             with launcher.WireClient(sim.socket) as client:
-                client.write("/local/domain/0/backend/vbd/5/51712/state", "6")
+                client.write("/libxl/5/device/vbd/51712/mode", "r")
         calls.append(path)
         return _reconcile.stat_target(path)
 
@@ -337,10 +336,12 @@ def test_a_change_during_the_read_is_seen(sim):
               "recreate": False, "force": False, "creating": False, "backend": None, "width": 64,
               "domains": None, "wait": True, "timeout": 5, "hotplug_scripts": "skip",
               "script_dir": "/etc/xen/scripts", "arch": "x86", "xenstore_socket": sim.socket}
-    result = _reconcile.run_xen_disk(params, check_mode=True, stat=stat_and_interfere)
+    with pytest.raises(_reconcile.ReconcileError) as raised:
+        _reconcile.run_xen_disk(params, check_mode=True, stat=stat_and_interfere)
     assert len(calls) == 2  # the snapshot was read twice
-    assert [(d["action"], d["stale"]) for d in result["disks"]] == [
-        ("attach", ["/libxl/5/device/vbd/51712: backend Closed"])]
+    assert str(raised.value) == (
+        "disks[0]: access differs from the attached disk (libxl record: mode 'r' -> 'w'); "
+        "changing it needs a detach and an attach: set recreate=true to do that")
 
 
 # -- hotplug scripts ------------------------------------------------------------------------
