@@ -511,7 +511,8 @@ def render_disk_spec(disk: Disk) -> str:
         return ",".join(parts)
     if "\n" in target:
         return target + "," + ",".join(parts)
-    parts.append("target=" + target)
+    # xl strips one trailing comma from `target=...`: keep a target's own
+    parts.append("target=" + target + ("," if target.endswith(",") else ""))
     return ",".join(parts)
 
 

@@ -78,7 +78,7 @@ def _keyed(rng):
         parts.append(rng.choice(UNKNOWN))
     rng.shuffle(parts)
     if rng.random() < 0.85:
-        parts.append("target=" + rng.choice(TARGETS + ["/srv/a,b=c", "x,y:z"]))
+        parts.append("target=" + rng.choice(TARGETS + ["/srv/a,b=c", "x,y:z", "/srv/a,,"]))
     return parts
 
 

@@ -186,6 +186,13 @@ def test_render_target_with_newline_as_positional():
     assert parse_disk_spec(render_disk_spec(disk)) == disk
 
 
+@pytest.mark.parametrize("target", [",", "/a,", "/a,,"])
+def test_render_target_ending_with_a_comma(target):
+    disk = Disk(target=target, vdev="xvda", **RW_DISK)
+    assert render_disk_spec(disk) == "format=raw,vdev=xvda,access=rw,target=%s," % target
+    assert parse_disk_spec(render_disk_spec(disk)) == disk
+
+
 def test_render_refuses_transport_it_cannot_write():
     with pytest.raises(DiskSpecError, match=r"^transport=mmio cannot be written in xl syntax "):
         render_disk_spec(Disk(target="/x", vdev="xvda", transport="mmio"))

@@ -50,6 +50,7 @@ def disks(draw):
 
 @SETTINGS
 @given(disks())
+@example(Disk(target=",", format="raw", vdev="xvda", access="rw", devtype="disk"))
 def test_parse_of_render_is_identity(disk):
     rendered = render_disk_spec(disk)
     assert parse_disk_spec(rendered) == disk
