@@ -106,16 +106,18 @@ def generate(count: int, seed: int = 4170) -> List[Case]:
         if rng.random() < 0.15:
             trusted_flags = rng.sample(TRUSTED, rng.randint(1, 2))
         tokens = list(parts)
-        for flag in trusted_flags:  # never right after a blank token: leaving it out must not move a comma
-            spots = [i for i in range(len(tokens) + 1) if i == 0 or tokens[i - 1].strip()]
-            if tokens[-1].startswith("target="):
-                spots = [i for i in spots if i < len(tokens)]
+        # A flag goes before some other token and never right after a blank token or a bare prefix,
+        # so that leaving it out ("A,flag,B" -> "A,B") changes nothing else.
+        for flag in trusted_flags:
+            spots = [i for i in range(len(tokens))
+                     if i == 0 or (tokens[i - 1].strip() and not tokens[i - 1].endswith(":"))]
             tokens.insert(rng.choice(spots), flag)
         if rng.random() < 0.2:
             tokens = [(" " * rng.randint(1, 2)) + t if rng.random() < 0.5 else t for t in tokens]
         mutated = rng.random() < 0.25 and not trusted_flags
-        if rng.random() < 0.15 and len(tokens) > 2 and not mutated:
-            cut = rng.randint(1, len(tokens) - 1)
+        cuts = [i for i in range(1, len(tokens)) if tokens[i - 1].strip() not in TRUSTED]
+        if rng.random() < 0.15 and len(tokens) > 2 and cuts and not mutated:
+            cut = rng.choice(cuts)
             groups = [tokens[:cut], tokens[cut:]]
         else:
             groups = [tokens]
