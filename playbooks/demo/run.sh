@@ -19,7 +19,7 @@ launcher=(python3 tests/xenstored/launcher.py)
 cleanup() {
   local pidfile
   for pidfile in "$hosts"/host-*/backend_sim.pid; do
-    [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
+    if [ -f "$pidfile" ]; then kill "$(cat "$pidfile")" 2>/dev/null || true; fi
   done
   "${launcher[@]}" stop-many --base "$hosts" >/dev/null 2>&1 || true
   if [ -z "${XEN_DISKS_DEMO_KEEP:-}" ]; then rm -rf "$demo"; else echo "kept $demo"; fi

@@ -106,7 +106,7 @@ def _declared_items(disks):
             items.append(entry)
         else:
             raise ValueError("disks[%d]: a disk must be an xl spec string, a list of strings or a dict, "
-                                     "not %s" % (index, type(entry).__name__))
+                             "not %s" % (index, type(entry).__name__))
     return items
 
 

@@ -115,7 +115,7 @@ _ESCAPES = ["\\n", "\\t", "\\\\", "\\'", '\\"', "\\a", "\\r", "\\q", "\\x41", "\
 
 
 def _string(rng):
-    body = ",".join(rng.choice(_SPEC_WORDS) for _ in range(rng.randint(0, 3)))
+    body = ",".join(rng.choice(_SPEC_WORDS) for _index in range(rng.randint(0, 3)))
     if rng.random() < 0.06:
         body += rng.choice(_ESCAPES)
     quote = rng.choice("'\"")
@@ -131,7 +131,7 @@ def _value(rng, depth=0, nested=True):
     if roll < 0.55:
         return rng.choice(["0", "2048", "0x1f", "1e", "12abc"])
     items = [(_value(rng, depth + 1, nested) if nested and depth < 1 and rng.random() < 0.2 else _string(rng))
-             for _ in range(rng.randint(0, 4))]
+             for _index in range(rng.randint(0, 4))]
     out = "["
     for item in items:
         out += rng.choice(["", " ", "\n    ", "\n  # comment\n    "]) + item + rng.choice([",", " ,", ",  # c\n"])
@@ -147,14 +147,14 @@ def _statement(rng):
     op = " += " if rng.random() < 0.2 else rng.choice([" = ", "=", "  =  "])
     value = _value(rng, nested=name != "disk")
     if name == "disk" and rng.random() < 0.6:
-        value = "[ " + ", ".join(_string(rng) for _ in range(rng.randint(0, 3))) + " ]"
+        value = "[ " + ", ".join(_string(rng) for _index in range(rng.randint(0, 3))) + " ]"
     end = rng.choice(["\n", "\n", "; ", ";\n", "  # trailing\n"])
     return name + op + value + end
 
 
 def generate(rng):
     text = "".join(_statement(rng) if rng.random() < 0.8 else rng.choice(["\n", "# comment\n", "\t\n"])
-                   for _ in range(rng.randint(1, 7)))
+                   for _index in range(rng.randint(1, 7)))
     mutation = rng.random()
     if mutation < 0.12:
         pos = rng.randint(0, len(text))
@@ -183,15 +183,16 @@ def _ours(text):
 
 def test_corpus_is_varied():
     rng = random.Random(SEED)
-    texts = [generate(rng) for _ in range(CASES)]
+    texts = [generate(rng) for _index in range(CASES)]
     ours = [_ours(t) for t in texts]
-    assert sum(v == "error" for v, _, _ in ours) >= 100
-    assert sum(v == "ok" and isinstance(d, list) and len(d) > 0 for v, _, d in ours) >= 100
+    assert sum(verdict == "error" for verdict, _message, _disks in ours) >= 100
+    assert sum(verdict == "ok" and isinstance(disks, list) and len(disks) > 0
+               for verdict, _message, disks in ours) >= 100
 
 
 def test_against_xen(oracle):
     rng = random.Random(SEED)
-    texts = [generate(rng) for _ in range(CASES)]
+    texts = [generate(rng) for _index in range(CASES)]
     xen = run_oracle(oracle, texts)
     disagreements = []
     for text, (verdict, report, disk_rc, items) in zip(texts, xen):

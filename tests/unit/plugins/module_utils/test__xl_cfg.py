@@ -78,8 +78,8 @@ def test_get_list_setting(text, expected):
          r"expecting STRING or NUMBER or '\['$"),
         ("a 1\n", r"^g\.cfg:1: config parsing error near `1': syntax error, unexpected NUMBER, "
                   r"expecting \+= or '='$"),
-        ("a = [ 'x'\n", r"^g\.cfg:1: config parsing error near `': syntax error, unexpected \$end, "
-                         r"expecting ',' or '\]'$"),
+        ("a = [ 'x'\n",
+         r"^g\.cfg:1: config parsing error near `': syntax error, unexpected \$end, expecting ',' or '\]'$"),
         ("a = ", r"^g\.cfg:1: config parsing error near `': syntax error, unexpected \$end, "
                  r"expecting STRING or NUMBER or '\['$"),
         ("a = 1 2\n", r"^g\.cfg:1: config parsing error near `2': syntax error, unexpected NUMBER, "
@@ -152,7 +152,9 @@ def test_unchanged_when_equal():
 
 
 def test_unchanged_when_equal_by_callback():
-    same_vdevs = lambda old, new: [vdev_key(o) for o in old] == [vdev_key(n) for n in new]  # noqa: E731
+    def same_vdevs(old, new):
+        return [vdev_key(o) for o in old] == [vdev_key(n) for n in new]
+
     assert set_list_setting(GUEST, "disk", ["x,xvda", "y,xvdb"], equal=same_vdevs) is GUEST
     assert set_list_setting(GUEST, "disk", ["x,xvda"], equal=same_vdevs) != GUEST
 
