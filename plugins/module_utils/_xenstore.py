@@ -11,8 +11,8 @@ Private to the xen.disks collection: no compatibility promise. Python 3.8+.
   (xenstored answers one connection's requests in order), so `read_values`, `read_perms`,
   `list_children`, `read_nodes` cost one round trip and `read_tree` one per tree level.
   `conn.requests` and `conn.round_trips` count what was sent.
-- `snapshot(read_fn)`: read_fn's reads all saw one state of xenstore (validated by a watch,
-  at the cost of two requests; or by a transaction, for small reads).
+- `snapshot(read_fn)`: read_fn's reads all saw one state of xenstore, still current when it
+  returned (validated by a watch, at the cost of three requests; or by a transaction).
 - `transaction(plan_fn)` reads through a reader bound to one transaction, applies the `XsOp`s
   plan_fn returns (pipelined, in order), commits, and on EAGAIN (something it read changed)
   re-reads, re-plans and retries with jittered backoff. Any failure aborts: nothing is
@@ -798,9 +798,10 @@ class XenstoreConnection(XenstoreReader):
         method="watch" (default): plain pipelined reads under a watch on "/". xenstored sends
         a connection its watch events and answers in the order the changes and reads happened,
         so a change to a node after it was read (or to a directory after it was listed, or the
-        removal of a node above one read) shows as an event behind that read's answer. No
-        such event: every value read is still current when the last answer arrives. Changes
-        to nodes not read do not count. Cost: two extra requests, whatever the size.
+        removal of a node above one read) shows as an event behind that read's answer. When
+        read_fn returns, one more request marks the end: no such event before its answer, and
+        every value read was still current when read_fn returned. Changes to nodes not read
+        do not count. Cost: three requests (watch, end mark, unwatch), whatever the size.
 
         method="transaction": the reads run in a transaction whose commit fails with EAGAIN
         when a node read has changed. xenstored 4.17 keeps a transaction's accessed nodes in a
@@ -822,6 +823,9 @@ class XenstoreConnection(XenstoreReader):
                 attempt += 1
                 record = {}
                 value = read_fn(XenstoreReader(self, 0, record))
+                # The events of every change made until now arrive before this answer, so
+                # the view is checked as of read_fn's end, as a transaction's commit would.
+                self._exchange([(Op.READ, b"/" + NUL)], 0)
                 events = []
                 while True:
                     try:

@@ -156,6 +156,20 @@ def test_watch_snapshot_retries_only_for_what_it_read(xs_conn, xs_client, change
     assert made == attempts
 
 
+def test_watch_snapshot_sees_a_change_made_after_the_reads_before_it_returns(xs_conn, xs_client):
+    xs_client.write(b"/late", b"1")
+    seen = []
+
+    def read(reader):
+        seen.append(reader.read_value("/late"))
+        if len(seen) == 1:
+            xs_client.write(b"/late", b"2")  # while read_fn plans on what it read
+        return seen[-1]
+
+    assert xs_conn.snapshot(read, backoff=0.001) == "2"
+    assert seen == ["1", "2"]
+
+
 def test_watch_snapshot_ignores_changes_made_before_the_read(xs_conn, xs_client):
     xs_client.write(b"/early", b"1")
     calls = []
@@ -168,16 +182,16 @@ def test_watch_snapshot_ignores_changes_made_before_the_read(xs_conn, xs_client)
     before = xs_conn.requests
     assert xs_conn.snapshot(read) == "2"
     assert len(calls) == 1
-    assert xs_conn.requests - before == 3  # watch, the read, unwatch
+    assert xs_conn.requests - before == 4  # watch, the read, the end mark, unwatch
 
 
-def test_watch_snapshot_costs_two_requests_whatever_its_size(xenstored, xs_conn):
+def test_watch_snapshot_costs_three_requests_whatever_its_size(xenstored, xs_conn):
     paths = ["/big/d%02d/n%04d" % (i // 100, i) for i in range(3000)]
     xs_conn.transaction(lambda r: [W(p, "v") for p in paths])
     before = xs_conn.requests
     values = xs_conn.snapshot(lambda reader: reader.read_values(paths))
     assert values == {p: "v" for p in paths}
-    assert xs_conn.requests - before == 3000 + 2
+    assert xs_conn.requests - before == 3000 + 3
 
 
 def test_watch_snapshot_gives_up_when_what_it_reads_keeps_changing(xs_conn, xs_client):
