@@ -506,14 +506,39 @@ def render_disk_spec(disk: Disk) -> str:
         value = getattr(disk, attribute)
         if value is not None:
             parts.append("%s=%s" % (name, value))
+    for attribute in _KEYED_STRINGS:
+        value = getattr(disk, attribute)
+        if value is not None and ("," in value or "\0" in value):
+            raise _unwritable(attribute, value, "a comma or a NUL")
     target = disk.target
     if target is None:
         return ",".join(parts)
+    if "\0" in target:
+        raise _unwritable("target", target, "a NUL")
     if "\n" in target:
-        return target + "," + ",".join(parts)
+        rendered = target + "," + ",".join(parts)
+        # only a target the parser itself produced from a positional is sure to read back
+        if "," in target or "=" in target or _target_read_back(rendered) != target:
+            raise _unwritable("target", target, "a newline here")
+        return rendered
     # xl strips one trailing comma from `target=...`: keep a target's own
     parts.append("target=" + target + ("," if target.endswith(",") else ""))
     return ",".join(parts)
+
+
+_KEYED_STRINGS = ("vdev", "backend", "script", "colo_host", "colo_export", "active_disk", "hidden_disk")
+
+
+def _unwritable(attribute, value, what):
+    name = attribute.replace("_", "-")
+    return DiskSpecError(name, value, "%s cannot be written in xl syntax with %s: near `%s'" % (name, what, value))
+
+
+def _target_read_back(rendered):
+    try:
+        return parse_disk_spec(rendered).target
+    except DiskSpecError:
+        return None
 
 
 # --------------------------------------------------------------------------------------------

@@ -193,6 +193,20 @@ def test_render_target_ending_with_a_comma(target):
     assert parse_disk_spec(render_disk_spec(disk)) == disk
 
 
+@pytest.mark.parametrize("disk, message", [
+    (Disk(target="\n", vdev="xvda"), "target cannot be written in xl syntax with a newline here: near `\n'"),
+    (Disk(target="a\nb,c", vdev="xvda"), "target cannot be written in xl syntax with a newline here: near `a\nb,c'"),
+    (Disk(target="/x\0", vdev="xvda"), "target cannot be written in xl syntax with a NUL: near `/x\0'"),
+    (Disk(target="/x", vdev="xvda,w"), "vdev cannot be written in xl syntax with a comma or a NUL: near `xvda,w'"),
+    (Disk(target="/x", vdev="xvda", colo_host="a,b"),
+     "colo-host cannot be written in xl syntax with a comma or a NUL: near `a,b'"),
+])
+def test_render_refuses_what_xl_cannot_read_back(disk, message):
+    with pytest.raises(DiskSpecError) as info:
+        render_disk_spec(disk)
+    assert str(info.value) == message
+
+
 def test_render_refuses_transport_it_cannot_write():
     with pytest.raises(DiskSpecError, match=r"^transport=mmio cannot be written in xl syntax "):
         render_disk_spec(Disk(target="/x", vdev="xvda", transport="mmio"))
