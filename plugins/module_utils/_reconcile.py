@@ -591,8 +591,8 @@ class Reconciler:
                 if item is None:
                     continue
                 p = item.placement
-                paths[(guest.domid, change.devid, change.kind)] = (p.frontend_path + "/state",
-                                                                    p.backend_path + "/state")
+                key = (guest.domid, change.devid, change.kind)
+                paths[key] = (p.frontend_path + "/state", p.backend_path + "/state")
         values = self.conn.read_values([p for pair in paths.values() for p in pair])
         for key, (front, back) in paths.items():
             result = self.results.get(key)

@@ -18,7 +18,7 @@ description:
     reports no change.
   - The host is read once, from one snapshot, and only the nodes the comparison needs are read.
     The whole declaration is validated before anything is written; one bad disk means nothing is
-    written, and the error names it (C(disks[2].vdev: ...)).
+    written, and the error names it (for example C(disks[2].vdev) followed by the problem).
   - Attach follows libxl's hot-plug handshake; it waits for the backend (InitWait) and runs the
     backend's hotplug script on the dom0 where libxl would. Detach asks the backend to close, waits
     for it, runs the script's remove step, then removes the device's directories.
@@ -29,7 +29,7 @@ description:
   - Disks added this way are live only; persist them in the guest's xl configuration file with the
     M(xen.disks.xl_disks) role (or the M(xen.disks.guest_disks) role, which does both).
 author:
-  - xen.disks contributors
+  - xen.disks contributors (@xen-disks)
 requirements:
   - pyxs (Python library) on the managed dom0
   - a xenstore daemon reachable from the managed host (a Xen dom0, or a test daemon)
@@ -47,6 +47,7 @@ attributes:
     description: Runs on the Xen toolstack domain (dom0).
   action_group:
     support: full
+    description: Use C(group/xen.disks.xen) in C(module_defaults).
     membership:
       - xen.disks.xen
 options:
@@ -103,7 +104,7 @@ options:
   creating:
     description:
       - The guest is being built and not yet running (it is paused before its first start).
-        Only then may virtio disks (O(disks[].specification=virtio)) be added or removed; Xen
+        Only then may virtio disks (C(specification=virtio)) be added or removed; Xen
         cannot hot-plug or hot-unplug them.
     type: bool
     default: false
@@ -131,7 +132,7 @@ options:
         its own transaction. Each entry takes O(domain) and the per-guest options O(disks),
         O(state), O(exclusive), O(keep), O(recreate), O(force), O(creating) and O(backend); an
         entry's unset option takes the top-level value. O(width) may also be set per entry.
-      - Errors name the entry, e.g. C(domains[1].disks[0].target).
+      - Errors name the entry, for example C(domains[1].disks[0].target).
     type: list
     elements: dict
     suboptions:
@@ -237,7 +238,8 @@ EXAMPLES = r"""
   xen.disks.xen_disk:
     domain: web1
     exclusive: true
-    keep: [xvda]
+    keep:
+      - xvda
     disks:
       - /dev/vg0/web1-data,,xvdb
       - /srv/iso/debian.iso,raw,hdc,cdrom
@@ -247,7 +249,8 @@ EXAMPLES = r"""
     domain: web1
     state: absent
     force: true
-    disks: [xvdb]
+    disks:
+      - xvdb
 
 - name: Preview what a change would need (guest cooperation, force, restart)
   xen.disks.xen_disk:
@@ -261,15 +264,17 @@ EXAMPLES = r"""
   xen.disks.xen_disk:
     domains:
       - domain: web1
-        disks: [/dev/vg0/web1-data,,xvdb]
+        disks:
+          - /dev/vg0/web1-data,,xvdb
       - domain: db1
         disks:
           - target: /var/lib/xen/db1.qcow2
             format: qcow2
             vdev: xvdb
-      - domain: 12
+      - domain: "12"
         state: absent
-        disks: [xvdc]
+        disks:
+          - xvdc
 
 - name: Disk served by the storage driver domain stor1, on hosts where udev runs the scripts
   xen.disks.xen_disk:

@@ -19,7 +19,7 @@ description:
     stale or half-written devices, guests mixing C(vbd) and C(virtio_disk) devices (which libxl
     cannot list), and backend nodes that differ from the toolstack's own copy.
 author:
-  - xen.disks contributors
+  - xen.disks contributors (@xen-disks)
 requirements:
   - pyxs (Python library) on the managed dom0
 attributes:
@@ -28,11 +28,14 @@ attributes:
     description: Reads only; the same in check mode.
   diff_mode:
     support: none
+    description: Nothing changes, so there is no diff.
   platform:
     platforms: posix
     support: full
+    description: Runs on the Xen toolstack domain (dom0).
   action_group:
     support: full
+    description: Use C(group/xen.disks.xen) in C(module_defaults).
     membership:
       - xen.disks.xen
 options:

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: xen.disks contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Benchmark of xen.disks.xen_disk on a real xenstored: a host with 100 guests x 8 disks.
@@ -28,7 +27,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # tests/ for conftest's collection path
-import conftest  # noqa: E402,F401  (puts ansible_collections on sys.path)
+# conftest puts the folder holding ansible_collections on sys.path
+import conftest  # noqa: E402,F401  pylint: disable=unused-import
 
 from ansible.module_utils.common import warnings  # noqa: E402
 from ansible.module_utils.testing import patch_module_args  # noqa: E402
@@ -78,7 +78,7 @@ def owned_nodes_per_disk(domains, images):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--guests", type=int, default=100)
     parser.add_argument("--disks", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=3, help="no-op runs (min and median are printed)")
@@ -119,7 +119,7 @@ def main(argv=None):
                   % (full_time, full["xenstore_requests"], full["xenstore_requests"] / total,
                      full["xenstore_retries"], total))
             settle(daemon.socket, domains, args.disks)
-            noops = [run_module(module_args) for _ in range(args.repeat)]
+            noops = [run_module(module_args) for _run in range(args.repeat)]
         for result, _elapsed in noops:
             assert result["changed"] is False
         times = sorted(elapsed for _result, elapsed in noops)

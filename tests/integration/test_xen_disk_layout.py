@@ -153,14 +153,14 @@ def _params(host, domain, disks, extra):
 
 @pytest.mark.parametrize("name, guest, disks, extra, stats, directories", EXAMPLES, ids=[e[0] for e in EXAMPLES])
 def test_written_tree_equals_the_document(layout_host, name, guest, disks, extra, stats, directories):
-    domid, _type = guest
+    domid = guest[0]
     result = _reconcile.run_xen_disk(_params(layout_host, domid, disks, extra), stat=lambda p: stats.get(p, "missing"))
     assert result["changed"] is True
     for path, perms, nodes in directories:
         expected = {path: ("", perms)}
         expected.update({path + "/" + n: (v, perms) for n, v in nodes})
         assert subtree(layout_host, path) == expected, path
-        assert children(layout_host, path) == [n for n, _ in nodes], "creation order of %s" % path
+        assert children(layout_host, path) == [name for name, _value in nodes], "creation order of %s" % path
     # intermediate directories inherit as §1.4 says
     for path, perms, _nodes in directories:
         parent = path.rsplit("/", 1)[0]

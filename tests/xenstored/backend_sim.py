@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: xen.disks contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """A simulated block backend driver (blkback / QEMU xen-block / a virtio daemon) AND guest frontend.
@@ -289,7 +288,7 @@ def _daemonize(pidfile):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--socket", required=True, help="xenstored socket path")
     parser.add_argument("--mode", choices=MODES, default="connect")
     parser.add_argument("--delay", type=float, default=0.2, help="seconds per step in slow mode")
