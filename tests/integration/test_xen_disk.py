@@ -146,6 +146,28 @@ def test_absent_detaches_with_the_guests_cooperation_and_cleans_up(sim):
     assert xen_disk_run(sim, domain="guest5", state="absent", disks=["xvdb", "xvdc"])["changed"] is False
 
 
+def test_detach_from_a_driver_domain_waits_for_its_devd(sim):
+    spec = "backend=stor2,/dev/vg1/g5data,,xvde"
+    xen_disk_run(sim, domain="guest5", disks=[spec])
+    settled(sim, "/local/domain/2/backend/vbd/5/51776")
+    removed = xen_disk_run(sim, domain="guest5", disks=[spec], state="absent")
+    assert not removed.get("failed"), removed
+    assert [(d["action"], d["backend_domid"], d["hotplug"]) for d in removed["disks"]] == [("detach", 2, "none")]
+    assert subtree(sim, "/local/domain/2/backend/vbd") == {}
+    assert subtree(sim, "/libxl/5/device") == {}
+    # libxl's path_cleanup walks up the empty parents, up to the driver domain's own directory
+    assert value(sim, "/local/domain/2/backend") is None
+    assert value(sim, "/local/domain/2/name") == "stor2"
+
+
+def test_detach_without_wait_removes_at_once(host):
+    xen_disk_run(host, domain="guest5", disks=["%s,,xvdb" % img(host, "a.img")], wait=False)
+    removed = xen_disk_run(host, domain="guest5", disks=["xvdb"], state="absent", wait=False)
+    assert removed["changed"] is True and not removed.get("failed")
+    assert subtree(host, "/libxl/5/device") == {}
+    assert subtree(host, "/local/domain/0/backend/vbd") == {}
+
+
 def test_exclusive_detaches_undeclared_disks_except_keep(sim):
     disks = ["%s,,xvda" % img(sim, "a.img"), "%s,,xvdb" % img(sim, "b.img"), "%s,,xvdc" % img(sim, "c.img")]
     xen_disk_run(sim, domain="guest5", disks=disks)

@@ -14,7 +14,8 @@ XenbusState handshake that is not the toolstack (XENSTORE-DISK-LAYOUT.md §3.3, 
   sectors, sector-size, physical-sector-size, info, backend state 4;
 - backend 4 -> frontend 4;
 - backend 5 (libxl's close) -> frontend 5 then 6 -> backend 6 (also when the frontend directory
-  was removed, as FORCE_ON does).
+  was removed, as FORCE_ON does); in a driver domain (B != 0), a Closed backend with online=0 is
+  then removed, as `xl devd` does.
 
 It only ever writes foreign nodes (never libxl's owned nodes). Modes: `connect` (default), `slow`
 (each step after --delay seconds), `never` (answers nothing: timeouts and force).
@@ -104,7 +105,9 @@ class BackendSimulator:
             try:
                 items = self._decide(bpath)
                 for path, value in items:
-                    if value == "":
+                    if value is None:
+                        self.client.delete(path.encode())
+                    elif value == "":
                         self.client.mkdir(path.encode())
                     else:
                         self.client.write(path.encode(), value.encode())
@@ -158,6 +161,10 @@ class BackendSimulator:
                 return [(fpath + "/state", "6")]
             # frontend Closed, or gone (FORCE_ON removed it): the backend closes too
             return [(bpath + "/state", "6")]
+
+        if bstate == "6" and online == "0" and bpath.split("/")[3] != "0":
+            # a driver domain's `xl devd` removes its own backend directory once closed (§4.5)
+            return [(bpath, None)]
         return []
 
     def _connect_nodes(self, bpath, kind):
