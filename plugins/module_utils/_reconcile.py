@@ -530,6 +530,8 @@ class Reconciler:
                 values, what = INIT_REACHED, "the backend to reach InitWait"
             else:
                 values, what = tuple(phase.values), "the backend to close"
+                if not phase.path.startswith("/local/domain/0/"):
+                    values += (None,)  # a driver domain's devd may already have removed it
             try:
                 self.conn.wait_for(phase.path, values, remaining)
             except XenstoreTimeout as exc:
