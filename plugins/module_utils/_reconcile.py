@@ -357,10 +357,11 @@ class Reconciler:
         for guest in guests:
             guest.view = views[guest.domid]
             plan = self._plan_guest(guest.view, guest, guest.desired)
-            if plan:
-                # the walk-up of empty parents needs the complete directories around
-                placements = [c.current.placement for c in plan.changes if c.current is not None]
-                placements += [c.desired.placement for c in plan.changes if c.desired is not None]
+            removing = [c for c in plan.changes if c.changed and (c.action in (_plan.DETACH, _plan.RECREATE) or c.stale)]
+            if removing:
+                # the walk-up of empty parents needs the complete directories around what is removed
+                placements = [c.current.placement for c in removing if c.current is not None]
+                placements += [c.desired.placement for c in removing if c.desired is not None]
                 merge(guest.view, read_cleanup_view(reader, placements))
                 plan = self._plan_guest(guest.view, guest, guest.desired)
             planned.append((guest, guest.desired, plan))
