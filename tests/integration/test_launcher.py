@@ -183,11 +183,22 @@ def test_domids_file_decides_which_domains_exist(xenstored, xs_client):
 
 def test_remove_guest(xenstored):
     xenstored.add_guest("tmp", 6, "pv")
+    xenstored.add_guest("other", 8, "pv")
+    with launcher.WireClient(xenstored.socket) as client:
+        # a disk of each guest, as libxl records them
+        for domid in (6, 8):
+            backend = "/local/domain/0/backend/vbd/%d/51712" % domid
+            client.write(backend + "/state", "4")
+            client.write("/libxl/%d/device/vbd/51712/backend" % domid, backend)
     xenstored.remove_guest(6)
     tree = xenstored.dump("/")
-    assert not [p for p in tree if p.startswith(("/local/domain/6", "/libxl/6"))]
+    assert not [p for p in tree if p.startswith(("/local/domain/6", "/libxl/6", "/local/domain/0/backend/vbd/6"))]
     assert not [p for p, (v, _perms) in tree.items() if p.startswith("/vm/") and v == "tmp"]
-    assert launcher.read_domids(xenstored.rundir) == {0}
+    assert "/local/domain/0/backend/vbd/8/51712/state" in tree  # the other guest's disk stays
+    assert "/local/domain/8/name" in tree
+    assert launcher.read_domids(xenstored.rundir) == {0, 8}
+    xenstored.remove_guest(8)
+    assert not [p for p in xenstored.dump("/") if p.startswith("/local/domain/0/backend")]  # empty parents too
 
 
 @pytest.mark.parametrize(("args", "message"), [

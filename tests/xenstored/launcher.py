@@ -606,17 +606,52 @@ def add_guest(rundir, name, domid, guest_type, width=64, *, driver_domain=False)
     return guests[domid]
 
 
+def _path_cleanup(xs, path):
+    """libxl__xs_path_cleanup: remove `path`, then each parent that is empty-valued and
+    childless, up to the first that is not (XENSTORE-DISK-LAYOUT.md §4.2)."""
+    xs.rm(path)
+    parent = path.rsplit("/", 1)[0]
+    while parent:
+        try:
+            if xs.read(parent) != "" or xs.list(parent):
+                return
+        except WireError:
+            return
+        xs.rm(parent)
+        parent = parent.rsplit("/", 1)[0]
+
+
 def remove_guest(rundir, domid):
-    """Remove the domain's directories as libxl's destroy does; the domid stops existing."""
+    """Destroy the domain as libxl does (§4.3, with FORCE_ON): the backend directories its
+    libxl records name (with their empty parents), /vm/UUID, /local/domain/D, /libxl/D. The
+    domid stops existing."""
     rundir, socket_path, _pid_file = _paths(rundir)
     guests = read_guests(rundir)
     info = guests.pop(domid, None)
+    lib = "/libxl/%d" % domid
 
     def destroy(xs):
-        if info is not None:
-            xs.rm("/vm/%s" % info["uuid"])
+        try:
+            kinds = xs.list(lib + "/device")
+        except WireError:
+            kinds = []
+        for kind in kinds:
+            for devid in xs.list("%s/device/%s" % (lib, kind)):
+                try:
+                    backend = xs.read("%s/device/%s/%s/backend" % (lib, kind, devid))
+                except WireError:
+                    continue
+                if backend.startswith("/local/domain/"):
+                    _path_cleanup(xs, backend)
+        vm = None
+        try:
+            vm = xs.read("/local/domain/%d/vm" % domid)
+        except WireError:
+            pass
+        for path in filter(None, (vm, info and "/vm/%s" % info["uuid"])):
+            xs.rm(path)
         xs.rm("/local/domain/%d" % domid)
-        xs.rm("/libxl/%d" % domid)
+        xs.rm(lib)
 
     with WireClient(socket_path) as client:
         client.transaction(destroy)
