@@ -670,3 +670,38 @@ def test_daemon_that_does_not_accept(xenstored):
         os.kill(xenstored.pid, signal.SIGCONT)
         for sock in waiting:
             sock.close()
+
+
+# The path check is exactly the daemon's rule for absolute paths: generated paths near every
+# edge (characters, separators, lengths) are accepted by check_path if and only if the real
+# xenstored accepts a write to them.
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+_VALID_PIECES = ["a", "Z", "9", "-", "_", "@", "/x", "/1", "/a-b_c@"]
+_PIECES = st.sampled_from(_VALID_PIECES * 4 + ["/", "//", ".", "..", " ", "é", "\t", "\x7f", "~", ":", "+"])
+_PATHS = st.one_of(
+    st.lists(_PIECES, min_size=1, max_size=12).map(lambda parts: "/" + "".join(parts)),
+    st.builds(lambda prefix, n, tail: prefix + "x" * n + tail,
+              st.sampled_from(["/", "/local/domain/7/", "/local/domain/", "/local/domain/123456/"]),
+              st.integers(min_value=2030, max_value=2070), st.sampled_from(["", "/", "/y", "."])),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(path=_PATHS)
+def test_check_path_accepts_exactly_what_xenstored_accepts(xenstored_session, path):
+    try:
+        xs.check_path(path)
+        accepted = True
+    except XenstorePathError:
+        accepted = False
+    with launcher.WireClient(xenstored_session.socket) as client:
+        try:
+            client.write(path, "v")
+            daemon_accepted = True
+        except launcher.WireError as refused:
+            assert refused.name == "EINVAL"
+            daemon_accepted = False
+        if daemon_accepted:
+            client.rm(path)
+    assert accepted == daemon_accepted, path
