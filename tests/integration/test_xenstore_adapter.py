@@ -16,6 +16,7 @@ import sys
 import threading
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ansible_collections.xen.disks.plugins.module_utils import _xenstore as xs
 from ansible_collections.xen.disks.plugins.module_utils._xenstore import (
@@ -675,8 +676,6 @@ def test_daemon_that_does_not_accept(xenstored):
 # The path check is exactly the daemon's rule for absolute paths: generated paths near every
 # edge (characters, separators, lengths) are accepted by check_path if and only if the real
 # xenstored accepts a write to them.
-from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
-
 _VALID_PIECES = ["a", "Z", "9", "-", "_", "@", "/x", "/1", "/a-b_c@"]
 _PIECES = st.sampled_from(_VALID_PIECES * 4 + ["/", "//", ".", "..", " ", "é", "\t", "\x7f", "~", ":", "+"])
 _PATHS = st.one_of(
