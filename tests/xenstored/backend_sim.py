@@ -236,6 +236,8 @@ class BackendSimulator:
                 try:
                     event = self.monitor.events.get(timeout=0.2)
                 except queue.Empty:
+                    if not self.client.router.thread.is_alive():
+                        return  # xenstored went away: nothing left to simulate
                     continue
                 paths = {event[0].decode()}
                 while True:  # coalesce a burst (one transaction fires many events)
