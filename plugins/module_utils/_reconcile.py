@@ -776,7 +776,7 @@ def run_xen_disk(params, check_mode=False, want_diff=False, *, stat=stat_target,
             result["diff"] = diffs
         if rec.failures:
             raise ReconcileError("\n".join(rec.failures), errors=list(rec.failures),
-                                 **{k: v for k, v in result.items() if k != "warnings"})
+                                 **{k: v for k, v in result.items() if k != "errors"})
         return result
     finally:
         conn.close()

@@ -445,7 +445,10 @@ def main():
         result = _reconcile.run_xen_disk(module.params, check_mode=module.check_mode,
                                          want_diff=module._diff)
     except _reconcile.ReconcileError as exc:
-        module.fail_json(msg=str(exc), **exc.details)
+        details = dict(exc.details)
+        for warning in details.pop("warnings", []):
+            module.warn(warning)
+        module.fail_json(msg=str(exc), **details)
     for warning in result.pop("warnings", []):
         module.warn(warning)
     module.exit_json(**result)
