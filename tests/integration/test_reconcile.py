@@ -22,9 +22,8 @@ def test_stat_target_kinds(tmp_path):
     sock = socket.socket(socket.AF_UNIX)
     sock.bind(str(tmp_path / "s"))
     try:
-        assert [_reconcile.stat_target(p) for p in (str(image), str(tmp_path), str(tmp_path / "s"),
-                                                     str(tmp_path / "missing"), str(image) + "/x")] == [
-            "file", "other", "other", "missing", "missing"]
+        paths = (str(image), str(tmp_path), str(tmp_path / "s"), str(tmp_path / "missing"), str(image) + "/x")
+        assert [_reconcile.stat_target(p) for p in paths] == ["file", "other", "other", "missing", "missing"]
     finally:
         sock.close()
     if os.path.exists("/dev/loop0") and stat.S_ISBLK(os.stat("/dev/loop0").st_mode):
