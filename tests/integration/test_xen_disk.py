@@ -391,9 +391,11 @@ def _script(tmp_path, status=0):
 def test_hotplug_script_runs_where_libxl_would(host, tmp_path):
     script = _script(tmp_path)
     spec = "%s,,xvdb,script=%s" % (img(host, "a.img"), script)
-    with backend_sim.running(host.socket, "connect"):
+    # no udev: the simulated blkback connects only once the script wrote physical-device
+    with backend_sim.running(host.socket, "connect", udev=False):
         added = xen_disk_run(host, domain="guest5", disks=[spec], hotplug_scripts="run")
         assert added["disks"][0]["hotplug"] == "ran", added
+        settled(host, "/local/domain/0/backend/vbd/5/51728")
         assert value(host, "/local/domain/0/backend/vbd/5/51728/physical-device") == "7:0"
         removed = xen_disk_run(host, domain="guest5", disks=[spec], state="absent", hotplug_scripts="run")
         assert removed["disks"][0]["hotplug"] == "ran", removed
@@ -403,16 +405,19 @@ def test_hotplug_script_runs_where_libxl_would(host, tmp_path):
 
 def test_hotplug_policy_auto_leaves_udev_alone_and_skip_never_runs(host, tmp_path):
     script = _script(tmp_path)
-    with backend_sim.running(host.socket, "slow", delay=0.05):
-        skipped = xen_disk_run(host, domain="guest5", disks=["%s,,xvdb,script=%s" % (img(host, "a.img"), script)],
+    with backend_sim.running(host.socket, "connect"):  # udev ran the script at probe time
+        auto = xen_disk_run(host, domain="guest5", disks=["%s,,xvdb,script=%s" % (img(host, "a.img"), script)],
+                            hotplug_scripts="auto")
+        skipped = xen_disk_run(host, domain="guest5", disks=["%s,,xvdc,script=%s" % (img(host, "b.img"), script)],
                                hotplug_scripts="skip")
-    assert skipped["disks"][0]["hotplug"] == "skipped"
+    assert [d["hotplug"] for d in auto["disks"]] == ["udev"]
+    assert [d["hotplug"] for d in skipped["disks"] if d["action"] == "attach"] == ["skipped"]
     assert not (tmp_path / "calls.log").exists()
 
 
 def test_failing_hotplug_script_fails_the_attach(host, tmp_path):
     script = _script(tmp_path, status=3)
-    with backend_sim.running(host.socket, "connect"):
+    with backend_sim.running(host.socket, "connect", udev=False):
         result = xen_disk_run(host, domain="guest5", disks=["%s,,xvdb,script=%s" % (img(host, "a.img"), script)],
                               hotplug_scripts="run")
     assert result["failed"] is True
@@ -420,8 +425,7 @@ def test_failing_hotplug_script_fails_the_attach(host, tmp_path):
 
 
 def test_missing_script_is_reported_under_auto(host):
-    # slow backend: the handshake is seen before udev's stand-in reports hotplug-status
-    with backend_sim.running(host.socket, "slow", delay=0.3):
+    with backend_sim.running(host.socket, "connect", udev=False):
         result = xen_disk_run(host, domain="guest5", disks=["%s,,xvdb,script=/nonexistent/block" % img(host, "a.img")],
                               hotplug_scripts="auto")
     assert result["warnings"] == ["disks[0] (xvdb): hotplug script /nonexistent/block is not on this host: "

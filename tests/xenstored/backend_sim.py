@@ -6,12 +6,13 @@ Test infrastructure, private to xen.disks. It plays, against a real xenstored, e
 XenbusState handshake that is not the toolstack (XENSTORE-DISK-LAYOUT.md §3.3, §3.5, §4.2):
 
 - backend state 1 with online=1 -> probe nodes (feature-max-indirect-segments,
-  multi-queue-max-queues, max-ring-page-order; qdisk: hotplug-status=connected) and state 2;
+  multi-queue-max-queues, max-ring-page-order; qdisk: hotplug-status=connected; vbd, unless
+  --no-udev: what udev's run of the hotplug script writes, physical-device,
+  physical-device-path, hotplug-status=connected) and state 2;
 - frontend state 1 while the backend is 2 -> ring-ref, event-channel, protocol,
   feature-persistent, frontend state 3;
-- frontend 3 while the backend is 2 -> (vbd: what udev's hotplug script writes, unless already
-  there: physical-device, physical-device-path, hotplug-status=connected) then feature-*,
-  sectors, sector-size, physical-sector-size, info, backend state 4;
+- frontend 3 while the backend is 2 (vbd: once physical-device exists, as blkback needs) ->
+  feature-*, sectors, sector-size, physical-sector-size, info, backend state 4;
 - backend 4 -> frontend 4;
 - backend 5 (libxl's close) -> frontend 5 then 6 -> backend 6 (also when the frontend directory
   was removed, as FORCE_ON does); in a driver domain (B != 0), a Closed backend with online=0 is
@@ -20,7 +21,11 @@ XenbusState handshake that is not the toolstack (XENSTORE-DISK-LAYOUT.md §3.3, 
 It only ever writes foreign nodes (never libxl's owned nodes). Modes: `connect` (default), `slow`
 (each step after --delay seconds), `never` (answers nothing: timeouts and force).
 
-CLI: backend_sim.py --socket PATH [--mode connect|never|slow] [--delay S] [--pidfile F] [--daemon]
+With --no-udev, a vbd backend waits for the hotplug script the toolstack runs (xen_disk's
+hotplug_scripts=run) to write physical-device, as blkback does.
+
+CLI: backend_sim.py --socket PATH [--mode connect|never|slow] [--delay S] [--no-udev]
+                    [--pidfile F] [--daemon]
 """
 
 from __future__ import annotations
@@ -74,12 +79,13 @@ def info_flags(device_type, removable, mode):
 class BackendSimulator:
     """Watch /local/domain and move every disk device along the XenbusState handshake."""
 
-    def __init__(self, socket_path, mode="connect", delay=0.2):
+    def __init__(self, socket_path, mode="connect", delay=0.2, udev=True):
         if mode not in MODES:
             raise ValueError("mode must be one of %s, got %r" % (", ".join(MODES), mode))
         self.socket_path = socket_path
         self.mode = mode
         self.delay = delay
+        self.udev = udev
         self.client = None
         self.monitor = None
 
@@ -139,6 +145,10 @@ class BackendSimulator:
                      (bpath + "/max-ring-page-order", "4")]
             if kind == "qdisk":
                 probe.append((bpath + "/hotplug-status", "connected"))
+            if kind == "vbd" and self.udev and self._read(bpath + "/physical-device") is None:
+                probe += [(bpath + "/physical-device", "fd:3"),
+                          (bpath + "/physical-device-path", "/dev/dm-3"),
+                          (bpath + "/hotplug-status", "connected")]
             return probe + [(bpath + "/state", "2")]
 
         if bstate == "2" and fpath and fstate == "1":
@@ -149,6 +159,8 @@ class BackendSimulator:
                     (fpath + "/state", "3")]
 
         if bstate == "2" and fstate == "3":
+            if kind == "vbd" and self._read(bpath + "/physical-device") is None:
+                return []  # blkback waits for the hotplug script
             return self._connect_nodes(bpath, kind) + [(bpath + "/state", "4")]
 
         if bstate == "4" and fstate == "3":
@@ -171,11 +183,6 @@ class BackendSimulator:
         params = self._read(bpath + "/params") or ""
         target = params.split(":", 1)[1] if kind == "qdisk" and ":" in params else params
         nodes = []
-        if kind == "vbd" and self._read(bpath + "/physical-device") is None:
-            # what the hotplug script writes when udev runs it
-            nodes += [(bpath + "/physical-device", "fd:3"),
-                      (bpath + "/physical-device-path", "/dev/dm-3"),
-                      (bpath + "/hotplug-status", "connected")]
         discard = self._read(bpath + "/discard-enable") == "1"
         nodes += [(bpath + "/feature-flush-cache", "1"),
                   (bpath + "/feature-barrier", "0" if kind == "qdisk" else "1"),
@@ -262,10 +269,11 @@ class BackendSimulator:
 
 
 @contextlib.contextmanager
-def running(socket_path, mode="connect", delay=0.2):
+def running(socket_path, mode="connect", delay=0.2, udev=True):
     """Run the simulator as a child process for the duration of a `with` block (tests)."""
     proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--socket", socket_path,
-                             "--mode", mode, "--delay", str(delay), "--ready-fd", "1"],
+                             "--mode", mode, "--delay", str(delay), "--ready-fd", "1"]
+                            + ([] if udev else ["--no-udev"]),
                             stdout=subprocess.PIPE)
     try:
         line = proc.stdout.readline()
@@ -301,6 +309,8 @@ def main(argv=None):
     parser.add_argument("--socket", required=True, help="xenstored socket path")
     parser.add_argument("--mode", choices=MODES, default="connect")
     parser.add_argument("--delay", type=float, default=0.2, help="seconds per step in slow mode")
+    parser.add_argument("--no-udev", dest="udev", action="store_false",
+                        help="vbd backends wait for the toolstack's hotplug script")
     parser.add_argument("--pidfile", help="write the simulator's pid here")
     parser.add_argument("--daemon", action="store_true", help="detach into the background")
     parser.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
@@ -316,7 +326,7 @@ def main(argv=None):
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
-    sim = BackendSimulator(args.socket, args.mode, args.delay)
+    sim = BackendSimulator(args.socket, args.mode, args.delay, args.udev)
     announce = _announce(args.ready_fd) if args.ready_fd is not None else (lambda: False)
     # stop() is first called after the watch is registered: "ready" means nothing is missed
     sim.serve(stop=lambda: announce() or bool(stopping))
