@@ -420,7 +420,6 @@ class Reconciler:
         """The guest's disk items; a guest-level `backend` becomes the default of its disks."""
         if guest.backend is None:
             return guest.disks
-
         out = []
         for item in guest.disks:
             try:
@@ -433,7 +432,6 @@ class Reconciler:
 
     def _absent_items(self, guest):
         """For state=absent only the vdevs matter: a vdev string, or the vdev of a spec/dict."""
-
         out, errors = [], []
         for index, item in enumerate(guest.disks):
             label = "%sdisks[%d]" % (guest.prefix, index)
@@ -449,11 +447,11 @@ class Reconciler:
                     errors.append("%s: %s" % (label, exc))
                     continue
             try:
-                vdev_to_devid(str(vdev))
+                devid = vdev_to_devid(str(vdev))
             except VdevError as exc:
                 errors.append("%s.vdev: %s" % (label, exc))
                 continue
-            out.append(AbsentDisk(vdev_to_devid(str(vdev)), label, str(vdev)))
+            out.append(AbsentDisk(devid, label, str(vdev)))
         if errors:
             raise ReconcileError("\n".join(errors), errors=errors)
         return out

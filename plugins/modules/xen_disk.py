@@ -192,8 +192,10 @@ options:
       - V(run) runs it from the module, as libxl does (C(add) after the handshake, C(remove) after
         the close), with libxl's environment.
       - V(skip) never runs it, for hosts where udev runs the scripts.
-      - V(auto) runs it unless the backend has already reported C(hotplug-status) by the time the
-        handshake is done (udev did it).
+      - V(auto) runs the C(add) step unless the backend has already reported C(hotplug-status)
+        by the time the handshake is done (udev ran it), and the C(remove) step when the script is
+        on the host; a script missing from the host is reported as a warning instead of failing.
+        Hosts where udev always runs the scripts should use V(skip).
     type: str
     choices: [auto, run, skip]
     default: auto
