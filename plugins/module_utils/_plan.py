@@ -172,6 +172,13 @@ class CurrentDisk:
         return fmt
 
     @property
+    def detaching(self):
+        """A detach is in progress: the backend is Closing while the guest's frontend is live
+        (a safe remove that timed out leaves exactly that). Not stale: finishing it needs the
+        guest's cooperation, or force."""
+        return not self.stale and self.backend_state == 5
+
+    @property
     def connected(self):
         """The guest's frontend is live (Initialised, Connected or Closing): a detach needs it."""
         return self.frontend_present and self.frontend_state in (3, 4, 5)
@@ -259,6 +266,12 @@ def _placement_of_record(domid, kind, devid, libxl):
     return TOOLSTACK_DOMID, BACKEND_KIND.get(libxl.get("type"), kind)
 
 
+def _frontend_live(present, state):
+    """The guest's frontend exists and is in a live XenbusState: Initialising to Closing, or
+    Reconfiguring/Reconfigured (Unknown, Closed or no state: nothing holds the disk)."""
+    return present and state not in (None, 0, 6)
+
+
 def read_disk(tree, domid, kind, devid):
     """The `CurrentDisk` recorded at `/libxl/D/device/<kind>/N`, or None if there is none."""
     path = libxl_disk_path(domid, kind, devid)
@@ -283,8 +296,11 @@ def read_disk(tree, domid, kind, devid):
         stale.append("backend directory missing")
     elif backend_state == 6:
         stale.append("backend Closed")
-    elif backend_state == 5:
-        stale.append("backend Closing (an unfinished detach)")
+    elif backend_state == 5 and not _frontend_live(frontend_present, frontend_state):
+        # Closing with a live frontend is a detach still in progress (`CurrentDisk.detaching`):
+        # only FORCE_ON may remove the entries under a guest that may still use the disk (§4.2).
+        stale.append("backend Closing (an unfinished detach)" + (
+            " and the frontend %s" % state_name(frontend_state) if frontend_present else ""))
     if not frontend_present:
         stale.append("frontend directory missing")
 
@@ -609,6 +625,8 @@ def plan_guest(tree, domid, desired, *, state="present", exclusive=False, keep=(
     detach each declared disk (only its vdev/devid matters; strings are accepted too).
     `force` detaches without the guest's cooperation (FORCE_ON). `creating` says the guest is
     being created (virtio disks may then be attached); by default it is running.
+    A detach in progress (`CurrentDisk.detaching`) is continued by a detach; a declared one is
+    refused without `force`, and with it detached by force and attached again.
     Refused changes are in `Plan.errors` (`Plan.check()` raises them).
     """
     if state not in ("present", "absent"):
@@ -702,6 +720,9 @@ def plan_guest(tree, domid, desired, *, state="present", exclusive=False, keep=(
                 stale=tuple(stale), desired=d, current=live[0] if live else None))
             continue
 
+        if current.detaching:
+            others.append(_present_while_detaching(work, tree, d, current, force, creating))
+            continue
         record, drift, perms, notes = _compare(tree, d, current)
         notes += list(current.warnings)
         if not record and not drift and not perms:
@@ -765,6 +786,31 @@ def plan_guest(tree, domid, desired, *, state="present", exclusive=False, keep=(
     return _finish(domid, detaches, others, by_devid, seen_devids, warnings)
 
 
+def _present_while_detaching(work, tree, desired, current, force, creating):
+    """A declared disk whose detach is in progress: the backend is half torn down, so it is
+    neither unchanged nor repairable. With force: the forced detach, then the attach
+    (recorded in `work`); without: refused, naming what would let it finish."""
+    p = desired.placement
+    if (desired.is_virtio or current.kind == "virtio_disk") and not creating:
+        return DiskChange(RECREATE, desired.vdev, desired.devid, p.kind, label=desired.name, needs=NEEDS_RESTART,
+                          error=_virtio_error(desired.name, "detach"), desired=desired, current=current)
+    if not force:
+        error = ("%s: a detach of %s is in progress: its backend is Closing and the guest has not released "
+                 "the disk (frontend %s); once the guest releases it, the next run attaches it again; "
+                 "force=true removes it without the guest's cooperation and attaches it again"
+                 % (desired.name, current.vdev, state_name(current.frontend_state)))
+        return DiskChange(RECREATE, desired.vdev, desired.devid, p.kind, label=desired.name,
+                          needs=NEEDS_FORCE, error=error, desired=desired, current=current)
+    cleanup = cleanup_ops(work, current.placement)
+    work.apply_all(cleanup)
+    add = attach_ops(desired)
+    work.apply_all(add)
+    return DiskChange(
+        RECREATE, desired.vdev, desired.devid, p.kind, label=desired.name, ops=tuple(cleanup + add),
+        phases=tuple(_detach_phases(tree, current, force, cleanup) + _attach_phases(desired, add)),
+        needs=NEEDS_FORCE, notes=tuple(current.warnings), desired=desired, current=current)
+
+
 def _media_change_possible(desired, current, record):
     """libxl_cdrom_insert: an HVM guest's cdrom keeping its backend; only `params` may differ."""
     if desired.guest_type != "hvm" or not desired.disk.is_cdrom or not current.is_cdrom:
@@ -775,8 +821,10 @@ def _media_change_possible(desired, current, record):
 
 
 def _finish(domid, detaches, others, by_devid, seen_devids, warnings):
-    # Stale entries nobody asked about: reported, left alone.
+    # Stale entries and unfinished detaches nobody asked about: reported, left alone.
     stale = tuple(("%s" % (c.vdev or c.libxl_path), c.stale) for devid, cs in sorted(by_devid.items())
                   for c in cs if c.stale and devid not in seen_devids)
+    warnings += ["%s: a detach is in progress (backend Closing, frontend %s)" % (c.vdev, state_name(c.frontend_state))
+                 for devid, cs in sorted(by_devid.items()) for c in cs if c.detaching and devid not in seen_devids]
     changes = tuple(sorted(detaches, key=lambda c: (c.devid, c.kind)) + sorted(others, key=lambda c: (c.devid, c.kind)))
     return Plan(domid, changes, stale, tuple(warnings))

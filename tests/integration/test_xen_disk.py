@@ -50,15 +50,15 @@ def sim(host):
         yield host
 
 
-def settled(host, *backend_paths):
-    """Wait (test-side polling, bounded) until the simulated backends are Connected, so that
-    later snapshots are not racing the simulator."""
+def settled(host, *backend_paths, state="4"):
+    """Wait (test-side polling, bounded) until the simulated backends are in `state` (default
+    Connected), so that later snapshots are not racing the simulator."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        if all(value(host, p + "/state") == "4" for p in backend_paths):
+        if all(value(host, p + "/state") == state for p in backend_paths):
             return
         time.sleep(0.02)
-    raise AssertionError("backends not connected: %s" % (backend_paths,))
+    raise AssertionError("backends not in state %s: %s" % (state, backend_paths))
 
 
 def img(host, name):
@@ -195,9 +195,62 @@ def test_detach_without_the_guests_answer_fails(host):
     assert value(host, "/local/domain/0/backend/vbd/5/51728/online") == "0"
     assert value(host, "/libxl/5/device/vbd/51728/online") == "1"
     assert value(host, "/local/domain/5/device/vbd/51728/state") == "4"
+    # the guest still holds the disk: not stale, so a run without force never cleans up under it
     check = xen_disk_run(host, check=True, domain="guest5", state="absent", disks=["xvdb"])
-    assert [(d["action"], d["stale"]) for d in check["disks"]] == [
-        ("detach", ["backend Closing (an unfinished detach)"])]
+    assert [(d["action"], d["stale"], d["needs"]) for d in check["disks"]] == [
+        ("detach", [], "guest_cooperation")]
+    before = devices(host, 5)
+    present = xen_disk_run(host, domain="guest5", disks=["%s,,xvdb" % img(host, "a.img")])
+    assert present["failed"] is True
+    assert [(d["action"], d["needs"]) for d in present["disks"]] == [("recreate", "force")]
+    assert devices(host, 5) == before
+    assert present["msg"] == (
+        "disks[0]: a detach of xvdb is in progress: its backend is Closing and the guest has not released "
+        "the disk (frontend Connected); once the guest releases it, the next run attaches it again; "
+        "force=true removes it without the guest's cooperation and attaches it again")
+    with backend_sim.running(host.socket, "never"):
+        again = xen_disk_run(host, domain="guest5", state="absent", disks=["xvdb"], timeout=0.5)
+    assert again["failed"] is True and again["msg"] == result["msg"]
+    assert value(host, "/local/domain/5/device/vbd/51728/state") == "4"
+    assert value(host, "/libxl/5/device/vbd/51728/dev") == "xvdb"
+
+
+def test_force_attaches_again_a_disk_whose_detach_is_unfinished(host):
+    with backend_sim.running(host.socket, "connect"):
+        xen_disk_run(host, domain="guest5", disks=["%s,,xvdb" % img(host, "a.img")])
+        settled(host, "/local/domain/0/backend/vbd/5/51728")
+    with backend_sim.running(host.socket, "never"):
+        xen_disk_run(host, domain="guest5", state="absent", disks=["xvdb"], timeout=0.5)
+    assert value(host, "/local/domain/0/backend/vbd/5/51728/state") == "5"
+    disks = ["%s,,xvdb" % img(host, "a.img")]
+    check = xen_disk_run(host, check=True, domain="guest5", disks=disks, force=True)
+    assert [(d["action"], d["needs"], d["error"]) for d in check["disks"]] == [("recreate", "force", None)]
+    with backend_sim.running(host.socket, "never"):
+        forced = xen_disk_run(host, domain="guest5", disks=disks, force=True, timeout=0.5)
+    # the frontend went first (FORCE_ON), then the whole disk was written again
+    assert forced["changed"] is True
+    assert value(host, "/local/domain/0/backend/vbd/5/51728/online") == "1"
+    assert value(host, "/local/domain/5/device/vbd/51728/state") == "1"
+    with backend_sim.running(host.socket, "connect"):
+        settled(host, "/local/domain/0/backend/vbd/5/51728")
+        assert xen_disk_run(host, domain="guest5", disks=disks)["changed"] is False
+
+
+def test_a_detach_the_guest_finishes_lets_the_next_run_attach(host):
+    with backend_sim.running(host.socket, "connect"):
+        xen_disk_run(host, domain="guest5", disks=["%s,,xvdb" % img(host, "a.img")])
+        settled(host, "/local/domain/0/backend/vbd/5/51728")
+    with backend_sim.running(host.socket, "never"):
+        xen_disk_run(host, domain="guest5", state="absent", disks=["xvdb"], timeout=0.5)
+    with backend_sim.running(host.socket, "connect"):   # the guest and the backend answer now
+        settled(host, "/local/domain/0/backend/vbd/5/51728", state="6")
+        applied = xen_disk_run(host, domain="guest5", disks=["%s,,xvdb" % img(host, "a.img")])
+        assert not applied.get("failed"), applied
+        assert [(d["action"], d["stale"]) for d in applied["disks"]] == [
+            ("attach", ["/libxl/5/device/vbd/51728: backend Closed"])]
+        settled(host, "/local/domain/0/backend/vbd/5/51728")
+        assert xen_disk_run(host, domain="guest5", disks=["%s,,xvdb" % img(host, "a.img")])["changed"] is False
+    assert value(host, "/local/domain/0/backend/vbd/5/51728/online") == "1"
 
 
 def test_force_removes_without_the_guests_answer(host):

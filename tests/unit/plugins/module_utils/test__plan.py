@@ -318,6 +318,94 @@ def test_directories_without_a_libxl_record_are_reported_and_replaced(host):
     assert after.values[ds[0].placement.backend_path + "/params"] == "/dev/vg0/a"
 
 
+# -- a detach in progress (backend Closing): never cleaned up under a live guest ------------------------
+def _closing(tree, d, frontend=None):
+    """What a safe remove that timed out leaves: online=0, state=5, the frontend as it was."""
+    out = tree.copy()
+    out.values[d.placement.backend_path + "/online"] = "0"
+    out.values[d.placement.backend_path + "/state"] = "5"
+    if frontend is not None:
+        out.values[d.placement.frontend_path + "/state"] = frontend
+    return out
+
+
+@pytest.mark.parametrize("frontend, stale", [
+    ("1", ()), ("2", ()), ("3", ()), ("4", ()), ("5", ()), ("7", ()),
+    ("6", ("backend Closing (an unfinished detach) and the frontend Closed",)),
+    ("0", ("backend Closing (an unfinished detach) and the frontend Unknown",)),
+    ("x", ("backend Closing (an unfinished detach) and the frontend Unknown",)),
+    (None, ("backend Closing (an unfinished detach)", "frontend directory missing")),
+])
+def test_closing_backend_is_stale_only_without_a_live_frontend(host, frontend, stale):
+    ds = desired(5, "pv", "/dev/vg0/a,,xvda")
+    tree = _closing(connect(attached(host((5, "pv")), *ds), ds[0]), ds[0], frontend)
+    if frontend is None:
+        tree = _frontend_gone(tree, ds[0])
+    [current] = read_disks(tree, 5)
+    assert (current.stale, current.detaching) == (stale, not stale)
+
+
+def test_declared_disk_with_a_detach_in_progress_is_refused_without_force(host):
+    ds = desired(5, "pv", "/dev/vg0/a,,xvda")
+    tree = _closing(connect(attached(host((5, "pv")), *ds), ds[0]), ds[0])
+    plan = plan_guest(tree, 5, ds)
+    [change] = plan.changes
+    assert not plan and plan.ops == () and plan.stale == ()
+    assert (change.action, change.needs) == ("recreate", "force")
+    with pytest.raises(PlanError, match=(
+            r"^disks\[0\]: a detach of xvda is in progress: its backend is Closing and the guest has not "
+            r"released the disk \(frontend Connected\); once the guest releases it, the next run attaches it "
+            r"again; force=true removes it without the guest's cooperation and attaches it again$")):
+        plan.check()
+    # recreate=true does not bypass it: only force removes entries under a live guest
+    assert plan_guest(tree, 5, ds, recreate=True).errors == plan.errors
+
+
+def test_declared_disk_with_a_detach_in_progress_is_detached_by_force_and_attached(host):
+    ds = desired(5, "pv", "/dev/vg0/a,,xvda")
+    tree = _closing(connect(attached(host((5, "pv")), *ds), ds[0]), ds[0])
+    plan = plan_guest(tree, 5, ds, force=True)
+    [change] = plan.changes
+    assert (change.action, change.needs, change.error) == ("recreate", "force", "")
+    assert [(ph.step, ph.values[0] if ph.values else ph.action, ph.on_timeout) for ph in change.phases] == [
+        ("transaction", "", "fail"), ("wait", "6", "continue"), ("hotplug", "remove", "fail"),
+        ("cleanup", "", "fail"), ("transaction", "", "fail"), ("wait", "2", "fail"), ("hotplug", "add", "fail")]
+    assert change.phases[0].ops[0] == XsOp("rm", ds[0].placement.frontend_path)   # FORCE_ON
+    after = plan.after(tree)
+    assert after.values[ds[0].placement.backend_path + "/online"] == "1"
+    assert after.values[ds[0].placement.backend_path + "/state"] == "1"
+    assert not any(p.endswith("/physical-device") for p in after.values)
+    assert_converged(after, 5, ds)
+
+
+@pytest.mark.parametrize("force, frontend, needs, on_timeout", [
+    (False, "4", "guest_cooperation", "fail"),
+    (False, "1", "force", "fail"),
+    (True, "4", "force", "continue"),
+])
+@pytest.mark.parametrize("how", ["absent", "exclusive"])
+def test_detach_in_progress_is_continued_not_cleaned(host, force, frontend, needs, on_timeout, how):
+    ds = desired(5, "pv", "/dev/vg0/a,,xvda")
+    tree = _closing(connect(attached(host((5, "pv")), *ds), ds[0]), ds[0], frontend)
+    kw = {"state": "absent"} if how == "absent" else {"exclusive": True}
+    plan = plan_guest(tree, 5, ds if how == "absent" else [], force=force, **kw)
+    [change] = plan.changes
+    assert (change.action, change.needs, change.stale) == ("detach", needs, ())
+    assert [ph.step for ph in change.phases] == ["transaction", "wait", "hotplug", "cleanup"]
+    close, wait = change.phases[0], change.phases[1]
+    assert (close.ops[0] == XsOp("rm", ds[0].placement.frontend_path)) == force
+    assert (wait.values, wait.on_timeout) == (("6",), on_timeout)
+    assert_converged(plan.after(tree), 5, ds if how == "absent" else [], **kw)
+
+
+def test_undeclared_detach_in_progress_is_reported_and_left_alone(host):
+    ds = desired(5, "pv", "/dev/vg0/a,,xvda")
+    tree = _closing(connect(attached(host((5, "pv")), *ds), ds[0]), ds[0])
+    plan = plan_guest(tree, 5, desired(5, "pv", "/dev/vg0/b,,xvdb"))
+    assert actions(plan) == [("xvdb", "attach")] and plan.stale == ()
+    assert plan.warnings == ("xvda: a detach is in progress (backend Closing, frontend Connected)",)
+
+
 # -- drift of owned nodes, lenient protocol -----------------------------------------------------------
 def test_backend_drift_is_repaired_in_place(host):
     ds = desired(5, "pv", "/dev/vg0/a,,xvda")
@@ -532,7 +620,7 @@ def _tampered(tree, d):
 
 
 DAMAGE = {"closed": _closed, "backend_gone": _backend_gone, "frontend_gone": _frontend_gone,
-          "half_written": _half_written, "tampered": _tampered}
+          "half_written": _half_written, "tampered": _tampered, "closing": _closing}
 
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -554,6 +642,7 @@ def test_plan_after_then_plan_again_is_empty(host, first, second, guest_type, ex
             tree = DAMAGE[name](tree, old[index % len(old)])
     new = desired(5, guest_type, *_declaration(second))
     kw = {"state": "absent"} if absent else {"exclusive": exclusive, "recreate": True}
+    kw["force"] = any(name == "closing" for name, _index in damage)  # a declared detach in progress needs it
     plan = plan_guest(tree, 5, new, **kw)
     assert plan == plan_guest(tree, 5, new, **kw)          # deterministic
     assert not plan.errors
