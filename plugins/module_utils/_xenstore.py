@@ -957,13 +957,14 @@ def _changed_since_read(record, events):
     record: {path: sequence number of its first read}; a listed directory is keyed
     "path/". An event at P (sequence s) matters if P was read before s, if P's parent was
     listed before s (a child came or went), or if a node below P was read before s (P was
-    removed or replaced with its subtree)."""
-    if not events:
+    removed or replaced with its subtree). Events before the first read cannot matter: the
+    watch's registration event (for "/" itself) is one, and is dropped before any work."""
+    if not events or not record:
         return False
+    first_read = min(record.values())
+    events = [e for e in events if isinstance(e, _Event) and e.seq > first_read]
     below = None
     for event in events:
-        if not isinstance(event, _Event):
-            continue
         path = _decode(event.path)
         seq = event.seq
         first = record.get(path)
@@ -974,20 +975,33 @@ def _changed_since_read(record, events):
         if first is not None and first < seq:
             return True
         if below is None:  # built once, and only when some event needs it
-            below = {}
-            for read_path, read_seq in record.items():
-                node = read_path.rstrip("/") or "/"
-                chain = [node] if read_path.endswith("/") else []  # a listed directory itself
-                while node != "/":
-                    node = node.rsplit("/", 1)[0] or "/"
-                    chain.append(node)
-                for key in chain:
-                    if read_seq < below.get(key, read_seq + 1):
-                        below[key] = read_seq
+            below = _earliest_read_below(record)
         first = below.get(path)
         if first is not None and first < seq:
             return True
     return False
+
+
+def _earliest_read_below(record):
+    """{node: sequence number of the earliest read below it} (a listed directory counts as
+    read below itself). A node's entry is never later than its children's, so each walk up
+    stops at the first ancestor already read no later: linear in the reads, as they share
+    their parents."""
+    below = {}
+    for read_path, read_seq in record.items():
+        if read_path.endswith("/"):  # a listing: the directory itself
+            node = read_path.rstrip("/") or "/"
+        else:
+            node = read_path.rsplit("/", 1)[0] or "/"
+        while True:
+            have = below.get(node)
+            if have is not None and have <= read_seq:
+                break
+            below[node] = read_seq
+            if node == "/":
+                break
+            node = node.rsplit("/", 1)[0] or "/"
+    return below
 
 
 def _describe_wanted(values):
