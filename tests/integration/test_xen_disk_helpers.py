@@ -11,6 +11,7 @@ import io
 import json
 
 import pytest
+from ansible.module_utils import _internal as module_utils_internal
 from ansible.module_utils.common import warnings
 from ansible.module_utils.testing import patch_module_args
 
@@ -25,9 +26,16 @@ def run_module(main, args, check=False, diff=False):
     warnings._global_deprecations.clear()
     buf = io.StringIO()
     full = dict(args, _ansible_check_mode=check, _ansible_diff=diff)
-    with patch_module_args(full), contextlib.redirect_stdout(buf):
-        with pytest.raises(SystemExit):
-            main()
+    # Once any controller code is imported in this process (the filter tests do), module-side
+    # warn() goes to the controller's display instead of the result: run as a real target does.
+    was_controller = module_utils_internal.is_controller
+    module_utils_internal.is_controller = False
+    try:
+        with patch_module_args(full), contextlib.redirect_stdout(buf):
+            with pytest.raises(SystemExit):
+                main()
+    finally:
+        module_utils_internal.is_controller = was_controller
     result = json.loads(buf.getvalue())
     # ansible-core 2.19 reports warnings as structured summaries
     result["warnings"] = [w["event"]["msg"] if isinstance(w, dict) else w for w in result.get("warnings", [])]
