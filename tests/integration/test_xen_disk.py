@@ -9,6 +9,7 @@ Trees are read back with the launcher's wire client, never through the collectio
 from __future__ import annotations
 
 import os
+import random
 import stat
 import threading
 import time
@@ -363,6 +364,7 @@ def test_concurrent_writer_during_apply(sim):
     transactions conflict), the result is exactly the declaration and the foreign nodes stay."""
     stop, started = threading.Event(), threading.Event()
     writes = []
+    pauses = random.Random(360)
 
     def writer():
         with launcher.WireClient(sim.socket) as client:
@@ -372,7 +374,9 @@ def test_concurrent_writer_during_apply(sim):
                     client.write("/libxl/%d/device/vbd/99" % domid, str(len(writes)))
                 writes.append(1)
                 started.set()
-                if stop.wait(0.1):
+                # irregular pauses: a writer that never leaves a gap as long as a transaction on
+                # a loaded machine would starve any bounded retry, which is not what this tests
+                if stop.wait(pauses.uniform(0.05, 0.4)):
                     return
 
     domains = [{"domain": name, "disks": ["%s,,xvd%s,ro" % (img(sim, "a.img"), c) for c in "abcdefgh"]}
