@@ -5,7 +5,7 @@
 For 1, 5 and 20 forks, a fresh fleet (one real xenstored per host, a PV and an HVM guest each,
 4 disks per host; the fleet of tests/integration/test_fleet.py) is provisioned, then provisioned
 again (a no-op run). Prints figures only; asserts nothing about speed.
-Run: python tests/benchmarks/bench_fleet.py [hosts] [forks ...]   (defaults: 20 hosts; 1 5 20)
+Run: python tests/benchmarks/bench_fleet.py [--apply-only] [hosts] [forks ...]   (defaults: 20 hosts; 1 5 20)
 """
 
 from __future__ import annotations
@@ -35,14 +35,14 @@ class _Host:
         launcher.add_guest(self.rundir, name, domid, guest_type)
 
 
-def measure(hosts_count, forks):
-    """(apply seconds, no-op seconds) of the provisioning playbook on a fresh fleet."""
+def measure(hosts_count, forks, noop=True):
+    """(apply seconds, no-op seconds or None) of the provisioning playbook on a fresh fleet."""
     with tempfile.TemporaryDirectory(prefix="xdf-") as base:
         daemons = launcher.start_many(os.path.join(base, "fleet"), hosts_count, die_with_parent=True)
         try:
             inventory = fleet.prepare_fleet([_Host(d) for d in daemons])
             times = []
-            for run in ("apply", "no-op"):
+            for run in ("apply", "no-op") if noop else ("apply",):
                 start = time.perf_counter()
                 code, output = fleet.run_provision(inventory, forks)
                 times.append(time.perf_counter() - start)
@@ -52,20 +52,23 @@ def measure(hosts_count, forks):
                     raise SystemExit("provision.yml failed (%s run, %d forks)" % (run, forks))
                 if run == "no-op" and changed:
                     raise SystemExit("the second run changed %d things" % changed)
-            return times
+            return times + [None] * (2 - len(times))
         finally:
             launcher.stop_many(os.path.join(base, "fleet"))
 
 
 def main(argv):
-    hosts_count = int(argv[1]) if len(argv) > 1 else fleet.HOSTS
-    forks_list = [int(a) for a in argv[2:]] or [1, 5, 20]
+    args = [a for a in argv[1:] if a != "--apply-only"]
+    noop = "--apply-only" not in argv
+    hosts_count = int(args[0]) if args else fleet.HOSTS
+    forks_list = [int(a) for a in args[1:]] or [1, 5, 20]
     print("provision.yml over %d simulated dom0 hosts (real xenstored each), %d guests and %d disks per host, "
           "%d CPU(s)" % (hosts_count, len(fleet.GUESTS), 4, os.cpu_count() or 1))
     print("%6s  %12s  %12s  %16s" % ("forks", "apply (s)", "no-op (s)", "apply per host"))
     for forks in forks_list:
-        apply_s, noop_s = measure(hosts_count, forks)
-        print("%6d  %12.1f  %12.1f  %15.2fs" % (forks, apply_s, noop_s, apply_s / hosts_count))
+        apply_s, noop_s = measure(hosts_count, forks, noop)
+        print("%6d  %12.1f  %12s  %15.2fs" % (forks, apply_s, "-" if noop_s is None else "%.1f" % noop_s,
+                                              apply_s / hosts_count))
         sys.stdout.flush()
 
 
