@@ -206,21 +206,18 @@ def guest_views(tree, domids):
     """{domid: XsTree} of each guest's part of a host snapshot, plus the shared nodes above the
     guests' directories (with their children, so a walk-up of empty parents sees the other
     guests). Planning a guest on its view costs its size, not the host's."""
-    shared_values, shared_perms = {}, {}
-    values = {d: {} for d in domids}
-    perms = {d: {} for d in domids}
-    for path, value in tree.values.items():
-        owner = _guest_of(path)
-        if owner is None:
-            shared_values[path] = value
-        elif owner in values:
-            values[owner][path] = value
-    for path, perm in tree.perms.items():
-        owner = _guest_of(path)
-        if owner is None:
-            shared_perms[path] = perm
-        elif owner in perms:
-            perms[owner][path] = perm
+    def split(mapping):
+        shared, per_guest = {}, {d: {} for d in domids}
+        for path, item in mapping.items():
+            owner = _guest_of(path)
+            if owner is None:
+                shared[path] = item
+            elif owner in per_guest:
+                per_guest[owner][path] = item
+        return shared, per_guest
+
+    shared_values, values = split(tree.values)
+    shared_perms, perms = split(tree.perms)
     views = {}
     for domid in domids:
         view = XsTree(dict(shared_values), dict(shared_perms))
