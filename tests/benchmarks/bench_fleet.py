@@ -41,20 +41,25 @@ def measure(hosts_count, forks, noop=True):
         daemons = launcher.start_many(os.path.join(base, "fleet"), hosts_count, die_with_parent=True)
         try:
             inventory = fleet.prepare_fleet([_Host(d) for d in daemons])
-            times = []
-            for run in ("apply", "no-op") if noop else ("apply",):
-                start = time.perf_counter()
-                code, output = fleet.run_provision(inventory, forks)
-                times.append(time.perf_counter() - start)
-                changed = sum(r[1] for r in fleet.recap(output).values())
-                if code != 0:
-                    sys.stdout.write(output[-3000:])
-                    raise SystemExit("provision.yml failed (%s run, %d forks)" % (run, forks))
-                if run == "no-op" and changed:
-                    raise SystemExit("the second run changed %d things" % changed)
-            return times + [None] * (2 - len(times))
+            apply_s = _timed_run(inventory, forks, "apply")
+            noop_s = _timed_run(inventory, forks, "no-op") if noop else None
+            return apply_s, noop_s
         finally:
             launcher.stop_many(os.path.join(base, "fleet"))
+
+
+def _timed_run(inventory, forks, run):
+    """Seconds one provisioning run took; exits when it fails or a no-op run changes something."""
+    start = time.perf_counter()
+    code, output = fleet.run_provision(inventory, forks)
+    seconds = time.perf_counter() - start
+    changed = sum(r[1] for r in fleet.recap(output).values())
+    if code != 0:
+        sys.stdout.write(output[-3000:])
+        raise SystemExit("provision.yml failed (%s run, %d forks)" % (run, forks))
+    if run == "no-op" and changed:
+        raise SystemExit("the second run changed %d things" % changed)
+    return seconds
 
 
 def main(argv):
@@ -67,8 +72,8 @@ def main(argv):
     print("%6s  %12s  %12s  %16s" % ("forks", "apply (s)", "no-op (s)", "apply per host"))
     for forks in forks_list:
         apply_s, noop_s = measure(hosts_count, forks, noop)
-        print("%6d  %12.1f  %12s  %15.2fs" % (forks, apply_s, "-" if noop_s is None else "%.1f" % noop_s,
-                                              apply_s / hosts_count))
+        noop_text = "-" if noop_s is None else format(noop_s, ".1f")
+        print("%6d  %12.1f  %12s  %15.2fs" % (forks, apply_s, noop_text, apply_s / hosts_count))
         sys.stdout.flush()
 
 
