@@ -1,8 +1,11 @@
 """Make `ansible_collections.xen.disks` importable from a plain checkout.
 
-tests/setup.sh links the checkout into $XEN_DISKS_CACHE/collections/ansible_collections/xen/disks;
-a checkout that already sits at .../ansible_collections/xen/disks is used as it is.
+tests/setup.sh links the checkout into
+$XEN_DISKS_CACHE/collections/<key>/ansible_collections/xen/disks (key: the first 12 hex digits of
+the sha1 of the checkout's path, so several checkouts share one cache); a checkout that already
+sits at .../ansible_collections/xen/disks is used as it is.
 """
+import hashlib
 import os
 import sys
 
@@ -11,6 +14,8 @@ _parts = _here.split(os.sep)
 if len(_parts) >= 3 and _parts[-3] == "ansible_collections":
     _root = os.sep.join(_parts[:-3])
 else:
-    _root = os.path.join(os.environ.get("XEN_DISKS_CACHE", os.path.expanduser("~/.cache/xen-disks")), "collections")
+    _key = hashlib.sha1(_here.encode()).hexdigest()[:12]
+    _root = os.path.join(os.environ.get("XEN_DISKS_CACHE", os.path.expanduser("~/.cache/xen-disks")),
+                         "collections", _key)
 if _root not in sys.path:
     sys.path.insert(0, _root)

@@ -60,19 +60,21 @@ subprocess.check_call([sys.executable, "-m", "pip", "install", "--disable-pip-ve
 PY
 fi
 
-# Ansible finds the collection only under .../ansible_collections/<namespace>/<name>.
-collections=$cache/collections
+# Ansible finds the collection only under .../ansible_collections/<namespace>/<name>. One link per
+# checkout (keyed by its path), so several checkouts (git worktrees) can share the cache.
+key=$(printf '%s' "$here" | sha1sum | cut -c1-12)
+collections=$cache/collections/$key
 mkdir -p "$collections/ansible_collections/xen"
 link=$collections/ansible_collections/xen/disks
 if [ "$(readlink "$link" 2>/dev/null)" != "$here" ]; then
   rm -rf "$link"; ln -s "$here" "$link"
 fi
 
-cat > "$cache/env.sh" <<ENV
+cat > "$cache/env-$key.sh" <<ENV
 export XEN_DISKS_CACHE="$cache"
 export PATH="$venv/bin:\$PATH"
 export ANSIBLE_COLLECTIONS_PATH="$collections"
 export XEN_DISKS_XENSTORED="$xen_root/usr/lib/xen-4.17/bin/xenstored"
 export XEN_DISKS_COLLECTION="$link"
 ENV
-echo "$cache/env.sh"
+echo "$cache/env-$key.sh"
