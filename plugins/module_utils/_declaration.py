@@ -96,7 +96,8 @@ def _spec_message(label, err):
 
 def stat_wanted(disk, backend_domid):
     """Whether libxl may stat the target: a dom0-served disk that is not an empty cdrom (the
-    caller stats those targets; `choose_backend` decides from the answer what libxl would, §6.3)."""
+    caller stats those targets; `choose_backend` decides from the answer what libxl would,
+    docs/XENSTORE-LAYOUT.md §6.3)."""
     return backend_domid == 0 and disk.effective_format != "empty"
 
 

@@ -15,7 +15,7 @@ generated before they were added and takes them as positional parameters (fixed 
 
 Parser-stage errors read like libxlutil's (`unknown parameter: near `foo=b' in `...'`).
 `check_libxl_rules` and `choose_backend` are the libxl stage (`libxl__device_disk_setdefault`,
-`libxl__device_disk_set_backend`; shared/docs/XENSTORE-DISK-LAYOUT.md §6); their messages say which
+`libxl__device_disk_set_backend`; docs/XENSTORE-LAYOUT.md §6); their messages say which
 rule failed. `render_disk_spec` writes the canonical form that Xen's parser reads back to the same
 disk. `disk_from_dict` / `disk_to_dict` are the structured (YAML) form, keyed by the xl option names.
 

@@ -5,9 +5,9 @@
 
 Private to the xen.disks collection: no compatibility promise. Pure (standard library, no I/O).
 
-Reference: shared/docs/XENSTORE-DISK-LAYOUT.md. `desired_disk` builds the frontend, backend
+Reference: docs/XENSTORE-LAYOUT.md. `desired_disk` builds the frontend, backend
 and libxl directories of §1.3 with the permissions of §1.4; `attach_ops` is
-libxl__device_generic_add (§3.2 step 8); `close_ops` and `cleanup_ops` are the two
+libxl__device_generic_add (§3.2 step 6); `close_ops` and `cleanup_ops` are the two
 transactions of the removal (§4.2 steps 2 and 5); `media_change_ops` is the xenstore half
 of libxl_cdrom_insert (§3.6). `OWNERSHIP` says, as data, which nodes are the toolstack's.
 """
@@ -317,7 +317,7 @@ def desired_nodes(desired):
 
 # -- operations -------------------------------------------------------------------------------
 def attach_ops(desired):
-    """libxl__device_generic_add in its exact order (§3.2 step 8): one add transaction."""
+    """libxl__device_generic_add in its exact order (§3.2 step 6): one add transaction."""
     p = desired.placement
     front, back, lib = p.frontend_path, p.backend_path, p.libxl_path
     fperms, bperms = p.frontend_perms, p.backend_perms

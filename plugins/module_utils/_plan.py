@@ -5,7 +5,7 @@
 
 Private to the xen.disks collection: no compatibility promise. Pure (standard library, no I/O).
 
-Reference: shared/docs/XENSTORE-DISK-LAYOUT.md §4 (removal), §5 (read-back), §8 (idempotent
+Reference: docs/XENSTORE-LAYOUT.md §4 (removal), §5 (read-back), §8 (idempotent
 reimplementation). A `Plan` is a value: `bool(plan)` says "changed", `plan.after(tree)` is the
 plan applied to a copy of the snapshot, and planning again against that copy gives an empty
 plan. Each `DiskChange` also carries the phases the runtime runs (transactions, waits for the

@@ -7,7 +7,8 @@ Private to the xen.disks collection: no compatibility promise. Standard library 
 Ansible imports); Python 3.8+. The pure pieces live in `_declaration` (validation), `_layout`
 (what libxl writes) and `_plan` (read-back and plan); `_xenstore` is the only code that talks
 to xenstore. The I/O of this module is limited to that adapter, `stat_target` (libxl's stat of
-a local target) and `run_hotplug_script` (libxl's hotplug script runner, §3.4), both injectable.
+a local target) and `run_hotplug_script` (libxl's hotplug script runner), both injectable.
+Section numbers (§3.4...) are those of docs/XENSTORE-LAYOUT.md.
 
 One reconcile:
 1. one snapshot (a read-only transaction): the host's domains, every guest's libxl records,

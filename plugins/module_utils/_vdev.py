@@ -6,7 +6,7 @@
 Private to the xen.disks collection: no compatibility promise. Pure (standard library, no I/O).
 
 References: xen-vbd-interface(7); libxl's `libxl__device_disk_dev_number` and
-`libxl__devid_to_vdev` (tools/libs/light/libxl_device.c); shared/docs/XENSTORE-DISK-LAYOUT.md §2.
+`libxl__devid_to_vdev` (tools/libs/light/libxl_device.c); docs/XENSTORE-LAYOUT.md §2.
 
 Only the strict spellings are accepted (§2.7): `xvd<letters>[<partition>]`, `d<disk>p<partition>`,
 `hd[a-d][<partition>]`, `sd[a-p][<partition>]` and a plain device number (decimal, or hexadecimal

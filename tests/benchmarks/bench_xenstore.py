@@ -32,7 +32,7 @@ from ansible_collections.xen.disks.plugins.module_utils._xenstore import Xenstor
 from ansible_collections.xen.disks.plugins.module_utils._xs_tree import XsOp  # noqa: E402
 from ansible_collections.xen.disks.tests.xenstored import launcher  # noqa: E402
 
-# One backend directory as libxl writes it for a phy disk (XENSTORE-DISK-LAYOUT.md §1.5 A).
+# One backend directory as libxl writes it for a phy disk (docs/XENSTORE-LAYOUT.md §1.5 A).
 BACKEND_NODES = [
     ("frontend", "/local/domain/5/device/vbd/%d"), ("params", "/dev/vg0/guest5"),
     ("script", "/etc/xen/scripts/block"), ("frontend-id", "5"), ("online", "1"), ("removable", "0"),

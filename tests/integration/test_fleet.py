@@ -5,7 +5,7 @@
 Each host is a real xenstored (tests/xenstored/launcher.py) reached over a local connection with
 its own socket variable, with a PV and an HVM guest. The playbook runs for real
 (ansible-playbook); then every host's tree is compared node for node, permissions included,
-with what libxl 4.17 writes (XENSTORE-DISK-LAYOUT.md §1.3, §1.4, §6.3: expected trees typed
+with what libxl 4.17 writes (docs/XENSTORE-LAYOUT.md §1.3, §1.4, §6.3: expected trees typed
 from the document, not computed by the collection), every guest's xl.cfg is read back, and a
 second run must change nothing. The helpers are shared with tests/benchmarks/bench_fleet.py.
 """
@@ -104,7 +104,7 @@ def recap(output):
     return {m.group(1): tuple(int(m.group(i)) for i in range(2, 6)) for m in _RECAP_RE.finditer(output)}
 
 
-# --- what libxl 4.17 writes (XENSTORE-DISK-LAYOUT.md §1.3 tables, §1.4 permissions) ---------------
+# --- what libxl 4.17 writes (docs/XENSTORE-LAYOUT.md §1.3 tables, §1.4 permissions) ---------------
 
 def expected_disk(domid, devid, vdev, *, backend_kind, params, guest_type, cdrom=False, readwrite=True):
     """{path: (value, perms)} of the three directories of one disk right after the add transaction."""

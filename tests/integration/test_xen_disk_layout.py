@@ -1,6 +1,6 @@
 # Copyright: xen.disks contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""XENSTORE-DISK-LAYOUT.md §1.5: the trees xen_disk writes into the REAL xenstored equal the
+"""docs/XENSTORE-LAYOUT.md §1.5: the trees xen_disk writes into the REAL xenstored equal the
 document's examples A-F node for node, permissions and creation order included.
 
 The expected trees are typed from the document (not computed by the collection). Where the

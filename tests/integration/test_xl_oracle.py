@@ -236,7 +236,7 @@ def test_empty_cdrom_target_difference(disk_oracle):
 # ---------------------------------------------------------------------------------------------
 # vdev numbers against libxl's own libxl__device_disk_dev_number (see tests/oracle/xl_vdev_oracle.c)
 
-# Spellings libxl accepts but we refuse on purpose (§2.3 of XENSTORE-DISK-LAYOUT.md), by reason.
+# Spellings libxl accepts but we refuse on purpose (§2.3 of docs/XENSTORE-LAYOUT.md), by reason.
 SLOPPY_SPELLINGS = {
     "sign or blank inside a number (sscanf/strtoul take them)": re.compile(r".*[+\- \t]"),
     "leading zero, octal or hex in the d<N>p<M> form": re.compile(r"d.*(0[0-9xX])"),

@@ -3,7 +3,7 @@
 """A simulated block backend driver (blkback / QEMU xen-block / a virtio daemon) AND guest frontend.
 
 Test infrastructure, private to xen.disks. It plays, against a real xenstored, every party of the
-XenbusState handshake that is not the toolstack (XENSTORE-DISK-LAYOUT.md §3.3, §3.5, §4.2):
+XenbusState handshake that is not the toolstack (docs/XENSTORE-LAYOUT.md §3.3, §3.5, §4.2):
 
 - backend state 1 with online=1 -> probe nodes (feature-max-indirect-segments,
   multi-queue-max-queues, max-ring-page-order; qdisk: hotplug-status=connected; vbd, unless

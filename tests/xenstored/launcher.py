@@ -5,7 +5,7 @@
 An LD_PRELOAD shim (shim.c, compiled once with gcc) replaces the hypervisor calls; the daemon
 itself is unmodified. One daemon per run directory: its socket is DIR/socket, its pid DIR/pid,
 its log DIR/xenstored.log, and DIR/domids lists the domids that "exist" (the shim re-reads it,
-so guests can be added while the daemon runs). See /work/shared/docs/REAL-XENSTORED.md.
+so guests can be added while the daemon runs). See tests/xenstored/README.md.
 
 CLI (standard library only, so it runs with any python3; prints socket paths on stdout):
   launcher.py start --rundir DIR [--domids 0-40]        start one daemon, print its socket
@@ -547,7 +547,7 @@ def read_guests(rundir):
 def add_guest(rundir, name, domid, guest_type, width=64, *, driver_domain=False):
     """Create domain `domid` as libxl__domain_make does, and make it exist for the shim.
 
-    Nodes and permissions as libxl_create.c writes them (XENSTORE-DISK-LAYOUT.md §1.4):
+    Nodes and permissions as libxl_create.c writes them (docs/XENSTORE-LAYOUT.md §1.4):
     /local/domain/D [n0,rD] with vm, name, domid and its standard subdirectories
     (device [n0,rD], control [n0,rD], data/drivers/feature/attr/error [nD], ...),
     /vm/UUID [n0,rD], /libxl/D and /libxl/D/device [n0], /libxl/D/type. A driver domain also
@@ -608,7 +608,7 @@ def add_guest(rundir, name, domid, guest_type, width=64, *, driver_domain=False)
 
 def _path_cleanup(xs, path):
     """libxl__xs_path_cleanup: remove `path`, then each parent that is empty-valued and
-    childless, up to the first that is not (XENSTORE-DISK-LAYOUT.md §4.2)."""
+    childless, up to the first that is not (docs/XENSTORE-LAYOUT.md §4.2)."""
     xs.rm(path)
     parent = path.rsplit("/", 1)[0]
     while parent:

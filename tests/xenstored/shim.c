@@ -3,7 +3,7 @@
  * GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
  *
  * LD_PRELOAD library that lets Debian's unmodified C xenstored (Xen 4.17) run on a machine
- * without a hypervisor, for tests and demos of xen.disks (see REAL-XENSTORED.md).
+ * without a hypervisor, for tests and demos of xen.disks (see tests/xenstored/README.md).
  *
  * It replaces the 17 libxen* functions xenstored imports, so the real libraries are never
  * reached with a fake handle, and wraps open() for the two /proc/xen files dom0_init() reads.

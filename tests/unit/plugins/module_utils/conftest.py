@@ -11,7 +11,8 @@ from ansible_collections.xen.disks.plugins.module_utils._xs_tree import XsTree
 
 
 def domain_created(*guests, driver_domains=()):
-    """A host right after libxl created `guests` ((domid, type), ...) and the driver domains (§1.4):
+    """A host right after libxl created `guests` ((domid, type), ...) and the driver domains
+    (docs/XENSTORE-LAYOUT.md §1.4):
     `/local/domain/D` and `~/device` [n0,rD] with `name`, `/libxl/D` and `/libxl/D/device` [n0]
     with `/libxl/D/type`."""
     tree = XsTree()

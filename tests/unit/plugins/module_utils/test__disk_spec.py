@@ -3,7 +3,7 @@
 """The xl disk syntax: parser, renderer, structured form, libxl rules. Tables with exact messages.
 
 Expected values come from xl-disk-configuration(5), libxlu_disk_l.l / libxlu_disk.c of Xen 4.17
-and shared/docs/XENSTORE-DISK-LAYOUT.md §6 (the parser is also run against Xen's own in
+and docs/XENSTORE-LAYOUT.md §6 (the parser is also run against Xen's own in
 tests/integration/test_xl_oracle.py).
 """
 

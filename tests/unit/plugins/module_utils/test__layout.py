@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: xen.disks contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The trees of XENSTORE-DISK-LAYOUT.md §1.5 (A-F), node for node with permissions, and the ops.
+"""The trees of docs/XENSTORE-LAYOUT.md §1.5 (A-F), node for node with permissions, and the ops.
 
 The expected trees below are typed from the document (its notation: `path (perms)` then
 `name="value"` entries; where the document writes "the same entries" the entries are spelt out

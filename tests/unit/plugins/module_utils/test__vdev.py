@@ -1,6 +1,6 @@
 # Copyright: xen.disks contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""vdev <-> devid: the worked examples and rules of XENSTORE-DISK-LAYOUT.md §2.
+"""vdev <-> devid: the worked examples and rules of docs/XENSTORE-LAYOUT.md §2.
 
 (The same functions are checked against libxl's own code in tests/integration/test_xl_oracle.py.)
 """
