@@ -34,6 +34,16 @@ if [ ! -x "$xen_root/usr/lib/xen-4.17/bin/xenstored" ]; then
   dpkg -x "$tmp"/xen-utils-4.17_*.deb "$xen_root"
   rm -rf "$tmp"
 fi
+# The same package's `xl` and xen-utils-common's /etc/xen (xl.conf, hotplug scripts) are the
+# test oracle of tests/xl/; the common files go into the same private root.
+if [ ! -x "$xen_root/etc/xen/scripts/block" ]; then
+  version=$(dpkg-query -W -f='${Version}' libxenmisc4.17)
+  tmp=$(mktemp -d)
+  sandbox=(); [ "$(id -u)" -ne 0 ] || sandbox=(-o APT::Sandbox::User=root)
+  (cd "$tmp" && apt-get download -qq "${sandbox[@]}" "xen-utils-common=$version")
+  dpkg -x "$tmp"/xen-utils-common_*.deb "$xen_root"
+  rm -rf "$tmp"
+fi
 
 if [ ! -x "$venv/bin/python" ]; then
   py=/usr/bin/python3.11; [ -x "$py" ] || py=python3
@@ -75,6 +85,7 @@ export XEN_DISKS_CACHE="$cache"
 export PATH="$venv/bin:\$PATH"
 export ANSIBLE_COLLECTIONS_PATH="$collections"
 export XEN_DISKS_XENSTORED="$xen_root/usr/lib/xen-4.17/bin/xenstored"
+export XEN_DISKS_XEN_ROOT="$xen_root"
 export XEN_DISKS_COLLECTION="$link"
 ENV
 echo "$cache/env-$key.sh"

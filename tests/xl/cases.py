@@ -1,0 +1,212 @@
+# Copyright: xen.disks contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Differential cases: the same change made by real `xl` on one fresh host and by `xen_disk` on
+another, prepared identically; what each tool itself wrote (from xenstored's trace) is compared.
+
+Cases run concurrently (each host has its own daemon, backend simulator and mount namespace);
+`run_cases` returns one `Outcome` per case, which the tests assert on one by one.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+
+from ansible_collections.xen.disks.tests.xl.harness import XlHost
+
+# The guests every host gets, created in this order (domid: name, type, width, driver domain).
+GUESTS = [
+    (2, "stor2", "pv", 64, True),
+    (3, "guest3", "pvh", 64, False),
+    (5, "guest5", "pv", 64, False),
+    (6, "guest6", "pv", 32, False),
+    (7, "guest7", "hvm", 64, False),
+]
+IMAGES = {"a.img": 1 << 20, "b.img": 2 << 20, "c.qcow2": 1 << 20, "d.iso": 3 << 20, "e.iso": 1 << 20,
+          "f.vhd": 1 << 20, "g.img": 1 << 20}
+WORKERS = int(os.environ.get("XEN_DISKS_XL_WORKERS", "4"))
+
+
+@dataclass
+class Side:
+    """One host's run of a case: results of each step and what the tool wrote at each."""
+
+    host: XlHost = None
+    results: list = field(default_factory=list)
+    writes: list = field(default_factory=list)  # per step: (changed, removed)
+    configs: list = field(default_factory=list)  # per step: libxl's JSON of the case's guest
+    error: str = None
+
+
+@dataclass
+class Outcome:
+    case: object
+    xl: Side
+    ours: Side
+
+
+def make_images(directory):
+    os.makedirs(directory, exist_ok=True)
+    for name, size in IMAGES.items():
+        path = os.path.join(directory, name)
+        if not os.path.exists(path):
+            with open(path, "wb") as handle:
+                handle.truncate(size)
+
+
+def prepare(workdir):
+    host = XlHost(workdir)
+    for domid, name, guest_type, width, driver in GUESTS:
+        host.add_guest(name, domid, guest_type, width, driver_domain=driver)
+    return host
+
+
+def settle(host, timeout=20.0):
+    """Wait until the simulated backends stop moving (no write for a while): the next step then
+    starts from a quiet tree, as an administrator's next command would."""
+    deadline = time.monotonic() + timeout
+    last = host.dump("/local/domain")
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = host.dump("/local/domain")
+        if now != last:
+            last, quiet_since = now, time.monotonic()
+        elif time.monotonic() - quiet_since >= 0.3:
+            return
+    raise AssertionError("backends still moving after %.0f s" % timeout)
+
+
+def run_side(workdir, case, tool):
+    """Prepare a host and run the case's steps with `tool` ('xl' or 'ours')."""
+    side = Side()
+    try:
+        side.host = prepare(workdir)
+        for index, step in enumerate(case.steps):
+            settle(side.host)
+            before = side.host.dump("/")
+            marker = side.host.mark("step%d" % index)
+            if tool == "xl":
+                result = side.host.xl(*step.xl_args(case), check=False)
+                side.results.append(result)
+            else:
+                side.results.append(side.host.xen_disk(**step.module_args(case)))
+            side.writes.append(side.host.own_writes(marker, before))
+            side.configs.append(side.host.domain_config(case.domid))
+    except Exception:  # noqa: BLE001 - reported per case by the test
+        side.error = traceback.format_exc()
+    return side
+
+
+def run_cases(base, cases, workers=WORKERS):
+    """Run every case on two fresh hosts (xl, ours) concurrently; {case.id: Outcome}."""
+    images = os.path.join(base, "images")
+    make_images(images)
+    for case in cases:
+        case.images = images
+    jobs = {}
+    outcomes = {}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        for case in cases:
+            for tool in ("xl", "ours"):
+                workdir = os.path.join(base, "%s-%s" % (case.id, tool))
+                jobs[pool.submit(run_side, workdir, case, tool)] = (case, tool)
+        sides = {}
+        for future in concurrent.futures.as_completed(jobs):
+            case, tool = jobs[future]
+            sides[(case.id, tool)] = future.result()
+            other = sides.get((case.id, "ours" if tool == "xl" else "xl"))
+            if other is not None:
+                # both sides done: free the daemons and namespaces now, keep the records
+                for side in (sides[(case.id, "xl")], sides[(case.id, "ours")]):
+                    if side.host is not None:
+                        side.host.close()
+                outcomes[case.id] = Outcome(case, sides[(case.id, "xl")], sides[(case.id, "ours")])
+    return outcomes
+
+
+# -- steps ---------------------------------------------------------------------------------------
+
+def _fill(case, text):
+    return text.replace("{i}", case.images)
+
+
+@dataclass
+class Attach:
+    """`xl block-attach <domid> <tokens...>` against xen_disk with `disks` (and `args`)."""
+
+    tokens: tuple
+    disks: list = None  # default: the tokens joined by commas, as one xl disk spec string
+    args: dict = field(default_factory=dict)
+
+    def xl_args(self, case):
+        return ["block-attach", str(case.domid)] + [_fill(case, t) for t in self.tokens]
+
+    def module_args(self, case):
+        disks = self.disks if self.disks is not None else [",".join(self.tokens)]
+        disks = [_fill(case, d) if isinstance(d, str) else {k: _fill(case, v) if isinstance(v, str) else v
+                                                            for k, v in d.items()} for d in disks]
+        return dict(self.args, domain=case.domain_name, disks=disks, width=case.width)
+
+
+@dataclass
+class Detach:
+    vdev: str
+    force: bool = False
+
+    def xl_args(self, case):
+        return ["block-detach"] + (["-f"] if self.force else []) + [str(case.domid), self.vdev]
+
+    def module_args(self, case):
+        return dict(domain=case.domain_name, disks=[self.vdev], state="absent", force=self.force,
+                    width=case.width)
+
+
+@dataclass
+class Insert:
+    """`xl cd-insert <domid> <vdev> <target>` against xen_disk declaring the cdrom's new medium."""
+
+    vdev: str
+    target: str
+    declared: str  # the whole disk as declared to xen_disk
+
+    def xl_args(self, case):
+        return ["cd-insert", str(case.domid), self.vdev, _fill(case, self.target)]
+
+    def module_args(self, case):
+        return dict(domain=case.domain_name, disks=[_fill(case, self.declared)], width=case.width)
+
+
+@dataclass
+class Eject:
+    vdev: str
+    declared: str
+
+    def xl_args(self, case):
+        return ["cd-eject", str(case.domid), self.vdev]
+
+    def module_args(self, case):
+        return dict(domain=case.domain_name, disks=[self.declared], width=case.width)
+
+
+@dataclass
+class Case:
+    id: str
+    domid: int
+    steps: list
+    images: str = None
+
+    @property
+    def guest(self):
+        return next(g for g in GUESTS if g[0] == self.domid)
+
+    @property
+    def domain_name(self):
+        return self.guest[1]
+
+    @property
+    def width(self):
+        return self.guest[3]
