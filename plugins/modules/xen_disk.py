@@ -27,7 +27,7 @@ description:
   - Nodes written by the backend driver, the hotplug scripts, QEMU or the guest are read but never
     written or removed (except when a device is removed or re-created, as libxl does).
   - Disks added this way are live only; persist them in the guest's xl configuration file with the
-    M(xen.disks.xl_disks) role (or the M(xen.disks.guest_disks) role, which does both).
+    P(xen.disks.xl_disks#role) role (or the P(xen.disks.guest_disks#role) role, which does both).
 author:
   - xen.disks contributors (@xen-disks)
 requirements:
