@@ -146,15 +146,24 @@ def _die_with_parent():
 
 
 _NAMESPACE_SCRIPT = r"""set -eu
-w=$1; etc_extra=$2
+w=$1; etc_extra=$2; hotplug_locks=$3
 for d in etc var run; do mkdir -p "$w/$d.upper" "$w/$d.work"; done
 mount -t overlay overlay -o "lowerdir=$etc_extra:/etc,upperdir=$w/etc.upper,workdir=$w/etc.work" /etc
 mount -t overlay overlay -o "lowerdir=/var,upperdir=$w/var.upper,workdir=$w/var.work" /var
 mount -t overlay overlay -o "lowerdir=/run,upperdir=$w/run.upper,workdir=$w/run.work" /run
-mkdir -p /var/lib/xen /run/xen /run/lock /var/log/xen
+mkdir -p /var/lib/xen /run/xen /run/lock /var/log/xen /run/xen-hotplug
+# loop devices are global: the block script's "block" lock (losetup -f, then attach) must be too
+mount --bind "$hotplug_locks" /run/xen-hotplug
 echo ready
 exec sleep 100000
 """
+
+
+def hotplug_lock_dir():
+    """Shared by every namespace on this machine (see _NAMESPACE_SCRIPT)."""
+    path = os.path.join(launcher.cache_dir(), "xl-hotplug-locks")
+    os.makedirs(path, exist_ok=True)
+    return path
 
 
 class Namespace:
@@ -167,7 +176,7 @@ class Namespace:
         os.makedirs(workdir, exist_ok=True)
         self.process = subprocess.Popen(
             ["unshare", "-m", "--propagation", "private", "sh", "-c", _NAMESPACE_SCRIPT, "ns", workdir,
-             os.path.join(xen_root(), "etc")],
+             os.path.join(xen_root(), "etc"), hotplug_lock_dir()],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             preexec_fn=_die_with_parent)
         line = self.process.stdout.readline()
@@ -341,6 +350,10 @@ class XlHost:
     """A fresh xenstored, backend simulator and mount namespace, for one case."""
 
     def __init__(self, workdir, sim_mode="connect"):
+        # The backend simulator runs without its udev shortcut: as blkback without udev, a vbd
+        # stays in InitWait until the hotplug script (the real /etc/xen/scripts/block, run by
+        # libxl or by xen_disk) has written physical-device. With the shortcut the backend can
+        # pass InitWait before libxl looks, and libxl then waits for it in vain.
         self.workdir = os.path.abspath(workdir)
         os.makedirs(self.workdir, exist_ok=True)
         self.shim = build_shim()
@@ -369,7 +382,7 @@ class XlHost:
         subprocess.run([os.path.join(xen_root(), "usr/lib/xen-4.17/bin/xenstore-control")] + list(args), env=dict(os.environ, XENSTORED_PATH=self.socket),
                        check=True, capture_output=True)
 
-    def start_sim(self, mode="connect", udev=True):
+    def start_sim(self, mode="connect", udev=False):
         self.stop_sim()
         self._sim_cm = backend_sim.running(self.socket, mode, udev=udev)
         self.sim = self._sim_cm.__enter__()
@@ -381,9 +394,20 @@ class XlHost:
 
     def close(self):
         self.stop_sim()
+        self.release_loop_devices()
         if self.ns is not None:
             self.ns.close()
         launcher.stop(self.daemon.rundir)
+
+    def release_loop_devices(self):
+        """Detach the loop devices the block script set up for this host's disks still attached
+        (it records each in the backend's `node`): loop devices are the host's, not the case's."""
+        if launcher.status(self.daemon.rundir) is None:
+            return
+        nodes = [value for path, (value, _perms) in self.dump("/local/domain").items()
+                 if "/backend/vbd/" in path and path.endswith("/node") and value.startswith("/dev/loop")]
+        for node in nodes:
+            subprocess.run(["losetup", "-d", node], capture_output=True, check=False)
 
     def __enter__(self):
         return self
