@@ -17,6 +17,7 @@ from ansible_collections.xen.disks.plugins.module_utils import _xl_cfg
 from ansible_collections.xen.disks.plugins.module_utils._declaration import (
     DeclarationError,
     GuestDeclaration,
+    domid_text,
     parse_item,
     validate_declaration,
 )
@@ -78,12 +79,16 @@ def xl_cfg_disks(text, source="xl.cfg"):
 
 
 class _OfflineDomains:
-    """A file may name driver domains that are not running: each name stands for its own domain."""
+    """A file may name driver domains that are not running: each name stands for its own domain
+    (a domid for itself, dom0's name for dom0)."""
 
     def __init__(self):
-        self.ids = {}
+        self.ids = {"Domain-0": 0}
 
     def __call__(self, name):
+        number = domid_text(name)
+        if number is not None:
+            return number
         return self.ids.setdefault(name, _PLACEHOLDER_DOMID - len(self.ids))
 
 

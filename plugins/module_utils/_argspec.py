@@ -5,11 +5,16 @@
 
 Private to the xen.disks collection: no compatibility promise. Pure (standard library, no I/O).
 The modules' DOCUMENTATION describes the same options; `ansible-test sanity` checks they agree.
+`xen_disk_param_errors` / `xen_disk_info_param_errors` check what a spec cannot express (a finite
+timeout, text that can reach xenstore, vdevs of `keep`), before anything is read or written.
 """
 
 from __future__ import annotations
 
 import copy
+
+from ansible_collections.xen.disks.plugins.module_utils._text import text_problem
+from ansible_collections.xen.disks.plugins.module_utils._vdev import VdevError, vdev_to_devid
 
 HOTPLUG_SCRIPT_POLICIES = ("auto", "run", "skip")
 
@@ -84,3 +89,54 @@ def xen_disk_info_argument_spec():
 
 
 XEN_DISK_INFO_MUTUALLY_EXCLUSIVE = [["domain", "domains"]]
+
+
+MAX_TIMEOUT = 86400.0  # a day: every wait is bounded by a number the clock and select() can use
+
+
+def _text_errors(where, value):
+    if isinstance(value, str):
+        problem = text_problem(value)
+        if problem:
+            return ["%s: %s" % (where, problem)]
+    return []
+
+
+def _keep_errors(where, keep):
+    errors = []
+    for index, vdev in enumerate(keep or ()):
+        try:
+            vdev_to_devid(vdev)
+        except VdevError as exc:
+            errors.append("%s[%d]: %s" % (where, index, exc))
+    return errors
+
+
+def xen_disk_param_errors(params):
+    """What the argument spec cannot say about xen_disk's options, located (`timeout: ...`,
+    `domains[1].keep[0]: ...`): checked before anything is read or written. The disks
+    themselves are the declaration's (`_declaration.validate_declaration`)."""
+    errors = []
+    timeout = params.get("timeout")
+    if timeout is not None:
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+            errors.append("timeout: a number of seconds, not %s" % type(timeout).__name__)
+        elif not 0 < timeout <= MAX_TIMEOUT:  # also refuses nan
+            errors.append("timeout: %r is not a number of seconds above 0 and at most %g" % (timeout, MAX_TIMEOUT))
+    for name in ("domain", "backend", "xenstore_socket", "script_dir"):
+        errors += _text_errors(name, params.get(name))
+    errors += _keep_errors("keep", params.get("keep"))
+    for index, entry in enumerate(params.get("domains") or ()):
+        where = "domains[%d]." % index
+        for name in ("domain", "backend"):
+            errors += _text_errors(where + name, entry.get(name))
+        errors += _keep_errors(where + "keep", entry.get("keep"))
+    return errors
+
+
+def xen_disk_info_param_errors(params):
+    """xen_disk_info's counterpart of `xen_disk_param_errors`."""
+    errors = _text_errors("domain", params.get("domain")) + _text_errors("xenstore_socket", params.get("xenstore_socket"))
+    for index, ref in enumerate(params.get("domains") or ()):
+        errors += _text_errors("domains[%d]" % index, ref)
+    return errors

@@ -26,6 +26,7 @@ from ansible_collections.xen.disks.plugins.module_utils._disk_spec import (
     disk_from_dict,
     parse_disk_spec,
 )
+from ansible_collections.xen.disks.plugins.module_utils._text import bounded_int, shown
 from ansible_collections.xen.disks.plugins.module_utils._layout import (
     DEFAULT_SCRIPT_DIR,
     FRONTEND_KIND,
@@ -101,17 +102,43 @@ def stat_wanted(disk, backend_domid):
     return backend_domid == 0 and disk.effective_format != "empty"
 
 
+MAX_DOMID = 0x7FEF  # DOMID_FIRST_RESERVED - 1: no domain has a higher id
+
+
+def domid_text(ref):
+    """The domid a reference spells in plain ASCII decimal, None for a name; -1 when the number
+    is beyond every domid (checked on its length: no int() of thousands of digits)."""
+    if not (ref.isdigit() and ref.isascii()):
+        return None
+    domid = bounded_int(ref, MAX_DOMID)
+    return -1 if domid is None else domid
+
+
+def no_domain_with_id(ref):
+    """The message for a domid that names no domain (a number too long to repeat is described)."""
+    if len(ref) > 20:
+        return "no domain with id %s... (%d digits; domain ids end at %d)" % (ref[:12], len(ref), MAX_DOMID)
+    if domid_text(ref) == -1:
+        return "no domain with id %s (domain ids end at %d)" % (ref, MAX_DOMID)
+    return "no domain with id %s on this host" % ref
+
+
 def resolve_backend(disk, resolve_domain, default_backend):
     """Backend domid of `disk`: its `backend=` (a name or a domid), else `default_backend`, else 0.
-    Returns (domid, None) or (None, message)."""
+    `resolve_domain(ref)` answers for names and domids alike (None: no such domain); without it a
+    domid is taken as it is. Returns (domid, None) or (None, message)."""
     name = disk.backend if disk.backend is not None else default_backend
     if name is None or name == "":
         return 0, None
-    if isinstance(name, int) or (isinstance(name, str) and name.isdigit() and name.isascii()):
-        return int(name), None
+    name = str(name) if isinstance(name, int) and not isinstance(name, bool) else name
+    number = domid_text(name)
+    if number == -1:
+        return None, no_domain_with_id(name)
+    if number is not None and resolve_domain is None:
+        return number, None
     domid = _lookup(resolve_domain, name, None)
     if domid is None:
-        return None, "unknown backend domain %r" % (name,)
+        return None, no_domain_with_id(name) if number is not None else "unknown backend domain %s" % shown(name)
     return int(domid), None
 
 

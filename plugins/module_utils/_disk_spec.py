@@ -31,6 +31,7 @@ import re
 from dataclasses import dataclass, field, fields, replace
 from typing import Optional
 
+from ansible_collections.xen.disks.plugins.module_utils._text import bounded_int, shown, text_problem
 from ansible_collections.xen.disks.plugins.module_utils._vdev import VdevError, vdev_to_devid
 
 FORMATS = ("raw", "qcow", "qcow2", "vhd", "empty", "qed")
@@ -184,7 +185,7 @@ _PARAMETER_NAME = re.compile(r"[a-z][-a-z0-9]*\Z")
 _LOWER = frozenset("abcdefghijklmnopqrstuvwxyz")
 _LOWER_OR_DIGIT = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
 _BLANK = frozenset(" \t\n")
-_ATOI = re.compile(r"[ \t\n\v\f\r]*([+-]?[0-9]+)")
+_ATOI = re.compile(r"[ \t\n\v\f\r]*([+-]?)([0-9]+)")
 _DEVTYPE_RULES = {"cdrom": R_DEVTYPE_CDROM, "disk": R_DEVTYPE_DISK}
 
 
@@ -278,7 +279,9 @@ def _c_atoi(text):
     match = _ATOI.match(text)
     if not match:
         return 0
-    value = max(-(1 << 63), min((1 << 63) - 1, int(match.group(1))))
+    magnitude = bounded_int(match.group(2), 1 << 63)
+    magnitude = 1 << 63 if magnitude is None else magnitude  # strtol saturates
+    value = -magnitude if match.group(1) == "-" else min(magnitude, (1 << 63) - 1)
     value &= 0xFFFFFFFF
     return value - (1 << 32) if value > INT_MAX else value
 
@@ -426,11 +429,39 @@ def parse_disk_spec(spec) -> Disk:
         raise DiskSpecError(None, spec, "a disk specification is a string or a list of strings")
     if not specs:
         raise DiskSpecError(None, spec, "a disk specification needs at least one string")
+    for text in specs:
+        problem = text_problem(text)
+        if problem:
+            raise _text_error(specs, text, problem)
     state = _ParseState()
     for text in specs:
-        nul = text.find("\0")  # C strings end at the first NUL
-        _scan(state, text if nul < 0 else text[:nul])
+        _scan(state, text)
     return _finish(state, lambda f, v, m: state.error(f, None, m))
+
+
+_NUL_MARK, _SURROGATE_MARK = "\x01", "\ufffd"  # lexed as a NUL and a surrogate are
+
+
+def _text_error(specs, text, problem):
+    """A NUL (which would end xl's C string) or a lone surrogate (no UTF-8): located at the
+    option that holds it, found by parsing a copy where such characters are marks."""
+    def marked(value):
+        return "".join(_NUL_MARK if c == "\0" else _SURROGATE_MARK if "\ud800" <= c <= "\udfff" else c
+                       for c in value)
+
+    field_name = None
+    try:
+        disk = parse_disk_spec([marked(t) for t in specs])
+    except DiskSpecError:
+        disk = None
+    if disk is not None:
+        for name in ("target", "vdev", "backend", "script", "colo_host", "colo_export", "active_disk",
+                     "hidden_disk"):
+            value = getattr(disk, name)
+            if value is not None and (_NUL_MARK in value or _SURROGATE_MARK in value):
+                field_name = name.replace("_", "-")
+                break
+    return DiskSpecError(field_name, text, "%s: %s in %s" % (field_name or "spec", problem, shown(text)))
 
 
 def _finish(values, error):
@@ -569,7 +600,8 @@ class _DictValues:
 def _dict_error(field_name, value, message):
     if value is None:
         return DiskSpecError(field_name, None, message)
-    return DiskSpecError(field_name, value, "%s: near `%s'" % (message, value))
+    near = value if isinstance(value, str) and len(value) <= 200 and not text_problem(value) else shown(value)
+    return DiskSpecError(field_name, value, "%s: near `%s'" % (message, near))
 
 
 def disk_from_dict(data) -> Disk:
@@ -630,6 +662,9 @@ def disk_from_dict(data) -> Disk:
 def _check_string(key, value, allow_comma):
     if not isinstance(value, str):
         raise DiskSpecError(key, value, "%s must be a string, not %s" % (key, type(value).__name__))
+    problem = text_problem(value)
+    if problem and "\0" not in value:
+        raise _dict_error(key, value, "%s: %s" % (key, problem))
     if "\0" in value or "\n" in value:
         raise _dict_error(key, value.replace("\0", "\\0").replace("\n", "\\n"),
                           "%s must not contain a NUL or a newline" % key)
@@ -638,14 +673,15 @@ def _check_string(key, value, allow_comma):
 
 
 def _check_port(value):
+    given = value
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise _dict_error("colo-port", value, "unknown value for colo_port")
     if isinstance(value, str):
         if not value.isdigit() or not value.isascii():
             raise _dict_error("colo-port", value, "unknown value for colo_port")
-        value = int(value)
-    if not 1 <= value <= 65535:
-        raise _dict_error("colo-port", value, "unknown value for colo_port (1-65535)")
+        value = bounded_int(value, 65535)
+    if value is None or not 1 <= value <= 65535:
+        raise _dict_error("colo-port", given, "unknown value for colo_port (1-65535)")
     return value
 
 
@@ -716,6 +752,9 @@ def check_libxl_rules(disk: Disk, *, hotplug: bool) -> None:
         if missing:
             raise DiskSpecError("colo", disk.colo, "colo: a COLO disk needs %s (missing: %s)"
                                 % (", ".join(name for unused, name in _RENDERED_COLO), ", ".join(missing)))
+    if disk.colo_port is not None and not 1 <= disk.colo_port <= 65535:
+        # xl's parser takes atoi()'s answer; QEMU's NBD server needs a TCP port
+        raise DiskSpecError("colo-port", disk.colo_port, "colo-port: %d is not a TCP port (1-65535)" % disk.colo_port)
     if disk.backendtype is not None:
         reason = _static_rejection(disk, disk.backendtype)
         if reason:

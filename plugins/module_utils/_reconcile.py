@@ -32,7 +32,7 @@ import subprocess
 import time
 from collections import namedtuple
 
-from ansible_collections.xen.disks.plugins.module_utils import _declaration, _plan
+from ansible_collections.xen.disks.plugins.module_utils import _argspec, _declaration, _plan
 from ansible_collections.xen.disks.plugins.module_utils._disk_spec import DiskSpecError, disk_to_dict, render_disk_spec
 from ansible_collections.xen.disks.plugins.module_utils._layout import (
     DEFAULT_SCRIPT_DIR,
@@ -368,7 +368,7 @@ class Reconciler:
     def _validate(self, declarations, names, attached):
         try:
             return _declaration.validate_declaration(
-                declarations, stat_target=self.stat, resolve_domain=lambda n: _unique_domid(names, n),
+                declarations, stat_target=self.stat, resolve_domain=lambda ref: _domid_of_ref(self.domains, names, ref),
                 arch=self.arch, script_dir=self.script_dir, attached=attached)
         except _declaration.DeclarationError as exc:
             raise ReconcileError(str(exc), errors=list(exc.messages)) from None
@@ -378,10 +378,11 @@ class Reconciler:
         seen = {}
         for guest in guests:
             ref = guest.domain
-            if ref.isdigit() and ref.isascii():
-                domid = int(ref)
+            number = _declaration.domid_text(ref)
+            if number is not None:
+                domid = number
                 if domid not in domains:
-                    errors.append("%s: no domain with id %d on this host" % (guest.where, domid))
+                    errors.append("%s: %s" % (guest.where, _declaration.no_domain_with_id(ref)))
                     continue
             else:
                 found = names.get(ref, [])
@@ -630,6 +631,14 @@ def _unique_domid(names, name):
     return found[0] if len(found) == 1 else None
 
 
+def _domid_of_ref(domains, names, ref):
+    """The domain a reference names on this host (a domid or a unique name), else None."""
+    number = _declaration.domid_text(ref)
+    if number is not None:
+        return number if number in domains else None
+    return _unique_domid(names, ref)
+
+
 def _change_result(guest, change):
     desired, current = change.desired, change.current
     if desired is not None:
@@ -684,6 +693,11 @@ def spec_of_record(current, script_dir=DEFAULT_SCRIPT_DIR, names=None, tree=None
 
 
 # -- xen_disk -----------------------------------------------------------------------------
+def _check_params(errors):
+    if errors:
+        raise ReconcileError("\n".join(errors), errors=errors)
+
+
 def _affected_paths(plan):
     """Directories a guest's plan touches (for the diff): device directories and op paths."""
     dirs = set()
@@ -732,6 +746,7 @@ def guest_diffs(guest, plan, tree, script_dir, names):
 
 def run_xen_disk(params, check_mode=False, want_diff=False, *, stat=stat_target, run_script=run_hotplug_script):
     """The xen_disk module without Ansible: returns the result dict or raises ReconcileError."""
+    _check_params(_argspec.xen_disk_param_errors(params))
     guests = guest_requests(params)
     conn = _open(params)
     try:
@@ -844,6 +859,7 @@ def disk_info(tree, current, names, script_dir=DEFAULT_SCRIPT_DIR):
 
 def run_xen_disk_info(params):
     """The xen_disk_info module without Ansible: {"guests": [...]} or raises ReconcileError."""
+    _check_params(_argspec.xen_disk_info_param_errors(params))
     conn = _open(params)
     try:
         def read(reader):
@@ -860,8 +876,9 @@ def run_xen_disk_info(params):
                 refs = [(None, str(d)) for d in sorted(domains)]
             domids, errors = [], []
             for where, ref in refs:
-                if ref.isdigit() and ref.isascii() and int(ref) in domains:
-                    domid = int(ref)
+                number = _declaration.domid_text(ref)
+                if number is not None and number in domains:
+                    domid = number
                 elif len(names.get(ref, [])) == 1:
                     domid = names[ref][0]
                 elif names.get(ref):
@@ -869,8 +886,8 @@ def run_xen_disk_info(params):
                                   % (where, ref, ", ".join(str(d) for d in names[ref])))
                     continue
                 else:
-                    errors.append("%s: no domain %s on this host"
-                                  % (where, ("with id %s" % ref) if ref.isdigit() else ("named %r" % ref)))
+                    errors.append("%s: %s" % (where, _declaration.no_domain_with_id(ref) if number is not None
+                                              else "no domain named %r on this host" % ref))
                     continue
                 if domid not in domids:
                     domids.append(domid)

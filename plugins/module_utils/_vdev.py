@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.xen.disks.plugins.module_utils._text import bounded_int, shown
+
 XVD_MAJOR = 202
 EXTENDED = 1 << 28
 MAX_XVD_DISK = (1 << 20) - 1
@@ -46,7 +48,12 @@ class VdevError(ValueError):
 
 
 def _quote(value):
-    return "'%s'" % value if isinstance(value, str) else repr(value)
+    return shown(value)
+
+
+def _number_text(digits):
+    """Digits for a message (a number too long to repeat is described)."""
+    return digits if len(digits) <= 20 else "of %d digits" % len(digits)
 
 
 def letters_to_index(letters: str) -> int:
@@ -88,9 +95,9 @@ def vdev_to_devid(vdev: str) -> int:
             raise VdevError(vdev, "disk letters beyond %s" % (prefix + index_to_letters(max_disk)))
         if partition_text.startswith("0"):
             raise VdevError(vdev, "a partition number has no leading zero (the whole disk has none)")
-        partition = int(partition_text) if partition_text else 0
-        if partition > max_partition:
-            raise VdevError(vdev, "partition %d is above %d" % (partition, max_partition))
+        partition = bounded_int(partition_text, max_partition) if partition_text else 0
+        if partition is None:
+            raise VdevError(vdev, "partition %s is above %d" % (_number_text(partition_text), max_partition))
         if prefix == "xvd":
             return _xvd_number(disk, partition)
         if prefix == "hd":
@@ -98,15 +105,17 @@ def vdev_to_devid(vdev: str) -> int:
         return (8 << 8) | (disk << 4) | partition
     match = _DISK_PART.match(vdev)
     if match:
-        disk, partition = int(match.group(1)), int(match.group(2))
-        if disk > MAX_XVD_DISK:
-            raise VdevError(vdev, "disk %d is above %d" % (disk, MAX_XVD_DISK))
-        if partition > MAX_XVD_PARTITION:
-            raise VdevError(vdev, "partition %d is above %d" % (partition, MAX_XVD_PARTITION))
+        disk = bounded_int(match.group(1), MAX_XVD_DISK)
+        partition = bounded_int(match.group(2), MAX_XVD_PARTITION)
+        if disk is None:
+            raise VdevError(vdev, "disk %s is above %d" % (_number_text(match.group(1)), MAX_XVD_DISK))
+        if partition is None:
+            raise VdevError(vdev, "partition %s is above %d" % (_number_text(match.group(2)), MAX_XVD_PARTITION))
         return _xvd_number(disk, partition)
     if _NUMBER.match(vdev):
-        number = int(vdev, 0) if vdev[:2] in ("0x", "0X") else int(vdev)
-        if number > INT_MAX:
+        hexadecimal = vdev[:2] in ("0x", "0X")
+        number = bounded_int(vdev[2:], INT_MAX, 16) if hexadecimal else bounded_int(vdev, INT_MAX)
+        if number is None:
             raise VdevError(vdev, "device number above %d" % INT_MAX)
         return number
     raise VdevError(vdev, "expected xvd<letters>[<partition>], d<disk>p<partition>, "

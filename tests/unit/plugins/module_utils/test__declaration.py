@@ -111,7 +111,7 @@ def test_several_guests_are_located_by_domain():
 def test_read_only_sharing_is_fine_and_driver_domain_paths_are_their_own():
     ok = validate_declaration(
         [GuestDeclaration(5, ("/dev/a,,xvda,ro",)), GuestDeclaration(6, ("/dev/a,,xvda,ro", "backend=stor2,/dev/a,,xvdb"))],
-        stat_target=STAT, resolve_domain={"stor2": 2})
+        stat_target=STAT, resolve_domain={"stor2": 2, "2": 2, "0": 0})
     assert [[d.vdev for d in g] for g in ok] == [["xvda"], ["xvda", "xvdb"]]
     assert ok[1][1].placement.backend_domid == 2
 

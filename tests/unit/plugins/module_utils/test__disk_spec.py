@@ -144,8 +144,21 @@ def test_trusted_follows_the_grammar():
     assert parse_disk_spec("trusted,/x,raw,xvda,w").trusted is True
 
 
-def test_nul_ends_the_string():
-    assert parse_disk_spec("/x,raw,xvda\0,junk=1") == Disk(target="/x", vdev="xvda", **RW_DISK)
+@pytest.mark.parametrize("spec, field, where", [
+    ("/x,raw,xvda\0,junk=1", None, "a NUL character at offset 11"),
+    ("/x\0y,raw,xvda,rw", "target", "a NUL character at offset 2"),
+    ("vdev=xvda,target=/a\ud800b", "target", "a lone surrogate \\ud800 at offset 19"),
+    ("/a,raw,xvda,rw,backend=d\udc80", "backend", "a lone surrogate \\udc80"),
+    ("/a,raw,xvda\0", "vdev", "NUL"),
+    ("\0", None, "NUL"),
+])
+def test_nul_and_lone_surrogates_are_refused_at_their_option(spec, field, where):
+    # xl would end the C string at a NUL (xl.cfg refuses NUL outright); a surrogate is no UTF-8
+    with pytest.raises(DiskSpecError) as info:
+        parse_disk_spec(spec)
+    assert info.value.field == field
+    assert str(info.value).startswith("%s: " % (field or "spec"))
+    assert where in str(info.value)
 
 
 # --------------------------------------------------------------------------------------------

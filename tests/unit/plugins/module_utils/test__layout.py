@@ -255,7 +255,7 @@ def build(guest, specs, arch, driver_domains):
     domid, guest_type = guest
     [desired] = validate_declaration(
         [GuestDeclaration(domid, tuple(specs), guest_type=guest_type, guest_width=64)],
-        stat_target=STAT, resolve_domain={"stor2": 2}, arch=arch)
+        stat_target=STAT, resolve_domain={"stor2": 2, "2": 2, "0": 0}, arch=arch)
     return desired
 
 

@@ -36,7 +36,7 @@ STAT = {"/dev/vg0/a": "block", "/dev/vg0/b": "block", "/dev/vg0/c": "block", "/s
 
 def desired(domid, guest_type, *specs, arch="x86", width=64):
     [out] = validate_declaration([GuestDeclaration(domid, specs, guest_type=guest_type, guest_width=width)],
-                                 stat_target=STAT, resolve_domain={"stor2": 2}, arch=arch)
+                                 stat_target=STAT, resolve_domain={"stor2": 2, "2": 2, "0": 0}, arch=arch)
     return out
 
 

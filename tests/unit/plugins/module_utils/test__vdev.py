@@ -64,7 +64,7 @@ REFUSED = [
 def test_refused_with_reason(vdev, reason):
     with pytest.raises(VdevError) as info:
         vdev_to_devid(vdev)
-    assert str(info.value) == "invalid vdev '%s': %s" % (vdev, reason)
+    assert str(info.value) == "invalid vdev %r: %s" % (vdev, reason)
     assert (info.value.vdev, info.value.reason) == (vdev, reason)
 
 

@@ -1,0 +1,125 @@
+# Copyright: xen.disks contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Bad input through the real modules (AnsibleModule, in-process) against a real xenstored: every
+case fails with a located message, never a traceback, and leaves the whole tree as it was."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.xen.disks.plugins.module_utils import _reconcile
+from ansible_collections.xen.disks.tests.integration.test_xen_disk_helpers import (
+    xen_disk_info_run,
+    xen_disk_run,
+)
+
+pytestmark = pytest.mark.xenstored
+
+HUGE = "1" * 5000  # past Python's 4,300-digit limit of int(str)
+
+
+@pytest.fixture(scope="module")
+def host(xenstored_session, tmp_path_factory):
+    xenstored_session.add_guest("guest5", 5, "pv")
+    xenstored_session.add_guest("guest7", 7, "pv")
+    images = tmp_path_factory.mktemp("images")
+    for name in ("a.img", "b.img"):
+        with open(images / name, "wb") as handle:
+            handle.truncate(1 << 20)
+    xenstored_session.images = images
+    return xenstored_session
+
+
+def _img(host, name="a.img"):
+    return str(host.images / name)
+
+
+COLO = "colo,colo-host=h,colo-port=%s,colo-export=e,active-disk=/a,hidden-disk=/h"
+
+# (id, args builder, words the message must hold)
+CASES = [
+    ("huge domain id", lambda h: {"domain": HUGE, "disks": []}, ["domain:", "no domain with id"]),
+    ("huge vdev number", lambda h: {"domain": "guest5", "disks": ["%s,raw,%s,rw" % (_img(h), HUGE)]},
+     ["disks[0].vdev:", "device number above"]),
+    ("huge d<N>p0", lambda h: {"domain": "guest5", "disks": ["%s,raw,d%sp0,rw" % (_img(h), HUGE)]},
+     ["disks[0].vdev:", "is above"]),
+    ("huge partition", lambda h: {"domain": "guest5", "disks": ["%s,raw,xvda%s,rw" % (_img(h), HUGE)]},
+     ["disks[0].vdev:", "is above"]),
+    ("huge colo-port", lambda h: {"domain": "guest5", "disks": [
+        "backendtype=qdisk,vdev=xvdb,%s,target=%s" % (COLO % HUGE, _img(h))]},
+     ["disks[0]"]),
+    ("huge colo-port dict", lambda h: {"domain": "guest5", "disks": [
+        {"vdev": "xvdb", "target": _img(h), "colo": True, "colo-host": "h", "colo-port": HUGE,
+         "colo-export": "e", "active-disk": "/a", "hidden-disk": "/h"}]},
+     ["disks[0].colo-port:", "1-65535"]),
+    ("huge backend", lambda h: {"domain": "guest5", "disks": ["%s,raw,xvdb,rw,backend=%s" % (_img(h), HUGE)]},
+     ["disks[0].backend:", "no domain with id"]),
+    ("huge keep", lambda h: {"domain": "guest5", "disks": [], "exclusive": True, "keep": [HUGE]},
+     ["keep[0]:", "device number above"]),
+    ("lone surrogate target", lambda h: {"domain": "guest5", "disks": ["/tmp/\ud800,raw,xvdb,rw"]},
+     ["disks[0].target:", "UTF-8"]),
+    ("lone surrogate dict target", lambda h: {"domain": "guest5", "disks": [{"vdev": "xvdb", "target": "/\udcff"}]},
+     ["disks[0].target:", "UTF-8"]),
+    ("NUL in target", lambda h: {"domain": "guest5", "disks": ["%s\0x,raw,xvdb,rw" % _img(h)]},
+     ["disks[0]", "NUL"]),
+    ("keep label", lambda h: {"domain": "guest5", "disks": [], "exclusive": True, "keep": ["xvda", "nonsense"]},
+     ["keep[1]:", "nonsense"]),
+    ("keep label in domains", lambda h: {"domains": [{"domain": "guest5", "disks": []},
+                                                     {"domain": "guest7", "disks": [], "keep": ["xvd0"]}]},
+     ["domains[1].keep[0]:"]),
+    ("missing backend domain, several guests", lambda h: {"domains": [
+        {"domain": "guest5", "disks": ["%s,raw,xvdb,rw" % _img(h)]},
+        {"domain": "guest7", "disks": ["%s,raw,xvdb,rw" % _img(h, "b.img")], "backend": "99999"}]},
+     ["domains[1].disks[0].backend:", "99999"]),
+    ("missing backend domain id", lambda h: {"domains": [
+        {"domain": "guest5", "disks": ["%s,raw,xvdb,rw" % _img(h)]},
+        {"domain": "guest7", "disks": ["%s,raw,xvdb,rw,backend=42" % _img(h, "b.img")]}]},
+     ["domains[1].disks[0].backend:", "no domain with id 42"]),
+]
+for bad in ("inf", "1e300", "nan", "-1", "0", "-inf"):
+    CASES.append(("timeout " + bad, lambda h, bad=bad: {
+        "domain": "guest5", "disks": ["%s,raw,xvdb,rw" % _img(h)], "timeout": bad}, ["timeout:"]))
+
+
+@pytest.mark.parametrize("name, build, words", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_a_located_message_and_nothing_is_written(host, name, build, words):
+    before = host.dump("/")
+    result = xen_disk_run(host, **build(host))
+    assert result.get("failed"), result
+    assert "exception" not in result and "Traceback" not in result["msg"], result
+    for word in words:
+        assert word in result["msg"], (name, result["msg"][:2000])
+    assert host.dump("/") == before
+
+
+INFO_CASES = [
+    ("huge domain id", {"domain": HUGE}, ["domain:", "no domain with id"]),
+    ("huge in domains", {"domains": ["guest5", HUGE]}, ["domains[1]:", "no domain with id"]),
+]
+
+
+@pytest.mark.parametrize("name, args, words", INFO_CASES, ids=[c[0] for c in INFO_CASES])
+def test_xen_disk_info_bad_input_is_a_message(host, name, args, words):
+    result = xen_disk_info_run(host, **args)
+    assert result.get("failed"), result
+    assert "exception" not in result, result
+    for word in words:
+        assert word in result["msg"], (name, result["msg"][:2000])
+
+
+# AnsibleModule itself cannot log a top-level string option holding a lone surrogate (it encodes
+# it as UTF-8 before our code runs), so these options are checked on the module code directly.
+@pytest.mark.parametrize("run, params, where", [
+    (_reconcile.run_xen_disk, {"domain": "g\ud800", "disks": []}, "domain:"),
+    (_reconcile.run_xen_disk, {"domain": "guest5", "disks": [], "backend": "\udc80"}, "backend:"),
+    (_reconcile.run_xen_disk, {"domain": "guest5", "disks": [], "script_dir": "/etc/\udc80"}, "script_dir:"),
+    (_reconcile.run_xen_disk, {"domains": [{"domain": "guest5"}, {"domain": "\ud800"}]}, "domains[1].domain:"),
+    (_reconcile.run_xen_disk_info, {"domain": "\udc80"}, "domain:"),
+    (_reconcile.run_xen_disk_info, {"domains": ["guest5", "\udc80"]}, "domains[1]:"),
+])
+def test_lone_surrogates_in_options_are_messages(host, run, params, where):
+    before = host.dump("/")
+    with pytest.raises(_reconcile.ReconcileError) as info:
+        run(dict(params, xenstore_socket=host.socket))
+    assert str(info.value).startswith(where) and "UTF-8" in str(info.value), str(info.value)
+    assert host.dump("/") == before
