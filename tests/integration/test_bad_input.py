@@ -56,10 +56,6 @@ CASES = [
      ["disks[0].backend:", "no domain with id"]),
     ("huge keep", lambda h: {"domain": "guest5", "disks": [], "exclusive": True, "keep": [HUGE]},
      ["keep[0]:", "device number above"]),
-    ("lone surrogate target", lambda h: {"domain": "guest5", "disks": ["/tmp/\ud800,raw,xvdb,rw"]},
-     ["disks[0].target:", "UTF-8"]),
-    ("lone surrogate dict target", lambda h: {"domain": "guest5", "disks": [{"vdev": "xvdb", "target": "/\udcff"}]},
-     ["disks[0].target:", "UTF-8"]),
     ("NUL in target", lambda h: {"domain": "guest5", "disks": ["%s\0x,raw,xvdb,rw" % _img(h)]},
      ["disks[0]", "NUL"]),
     ("keep label", lambda h: {"domain": "guest5", "disks": [], "exclusive": True, "keep": ["xvda", "nonsense"]},
@@ -107,9 +103,12 @@ def test_xen_disk_info_bad_input_is_a_message(host, name, args, words):
         assert word in result["msg"], (name, result["msg"][:2000])
 
 
-# AnsibleModule itself cannot log a top-level string option holding a lone surrogate (it encodes
-# it as UTF-8 before our code runs), so these options are checked on the module code directly.
+# Ansible 2.19 refuses lone surrogates in module arguments before a module runs (depending on its
+# JSON profile), so they are given to the module code directly: other callers may have them.
 @pytest.mark.parametrize("run, params, where", [
+    (_reconcile.run_xen_disk, {"domain": "guest5", "disks": ["/tmp/\ud800,raw,xvdb,rw"]}, "disks[0].target:"),
+    (_reconcile.run_xen_disk, {"domain": "guest5", "disks": [{"vdev": "xvdb", "target": "/\udcff"}]},
+     "disks[0].target:"),
     (_reconcile.run_xen_disk, {"domain": "g\ud800", "disks": []}, "domain:"),
     (_reconcile.run_xen_disk, {"domain": "guest5", "disks": [], "backend": "\udc80"}, "backend:"),
     (_reconcile.run_xen_disk, {"domain": "guest5", "disks": [], "script_dir": "/etc/\udc80"}, "script_dir:"),
