@@ -22,6 +22,10 @@ XENSTORE_CONNECTION = {
     "xenstore_socket": {"type": "path"},
 }
 
+LIBXL_FILES = {
+    "libxl_dir": {"type": "path", "default": "/var/lib/xen"},
+}
+
 # Options that apply to one guest; `domains:` entries take the same ones (they override the
 # top-level values for that guest).
 _GUEST_OPTIONS = {
@@ -71,6 +75,7 @@ def xen_disk_argument_spec():
         "arch": {"type": "str", "choices": ["x86", "arm"]},
     })
     spec.update(copy.deepcopy(XENSTORE_CONNECTION))
+    spec.update(copy.deepcopy(LIBXL_FILES))
     return spec
 
 
@@ -85,6 +90,7 @@ def xen_disk_info_argument_spec():
         "domains": {"type": "list", "elements": "str"},
     }
     spec.update(copy.deepcopy(XENSTORE_CONNECTION))
+    spec.update(copy.deepcopy(LIBXL_FILES))
     return spec
 
 

@@ -32,7 +32,13 @@ import subprocess
 import time
 from collections import namedtuple
 
-from ansible_collections.xen.disks.plugins.module_utils import _argspec, _declaration, _plan
+from ansible_collections.xen.disks.plugins.module_utils import _argspec, _declaration, _libxl_json, _plan
+from ansible_collections.xen.disks.plugins.module_utils._libxl_config import (
+    DEFAULT_LIBXL_DIR,
+    DomainFiles,
+    LibxlFileError,
+    uuid_of_vm_path,
+)
 from ansible_collections.xen.disks.plugins.module_utils._disk_spec import DiskSpecError, disk_to_dict, render_disk_spec
 from ansible_collections.xen.disks.plugins.module_utils._layout import (
     DEFAULT_SCRIPT_DIR,
@@ -137,6 +143,10 @@ class GuestRequest:
         self.guest_type = None
         self.desired = ()
         self.view = None         # the guest's part of the host snapshot
+        self.vm_path = None      # /local/domain/D/vm: names libxl's files
+        self.files = None        # _libxl_config.DomainFiles, None when they cannot be named
+        self.config = None       # libxl's domain configuration as read (None: no file)
+        self.config_steps = {}   # id(change) -> [_libxl_json.ConfigStep]
 
     @property
     def where(self):
@@ -201,6 +211,11 @@ def _guest_of(path):
         if parts[4] == "backend" and len(parts) > 7:
             return _int(parts[6])
     return None
+
+
+def vm_path_node(domid):
+    """`/local/domain/D/vm` (`/vm/<uuid>`, written by libxl at creation; dom0's, not the guest's)."""
+    return "/local/domain/%d/vm" % domid
 
 
 def guest_views(tree, domids):
@@ -282,6 +297,7 @@ class Reconciler:
         self.hotplug_policy = params.get("hotplug_scripts") or "auto"
         self.script_dir = params.get("script_dir") or DEFAULT_SCRIPT_DIR
         self.arch = params.get("arch") or host_arch()
+        self.libxl_dir = params.get("libxl_dir") or DEFAULT_LIBXL_DIR
         self.warnings = []
         self.results = {}        # (domid, devid, kind) -> result dict
         self.failures = []
@@ -299,7 +315,88 @@ class Reconciler:
         if errors:
             results = [r for g, _d, plan in planned for r in self._change_results(g, plan)]
             raise ReconcileError("\n".join(errors), errors=errors, disks=results)
+        errors = []
+        for guest, _desired, plan in planned:
+            guest.vm_path = tree.get(vm_path_node(guest.domid))
+            error = self._plan_config(guest, plan)
+            if error:
+                errors.append(error)
+        if errors:
+            raise ReconcileError("\n".join(errors), errors=errors)
         return planned, tree
+
+    # -- libxl's domain configuration -------------------------------------------------------
+    def _plan_config(self, guest, plan):
+        """Read the guest's libxl JSON file (no lock: libxl replaces it by a rename) and plan
+        its changes; a warning when it is missing, an error message when it is unreadable."""
+        uuid = uuid_of_vm_path(guest.vm_path)
+        wanted = _libxl_json.plan_steps(plan.changes, {})
+        if uuid is None:
+            if wanted:
+                self.warnings.append("%s: %s has no uuid (/local/domain/%d/vm is %r): libxl's domain "
+                                     "configuration cannot be kept in step; xenstore only"
+                                     % (guest.where, guest.name or guest.domid, guest.domid, guest.vm_path))
+            return None
+        guest.files = DomainFiles(self.libxl_dir, guest.domid, uuid)
+        try:
+            data = guest.files.read()
+            guest.config = _libxl_json.parse_config(data) if data is not None else None
+        except (LibxlFileError, _libxl_json.LibxlConfigError) as exc:
+            return "%s: libxl's domain configuration %s: %s" % (guest.where, guest.files.path, exc)
+        if guest.config is None:
+            if wanted:
+                self.warnings.append(
+                    "%s: libxl's domain configuration %s does not exist (the guest was not created by "
+                    "xl/libxl, or libxl_dir is wrong): xenstore changed only; xl does not know these "
+                    "disks and drops them at the guest's next xl reboot, save or migration"
+                    % (guest.where, guest.files.path))
+            return None
+        guest.config_steps = _libxl_json.plan_steps(plan.changes, guest.config)
+        return None
+
+    def _alive(self, guest):
+        return lambda: self.conn.read_value(vm_path_node(guest.domid)) == guest.vm_path
+
+    def _config_update(self, guest, steps):
+        """Under the userdata lock: read the file, apply `steps`, store it if an entry changed;
+        returns the lock (held) for the caller to release after its xenstore transaction."""
+        lock = guest.files.userdata_lock(self._alive(guest)).acquire()
+        try:
+            data = guest.files.read()
+            if data is None:
+                self.warnings.append("%s: libxl's domain configuration %s disappeared: not recreated"
+                                     % (guest.where, guest.files.path))
+                return lock
+            doc = _libxl_json.parse_config(data)
+            if any(step.entry is not None for step in steps):
+                guest.files.store(_libxl_json.render_config(_libxl_json.apply_steps(doc, steps)))
+        except BaseException:
+            lock.release()
+            raise
+        return lock
+
+    def _config_phases(self, guest, plan):
+        """{id(change): {phase index: (steps with its transaction, steps after it)}}, the steps
+        with no transaction of their own, and the last phase index the device lock covers."""
+        by_change, alone, devlock_until = {}, [], -1
+        for change in plan.changes:
+            steps = guest.config_steps.get(id(change))
+            if not steps:
+                continue
+            txns = [i for i, ph in enumerate(change.phases) if ph.step == _plan.STEP_TRANSACTION]
+            if change.action in _libxl_json.ATTACHING and change.changed and txns:
+                by_change[id(change)] = {txns[-1]: (steps, [])}
+            elif change.action == _libxl_json.MEDIA_CHANGE and change.changed and txns:
+                eject, insert = steps
+                if change.desired.disk.effective_format == "empty" or len(txns) < 2:
+                    by_change[id(change)] = {txns[0]: ([eject], [insert])}
+                    devlock_until = max(devlock_until, txns[0])
+                else:
+                    by_change[id(change)] = {txns[0]: ([eject], []), txns[1]: ([insert], [])}
+                    devlock_until = max(devlock_until, txns[1])
+            else:
+                alone += steps
+        return by_change, alone, devlock_until
 
     def _read_and_plan(self, reader, guests):
         """The body of the snapshot (re-run if xenstore changed while it read)."""
@@ -333,6 +430,7 @@ class Reconciler:
             read_set = _plan.read_set(tree, guest.domid, owned)
             values += read_set.values
             perms += read_set.perms
+            values.append(vm_path_node(guest.domid))  # names libxl's domain configuration
         for domid in sorted(domains):
             if domid not in declared:
                 for current in _plan.read_disks(tree, domid):
@@ -469,13 +567,48 @@ class Reconciler:
         changes = [c for c in plan.changes if c.changed]
         remaining = {id(c): list(c.phases) for c in changes}
         skip_hotplug = set()
+        config, alone, devlock_until = self._config_phases(guest, plan) if guest.config_steps else ({}, [], -1)
+        # libxl_cdrom_insert holds the device lock over the whole media change
+        devlock = None
+        try:
+            if alone:  # entries missing for attached disks: libxl's file alone, under its lock
+                self._config_update(guest, alone).release()
+            if devlock_until >= 0:
+                devlock = guest.files.device_lock(self._alive(guest)).acquire()
+            self._apply_phases(guest, changes, remaining, skip_hotplug, config, devlock_until, devlock)
+        except (LibxlFileError, _libxl_json.LibxlConfigError) as exc:
+            self.failures.append("%s: libxl's domain configuration: %s" % (guest.where, exc))
+        finally:
+            if devlock is not None:
+                devlock.release()
+
+    def _apply_phases(self, guest, changes, remaining, skip_hotplug, config, devlock_until, devlock):
+        index = -1
         while True:
+            index += 1
+            if devlock is not None and index > devlock_until:
+                devlock.release()
             batch = [(c, remaining[id(c)].pop(0)) for c in changes if remaining[id(c)]]
             if not batch:
                 break
+            with_txn, after_txn = [], []
+            for change, _phase in batch:
+                steps = config.get(id(change), {}).get(index)
+                if steps:
+                    with_txn += steps[0]
+                    after_txn += steps[1]
             txn = [(c, ph) for c, ph in batch if ph.step in (_plan.STEP_TRANSACTION, _plan.STEP_CLEANUP)]
             if txn:
-                self._transaction(txn)
+                # device_disk_add / cdrom_insert: the file is stored before the xenstore
+                # commit, both under the userdata lock
+                lock = self._config_update(guest, with_txn) if with_txn else None
+                try:
+                    self._transaction(txn)
+                finally:
+                    if lock is not None:
+                        lock.release()
+                if after_txn:
+                    self._config_update(guest, after_txn).release()
             waits = [(c, ph) for c, ph in batch if ph.step in (_plan.STEP_WAIT, _plan.STEP_WAIT_REMOVED)]
             if waits and self.wait:
                 for change, phase, message in self._waits(waits):
@@ -618,6 +751,20 @@ class Reconciler:
     def _change_results(self, guest, plan):
         return [self._result(guest, c) for c in plan.changes]
 
+    def config_results(self, guest, plan):
+        """Each disk's `libxl_config`: written (this run stores its entry), recorded (libxl's
+        file has an entry for it), missing (it has none), or no_file."""
+        for change in plan.changes:
+            result = self._result(guest, change)
+            if guest.config is None:
+                result["libxl_config"] = "no_file"
+            elif id(change) in guest.config_steps:
+                result["libxl_config"] = "written"
+            else:
+                vdev = change.current.libxl.get("dev") if change.current is not None else None
+                vdev = vdev or change.vdev
+                result["libxl_config"] = "recorded" if _libxl_json.entry_for(guest.config, vdev) else "missing"
+
 
 def _int(value):
     try:
@@ -666,6 +813,7 @@ def _change_result(guest, change):
         "frontend_state": current.frontend_state if current is not None else None,
         "backend_state": current.backend_state if current is not None else None,
         "hotplug": HOTPLUG_NONE,
+        "libxl_config": None,
     }
 
 
@@ -734,7 +882,7 @@ def guest_diffs(guest, plan, tree, script_dir, names):
     title = "%s (domid %d)" % (guest.name or guest.domain, guest.domid)
     specs_before = _specs_of(tree, guest.domid, script_dir, names)
     specs_after = _specs_of(after, guest.domid, script_dir, names)
-    return [
+    diffs = [
         {"before_header": "%s: xl disks" % title, "after_header": "%s: xl disks" % title,
          "before": "\n".join(specs_before) + "\n" if specs_before else "",
          "after": "\n".join(specs_after) + "\n" if specs_after else ""},
@@ -742,6 +890,13 @@ def guest_diffs(guest, plan, tree, script_dir, names):
          "before": "\n".join(_tree_lines(tree, roots)) + "\n",
          "after": "\n".join(_tree_lines(after, roots)) + "\n"},
     ]
+    if guest.config_steps:
+        steps = [s for c in plan.changes for s in guest.config_steps.get(id(c), ())]
+        header = "%s: libxl domain configuration %s, disks" % (title, guest.files.path)
+        diffs.append({"before_header": header, "after_header": header,
+                      "before": _libxl_json.disks_text(guest.config),
+                      "after": _libxl_json.disks_text(_libxl_json.apply_steps(guest.config, steps))})
+    return diffs
 
 
 def run_xen_disk(params, check_mode=False, want_diff=False, *, stat=stat_target, run_script=run_hotplug_script):
@@ -758,8 +913,9 @@ def run_xen_disk(params, check_mode=False, want_diff=False, *, stat=stat_target,
         stale = []
         diffs = []
         for guest, _desired, plan in planned:
-            changed = changed or bool(plan)
+            changed = changed or bool(plan) or bool(guest.config_steps)
             rec._change_results(guest, plan)
+            rec.config_results(guest, plan)
             for entry, reasons in plan.stale:
                 stale.append({"domain": guest.name, "domid": guest.domid, "entry": entry,
                               "reasons": list(reasons), "cleaned": False})
@@ -768,11 +924,11 @@ def run_xen_disk(params, check_mode=False, want_diff=False, *, stat=stat_target,
                     stale.append({"domain": guest.name, "domid": guest.domid, "entry": change.vdev,
                                   "reasons": list(change.stale), "cleaned": True})
             rec.warnings += ["%s: %s" % (guest.where, w) for w in plan.warnings]
-            if want_diff and plan:
+            if want_diff and (plan or guest.config_steps):
                 diffs += guest_diffs(guest, plan, guest.view, rec.script_dir, names)
         if not check_mode:
             for guest, _desired, plan in planned:
-                if plan:
+                if plan or guest.config_steps:
                     rec.apply(guest, plan)
             rec.final_states([(g, p) for g, _d, p in planned])
         result = {

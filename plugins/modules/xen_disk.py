@@ -26,8 +26,10 @@ description:
     A cdrom whose medium differs is changed in place, as C(xl cd-insert) and C(xl cd-eject) do.
   - Nodes written by the backend driver, the hotplug scripts, QEMU or the guest are read but never
     written or removed (except when a device is removed or re-created, as libxl does).
-  - Disks added this way are live only; persist them in the guest's xl configuration file with the
-    P(xen.disks.xl_disks#role) role (or the P(xen.disks.guest_disks#role) role, which does both).
+  - Disks added this way are recorded where xl records them (xenstore and libxl's domain
+    configuration, so they survive C(xl reboot), C(xl save)/C(xl restore) and C(xl migrate)), but
+    not in the guest's xl.cfg; persist them there with the P(xen.disks.xl_disks#role) role (or the
+    P(xen.disks.guest_disks#role) role, which does both).
 author:
   - xen.disks contributors (@xen-disks)
 requirements:
@@ -40,7 +42,8 @@ attributes:
       apply would need (nothing, the guest's cooperation, O(force), or a guest restart).
   diff_mode:
     support: full
-    description: Canonical xl disk specifications and the xenstore nodes, before and after.
+    description: Canonical xl disk specifications, the xenstore nodes, and the C(disks) array of
+      libxl's domain configuration file, before and after.
   platform:
     platforms: posix
     support: full
@@ -213,9 +216,27 @@ options:
       - Path of the xenstored unix socket. Unset means the E(XENSTORED_PATH) environment variable,
         then C(/run/xenstored/socket), C(/var/run/xenstored/socket), then the xenbus device.
     type: path
+  libxl_dir:
+    description:
+      - libxl's state directory (its C(XEN_LIB_DIR)), holding each guest's domain configuration
+        C(userdata-d.<domid>.<uuid>.libxl-json) and libxl's lock files. Only tests and
+        simulated hosts change it.
+    type: path
+    default: /var/lib/xen
 notes:
-  - Like C(xl block-attach), this changes only the running guest. libxl's saved configuration of
-    the guest (used by C(xl list -l), save and migration) is not updated.
+  - "Kept in step with libxl 4.17, as C(xl block-attach), C(xl block-detach), C(xl cd-insert) and
+    C(xl cd-eject) do: the xenstore entries, and the C(disks) array of libxl's domain
+    configuration file (what C(xl list -l), C(xl save), C(xl migrate) and xl's reboot use). An
+    attach or re-create stores the disk's entry (as xl's parser builds it from the same
+    specification) before committing the xenstore transaction, under libxl's
+    C(domain-userdata-lock); a media change holds C(libxl-device-changes-lock) throughout and the
+    userdata lock around its steps, as C(libxl_cdrom_insert); the file is replaced as libxl does
+    (new file, rename; trailing NUL). An attached declared disk that has no entry gets one (libxl
+    would drop it at the guest's next xl reboot, save or migration)."
+  - "Not changed, as libxl 4.17 does not change it either: a detach (also O(state=absent), O(exclusive))
+    leaves the disk's entry in the file; libxl ignores entries without a xenstore device."
+  - "Not kept in step: the guest's xl.cfg file (see M(xen.disks.xl_disks)). A guest without libxl's
+    file (not created by xl/libxl) gets a warning and xenstore only; no file is invented."
   - Detaching never touches the backing storage.
 seealso:
   - module: xen.disks.xen_disk_info
@@ -385,6 +406,13 @@ disks:
         module fail).
       type: str
       choices: [ran, skipped, udev, none, failed]
+    libxl_config:
+      description: The disk in libxl's domain configuration file. V(written) means this run
+        stores (or, in check mode, would store) its entry; V(recorded) an entry for it is there
+        (after a detach it stays, as with xl); V(missing) there is none; V(no_file) the guest has
+        no such file.
+      type: str
+      choices: [written, recorded, missing, no_file]
 stale:
   description: Stale device entries (a closed backend, a toolstack record without a backend, a
     half-written device), cleaned before an attach (V(cleaned)) or only reported.

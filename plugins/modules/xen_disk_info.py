@@ -53,6 +53,13 @@ options:
       - Path of the xenstored unix socket. Unset means the E(XENSTORED_PATH) environment variable,
         then C(/run/xenstored/socket), C(/var/run/xenstored/socket), then the xenbus device.
     type: path
+  libxl_dir:
+    description:
+      - libxl's state directory (its C(XEN_LIB_DIR)), holding each guest's domain configuration
+        C(userdata-d.<domid>.<uuid>.libxl-json), read (never written) to report libxl's record of
+        each disk. Only tests and simulated hosts change it.
+    type: path
+    default: /var/lib/xen
 notes:
   - A guest that does not exist is an error when it is named, as an administrator would expect
     (unlike C(xl block-list), which exits 0).

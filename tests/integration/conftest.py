@@ -49,9 +49,19 @@ class XenstoredHost:
     def running(self):
         return launcher.status(self.rundir) is not None
 
-    def add_guest(self, name, domid, type="pv", width=64, driver_domain=False):  # noqa: A002
-        """Create a domain as libxl does at creation; it exists for xenstored from now on."""
-        return launcher.add_guest(self.rundir, name, domid, type, width, driver_domain=driver_domain)
+    @property
+    def libxl_dir(self):
+        """This dom0's stand-in for /var/lib/xen (the modules' libxl_dir)."""
+        return launcher.libxl_dir(self.rundir)
+
+    def add_guest(self, name, domid, type="pv", width=64, driver_domain=False, **kwargs):  # noqa: A002
+        """Create a domain as libxl does at creation (with its libxl domain configuration file
+        unless libxl_config=False); it exists for xenstored from now on."""
+        return launcher.add_guest(self.rundir, name, domid, type, width, driver_domain=driver_domain, **kwargs)
+
+    def domain_config(self, domid):
+        """The guest's libxl domain configuration as stored (parsed), or None."""
+        return launcher.read_domain_config(self.rundir, domid)
 
     def remove_guest(self, domid):
         launcher.remove_guest(self.rundir, domid)

@@ -153,7 +153,32 @@ def test_add_guest_writes_what_libxl_writes(xenstored):
         "/libxl/5": ("", ("n0",)),
         "/libxl/5/device": ("", ("n0",)),
         "/libxl/5/type": ("pv", ("n0",)),
+        "/libxl/5/dm-version": ("qemu_xen", ("n0",)),
     }
+    assert "/local/domain/5/image" not in tree  # no device model for a PV guest
+    uuid = vm[len("/vm/"):]
+    path = os.path.join(xenstored.libxl_dir, "userdata-d.5.%s.libxl-json" % uuid)
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    with open(path, "rb") as f:
+        data = f.read()
+    # what `xl -N create` prints for guest_xl_cfg() (checked against Debian's xl 4.17), then libxl's NUL
+    assert launcher.guest_xl_cfg("web1", "pv") == 'name = "web1"\ntype = "pv"\nmemory = 128\nkernel = "/boot/vmlinuz"\n'
+    assert data == ("{\n"
+                    '    "c_info": {\n        "type": "pv",\n        "name": "web1",\n'
+                    '        "uuid": "%s",\n        "run_hotplug_scripts": "True"\n    },\n'
+                    '    "b_info": {\n        "max_memkb": 131072,\n        "target_memkb": 131072,\n'
+                    '        "sched_params": {\n\n        },\n        "claim_mode": "True",\n'
+                    '        "kernel": "/boot/vmlinuz",\n        "type.pv": {\n\n        },\n'
+                    '        "arch_arm": {\n\n        },\n        "arch_x86": {\n\n        }\n    },\n'
+                    '    "on_reboot": "restart",\n    "on_soft_reset": "soft_reset"\n}\n\0' % uuid).encode()
+    assert xenstored.domain_config(5)["c_info"]["uuid"] == uuid
+
+
+def test_guest_without_libxl_config(xenstored):
+    xenstored.add_guest("bare", 6, "pv", libxl_config=False)
+    assert xenstored.domain_config(6) is None
+    names = os.listdir(xenstored.libxl_dir) if os.path.isdir(xenstored.libxl_dir) else []
+    assert not [n for n in names if ".6." in n]
 
 
 def test_hvm_and_driver_domain_guests(xenstored):
@@ -161,6 +186,11 @@ def test_hvm_and_driver_domain_guests(xenstored):
     xenstored.add_guest("stor2", 2, "pvh", driver_domain=True)
     hvm = xenstored.dump("/local/domain/7")
     assert hvm["/local/domain/7/hvmloader"] == ("", ("n0", "r7"))
+    # libxl_dm.c: the device model's pid, under the guest's dom0-owned directory
+    assert hvm["/local/domain/7/image/device-model-pid"] == (str(xenstored.pid), ("n0", "r7"))
+    config = xenstored.domain_config(7)
+    assert config["c_info"]["type"] == "hvm" and "kernel" not in config["b_info"]
+    assert list(config["b_info"]["type.hvm"]) == ["vga", "vnc", "sdl", "spice", "rdm"]
     assert hvm["/local/domain/7/control/feature-s3"] == ("", ("n7",))
     driver = xenstored.dump("/local/domain/2")
     assert driver["/local/domain/2/libxl"] == ("", ("n2",))
@@ -190,7 +220,13 @@ def test_remove_guest(xenstored):
             backend = "/local/domain/0/backend/vbd/%d/51712" % domid
             client.write(backend + "/state", "4")
             client.write("/libxl/%d/device/vbd/51712/backend" % domid, backend)
+    lock = os.path.join(xenstored.libxl_dir, "userdata-l.6.%s.domain-userdata-lock"
+                        % launcher.read_guests(xenstored.rundir)[6]["uuid"])
+    open(lock, "w").close()
     xenstored.remove_guest(6)
+    # libxl__userdata_destroyall: every file of the domain but the userdata lock
+    assert [n for n in os.listdir(xenstored.libxl_dir) if ".6." in n] == [os.path.basename(lock)]
+    assert xenstored.domain_config(8) is not None
     tree = xenstored.dump("/")
     assert not [p for p in tree if p.startswith(("/local/domain/6", "/libxl/6", "/local/domain/0/backend/vbd/6"))]
     assert not [p for p, (v, _perms) in tree.items() if p.startswith("/vm/") and v == "tmp"]

@@ -106,7 +106,12 @@ def test_check_apply_check_apply(sim, name, domain, disks, extra, kind, backend_
 
 def test_check_mode_diff_shows_specs_and_nodes(sim):
     result = xen_disk_run(sim, check=True, diff=True, domain="guest5", disks=["%s,,xvdb" % img(sim, "a.img")])
-    spec_diff, tree_diff = result["diff"]
+    spec_diff, tree_diff, config_diff = result["diff"]
+    assert config_diff["before_header"].endswith("userdata-d.5.%s.libxl-json, disks" % sim.domain_config(5)["c_info"]["uuid"])
+    assert (config_diff["before"], config_diff["after"]) == ("[\n\n]\n", (
+        '[\n    {\n        "pdev_path": "%s",\n        "vdev": "xvdb",\n        "format": "raw",\n'
+        '        "readwrite": 1\n    }\n]\n' % img(sim, "a.img")))
+    assert "disks" not in sim.domain_config(5)  # check mode
     assert spec_diff["before"] == ""
     assert spec_diff["after"] == "format=raw,vdev=xvdb,access=rw,backendtype=phy,target=%s\n" % img(sim, "a.img")
     assert "/local/domain/0/backend/vbd/5/51728/params = '%s' (n0,r5)" % img(sim, "a.img") in tree_diff["after"]

@@ -44,6 +44,7 @@ def run_module(main, args, check=False, diff=False):
 
 def xen_disk_run(host, check=False, diff=False, **args):
     args.setdefault("xenstore_socket", host.socket)
+    args.setdefault("libxl_dir", host.libxl_dir)
     args.setdefault("hotplug_scripts", "skip")
     args.setdefault("timeout", 5)
     return run_module(xen_disk.main, args, check=check, diff=diff)
@@ -51,6 +52,7 @@ def xen_disk_run(host, check=False, diff=False, **args):
 
 def xen_disk_info_run(host, **args):
     args.setdefault("xenstore_socket", host.socket)
+    args.setdefault("libxl_dir", host.libxl_dir)
     return run_module(xen_disk_info.main, args)
 
 

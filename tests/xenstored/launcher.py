@@ -16,6 +16,7 @@ CLI (standard library only, so it runs with any python3; prints socket paths on 
   launcher.py add-guest --rundir DIR --name NAME --domid D --type pv|hvm|pvh [--width 64]
                         [--driver-domain]              create the domain as libxl does
   launcher.py remove-guest --rundir DIR --domid D      remove it as libxl's destroy does
+  launcher.py libxl-dir --rundir DIR                   this dom0's stand-in for /var/lib/xen
 
 The module API (start, stop, status, start_many, stop_many, add_guest, remove_guest) is what
 tests/integration/conftest.py uses.
@@ -544,7 +545,101 @@ def read_guests(rundir):
         return {}
 
 
-def add_guest(rundir, name, domid, guest_type, width=64, *, driver_domain=False):
+# -- libxl's domain configuration file --------------------------------------------------------
+# Each simulated dom0 has its own /var/lib/xen: DIR/var-lib-xen (the modules' libxl_dir option).
+LIBXL_DIR_NAME = "var-lib-xen"
+GUEST_MEMORY_MB = 128
+GUEST_KERNEL = "/boot/vmlinuz"
+DM_VERSION = "qemu_xen"
+
+
+def libxl_dir(rundir):
+    """The directory standing for this dom0's /var/lib/xen (libxl's userdata files and locks)."""
+    return os.path.join(os.path.abspath(rundir), LIBXL_DIR_NAME)
+
+
+def guest_xl_cfg(name, guest_type):
+    """The xl.cfg the launcher's guests stand for (what `xl create` would be given)."""
+    lines = ['name = "%s"' % name, 'type = "%s"' % guest_type, "memory = %d" % GUEST_MEMORY_MB]
+    if guest_type != "hvm":
+        lines.append('kernel = "%s"' % GUEST_KERNEL)
+    return "\n".join(lines) + "\n"
+
+
+def guest_domain_config(name, guest_type, vm_uuid):
+    """libxl_domain_config of guest_xl_cfg() exactly as Debian's xl 4.17 `-N create` prints it
+    (checked against real xl; keys in libxl's IDL order, defaults left out), with the domain's
+    uuid: what libxl stores in userdata-d.<domid>.<uuid>.libxl-json when it creates the guest."""
+    type_info = {"vga": {}, "vnc": {}, "sdl": {}, "spice": {}, "rdm": {}} if guest_type == "hvm" else {}
+    b_info = {"max_memkb": GUEST_MEMORY_MB * 1024, "target_memkb": GUEST_MEMORY_MB * 1024,
+              "sched_params": {}, "claim_mode": "True"}
+    if guest_type != "hvm":
+        b_info["kernel"] = GUEST_KERNEL
+    b_info["type." + guest_type] = type_info
+    b_info.update({"arch_arm": {}, "arch_x86": {}})
+    return {
+        "c_info": {"type": guest_type, "name": name, "uuid": vm_uuid, "run_hotplug_scripts": "True"},
+        "b_info": b_info,
+        "on_reboot": "restart",
+        "on_soft_reset": "soft_reset",
+    }
+
+
+def _json_string(value):
+    escapes = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\f": "\\f", "\b": "\\b"}
+    return '"%s"' % "".join(escapes.get(c, c) if ord(c) >= 0x20 or c in escapes else "\\u00%02X" % ord(c)
+                            for c in value)
+
+
+def libxl_json_text(value, depth=0):
+    """`value` as libxl's yajl generator prints it (four-space indent; an empty map or array spans
+    a blank line)."""
+    pad = "    "
+    if isinstance(value, dict):
+        items = [pad * (depth + 1) + _json_string(k) + ": " + libxl_json_text(v, depth + 1) for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + "\n" + pad * depth + "}"
+    if isinstance(value, list):
+        items = [pad * (depth + 1) + libxl_json_text(v, depth + 1) for v in value]
+        return "[\n" + ",\n".join(items) + "\n" + pad * depth + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return "%d" % value
+    return _json_string(value)
+
+
+def domain_config_path(rundir, domid, vm_uuid):
+    return os.path.join(libxl_dir(rundir), "userdata-d.%d.%s.libxl-json" % (domid, vm_uuid))
+
+
+def write_domain_config(rundir, domid, doc):
+    """Store `doc` as libxl__userdata_store does: the text, a NUL, mode 0600, a rename."""
+    directory = libxl_dir(rundir)
+    os.makedirs(directory, exist_ok=True)
+    path = domain_config_path(rundir, domid, doc["c_info"]["uuid"])
+    partial = os.path.join(directory, "userdata-n.%d.%s.libxl-json" % (domid, doc["c_info"]["uuid"]))
+    fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write((libxl_json_text(doc) + "\n\0").encode())
+    os.rename(partial, path)
+    return path
+
+
+def read_domain_config(rundir, domid):
+    """The guest's libxl domain configuration (parsed), or None when it has none."""
+    info = read_guests(rundir).get(domid)
+    if info is None:
+        return None
+    try:
+        with open(domain_config_path(rundir, domid, info["uuid"]), "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return None
+    return json.loads(data.rstrip(b"\0").decode())
+
+
+def add_guest(rundir, name, domid, guest_type, width=64, *, driver_domain=False, libxl_config=True,
+              dm_pid=None):
     """Create domain `domid` as libxl__domain_make does, and make it exist for the shim.
 
     Nodes and permissions as libxl_create.c writes them (docs/XENSTORE-LAYOUT.md §1.4):
@@ -553,6 +648,11 @@ def add_guest(rundir, name, domid, guest_type, width=64, *, driver_domain=False)
     /vm/UUID [n0,rD], /libxl/D and /libxl/D/device [n0], /libxl/D/type. A driver domain also
     gets ~/libxl and ~/device-model [nD]. The guest's width is not in xenstore on a real host
     either (libxl asks the hypervisor); it is recorded in DIR/guests.json.
+
+    As libxl also: /libxl/D/dm-version (qemu_xen, written for every guest), for an HVM guest
+    /local/domain/D/image/device-model-pid (`dm_pid`, default the launcher's own daemon: a live
+    process standing for QEMU), and libxl's domain configuration file in libxl_dir(rundir)
+    (guest_domain_config; `libxl_config=False` leaves it out, as for a guest xl did not create).
     """
     _check_guest_args(name, domid, guest_type, width)
     rundir, socket_path, _pid_file = _paths(rundir)
@@ -595,9 +695,15 @@ def add_guest(rundir, name, domid, guest_type, width=64, *, driver_domain=False)
         xs.write(dom + "/control/platform-feature-multiprocessor-suspend", "1")
         xs.write(dom + "/control/platform-feature-xs_reset_watches", "1")
         xs.write(lib + "/type", guest_type)
+        xs.write(lib + "/dm-version", DM_VERSION)
+        if guest_type == "hvm":
+            xs.write(dom + "/image/device-model-pid", str(dm_pid if dm_pid is not None else status(rundir).pid))
         # Written once the domain is built (libxl__build_post).
         xs.write(dom + "/domid", str(domid))
 
+    _remove_userdata(rundir, domid)
+    if libxl_config:
+        write_domain_config(rundir, domid, guest_domain_config(name, guest_type, vm_uuid))
     with WireClient(socket_path) as client:
         client.transaction(create)
     guests[domid] = {"name": name, "type": guest_type, "width": width,
@@ -619,6 +725,23 @@ def _path_cleanup(xs, path):
             return
         xs.rm(parent)
         parent = parent.rsplit("/", 1)[0]
+
+
+def _remove_userdata(rundir, domid):
+    """libxl__userdata_destroyall: every userdata-?.D.* file but the userdata lock."""
+    directory = libxl_dir(rundir)
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return
+    for name in names:
+        parts = name.split(".")
+        if len(parts) >= 4 and parts[0].startswith("userdata-") and len(parts[0]) == 10 \
+                and parts[1] == str(domid) and not name.endswith(".domain-userdata-lock"):
+            try:
+                os.unlink(os.path.join(directory, name))
+            except FileNotFoundError:
+                pass
 
 
 def remove_guest(rundir, domid):
@@ -655,6 +778,7 @@ def remove_guest(rundir, domid):
 
     with WireClient(socket_path) as client:
         client.transaction(destroy)
+    _remove_userdata(rundir, domid)
     set_domids(rundir, read_domids(rundir) - {domid})
     _atomic_write(_guests_file(rundir), json.dumps({str(k): v for k, v in sorted(guests.items())}, indent=1))
 
@@ -684,6 +808,11 @@ def main(argv=None):
     p.add_argument("--type", required=True, choices=GUEST_TYPES)
     p.add_argument("--width", type=int, default=64, choices=(32, 64))
     p.add_argument("--driver-domain", action="store_true", help="a guest that serves backends")
+    p.add_argument("--no-libxl-config", action="store_true",
+                   help="no libxl domain configuration file (a guest xl did not create)")
+    p.add_argument("--dm-pid", type=int, help="device model pid of an HVM guest")
+    p = sub.add_parser("libxl-dir", help="print the directory standing for this dom0's /var/lib/xen")
+    p.add_argument("--rundir", required=True)
     p = sub.add_parser("remove-guest", help="remove a domain as libxl's destroy does")
     p.add_argument("--rundir", required=True)
     p.add_argument("--domid", required=True, type=int)
@@ -708,7 +837,10 @@ def main(argv=None):
             print("stopped %d" % stop_many(args.base))
         elif args.command == "add-guest":
             add_guest(args.rundir, args.name, args.domid, args.type, args.width,
-                      driver_domain=args.driver_domain)
+                      driver_domain=args.driver_domain, libxl_config=not args.no_libxl_config,
+                      dm_pid=args.dm_pid)
+        elif args.command == "libxl-dir":
+            print(libxl_dir(args.rundir))
         elif args.command == "remove-guest":
             remove_guest(args.rundir, args.domid)
     except (LauncherError, WireError, OSError) as e:
