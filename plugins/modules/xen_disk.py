@@ -235,7 +235,7 @@ notes:
     would drop it at the guest's next xl reboot, save or migration)."
   - "Not changed, as libxl 4.17 does not change it either: a detach (also O(state=absent), O(exclusive))
     leaves the disk's entry in the file; libxl ignores entries without a xenstore device."
-  - "Not kept in step: the guest's xl.cfg file (see M(xen.disks.xl_disks)). A guest without libxl's
+  - "Not kept in step: the guest's xl.cfg file (see the P(xen.disks.xl_disks#role) role). A guest without libxl's
     file (not created by xl/libxl) gets a warning and xenstore only; no file is invented."
   - Detaching never touches the backing storage.
 seealso:
