@@ -28,6 +28,7 @@ they take no part in comparing disks: `phy:/dev/x,xvda,w` equals `vdev=xvda,targ
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from dataclasses import dataclass, field, fields, replace
 from typing import Optional
 
@@ -181,7 +182,6 @@ _NOT_EQUALS_OR_COMMA = re.compile(r"[^=,]*")
 _NOT_COMMA = re.compile(r"[^,]*")
 _BLANKS = re.compile(r"[ \t\n]*")
 _WORD = re.compile(r"[a-z][a-z0-9]*")
-_PARAMETER_NAME = re.compile(r"[a-z][-a-z0-9]*\Z")
 _LOWER = frozenset("abcdefghijklmnopqrstuvwxyz")
 _LOWER_OR_DIGIT = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
 _BLANK = frozenset(" \t\n")
@@ -286,15 +286,40 @@ def _c_atoi(text):
     return value - (1 << 32) if value > INT_MAX else value
 
 
-def _line_end(spec, start, length):
-    end = spec.find("\n", start)
-    return length if end < 0 else end
+class _Ends:
+    """Where the `[^=,]` run at a position ends, and where its line ends, each in amortised
+    constant time: a spec of repeated prefixes (`phy:phy:...`) is scanned in linear time."""
+
+    __slots__ = ("spec", "length", "newlines", "run_start", "run_end")
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.length = len(spec)
+        self.newlines = [m.start() for m in _NEWLINE.finditer(spec)] if "\n" in spec else []
+        self.run_start = self.run_end = -1
+
+    def run(self, pos):
+        """End of the `[^=,]*` run at `pos` (every position of one run shares it)."""
+        if not self.run_start <= pos <= self.run_end:
+            self.run_start, self.run_end = pos, _NOT_EQUALS_OR_COMMA.match(self.spec, pos).end()
+        return self.run_end
+
+    def line(self, start):
+        """Index of the first newline at or after `start`, else the length (`.` stops there)."""
+        index = bisect_left(self.newlines, start)
+        return self.newlines[index] if index < len(self.newlines) else self.length
+
+
+_NEWLINE = re.compile("\n")
+_PARAMETER_NAME_RUN = re.compile(r"[a-z][-a-z0-9]*")
+_LONGEST_KEYWORD = max(len(k) for k in list(_KEYED_RULES) + list(_FLAG_RULES) + ["target", "devtype"])
 
 
 def _scan(state, spec):
     """Run the scanner over one string; raises DiskSpecError at the first error xl reports."""
     state.spec = spec
     length = len(spec)
+    ends = _Ends(spec)
     pos = 0
     while pos < length:
         char = spec[pos]
@@ -302,24 +327,25 @@ def _scan(state, spec):
             # `.` then `<LEXERR>.*`; at the very end flex meets end-of-file first and stops quietly
             if pos + 1 == length:
                 return
-            raise state.error(None, spec[pos:_line_end(spec, pos + 1, length)], "bad disk syntax")
-        run_end = _NOT_EQUALS_OR_COMMA.match(spec, pos).end()
+            raise state.error(None, spec[pos:ends.line(pos + 1)], "bad disk syntax")
+        run_end = ends.run(pos)
         comma = 1 if run_end < length and spec[run_end] == "," else 0
         best_length, best_rule = run_end - pos + comma, R_POSITIONAL
         if char in _BLANK:
             blanks_end = _BLANKS.match(spec, pos).end()
-            if blanks_end == length or _line_end(spec, blanks_end, length) - pos >= best_length:
+            if blanks_end == length or ends.line(blanks_end) - pos >= best_length:
                 pos = blanks_end
                 continue
         elif char in _LOWER:
-            key = spec[pos:run_end]
+            # no keyword is longer: a long run is never copied or hashed (linear time)
+            key = spec[pos:run_end] if run_end - pos <= _LONGEST_KEYWORD else None
             end = run_end + comma  # end of the best match's text (without trailing context)
             rule = _FLAG_RULES.get(key)
             if rule is not None:
                 best_rule = rule
             if comma == 0 and run_end < length:  # spec[run_end] == "="
                 if key == "target":
-                    line_end = _line_end(spec, run_end, length)
+                    line_end = ends.line(run_end)
                     best_length, best_rule, end = line_end - pos, R_TARGET, line_end
                 else:
                     rule = _KEYED_RULES.get(key)
@@ -334,7 +360,7 @@ def _scan(state, spec):
                             best_rule = _DEVTYPE_RULES.get(value, rule)
                 # `[a-z][-a-z0-9]*=[^,],?` can outrun `target=.*` when a newline follows the `=`
                 if (run_end + 1 < length and spec[run_end + 1] != ","
-                        and _PARAMETER_NAME.match(key)):
+                        and _PARAMETER_NAME_RUN.match(spec, pos, run_end).end() == run_end):
                     unknown_end = run_end + 2
                     # [^,] is one byte: after a multi-byte character the next byte is no comma
                     if unknown_end < length and spec[unknown_end] == "," and spec[run_end + 1] < "\x80":
@@ -342,16 +368,16 @@ def _scan(state, spec):
                     if unknown_end - pos > best_length:
                         best_length, best_rule, end = unknown_end - pos, R_UNKNOWN_PARAMETER, unknown_end
             # a prefix `<word>:` has its colon inside the [^=,] run
-            word_end = _WORD.match(spec, pos).end() if ":" in key else 0
-            if word_end and word_end < length and spec[word_end] == ":":
+            word_end = _WORD.match(spec, pos).end()
+            if word_end < length and spec[word_end] == ":":
                 after = word_end + 1
                 rule = _PREFIX_RULES.get(spec[pos:word_end])
                 if rule is not None:
-                    total = _line_end(spec, after, length) - pos
+                    total = ends.line(after) - pos
                     if total > best_length or (total == best_length and rule < best_rule):
                         best_length, best_rule, end = total, rule, after
                 if after < length and spec[after] not in _LOWER_OR_DIGIT:
-                    total = _line_end(spec, after + 1, length) - pos
+                    total = ends.line(after + 1) - pos
                 else:
                     total = after - pos
                 if total > best_length or (total == best_length and R_UNKNOWN_PREFIX < best_rule):

@@ -40,6 +40,9 @@ _TOKEN_RE = re.compile(
     r"|(?P<NEWLINE>\n|\#[^\n]*\n)"
     r"|(?P<STRING>'(?:[^'\\\n]|\\[^\n])*'|\"(?:[^\"\\\n]|\\[^\n])*\")"
 )
+# Lists nested deeper are refused (xl uses two levels at most, e.g. vnuma; bison's own stack
+# gives up past a few thousand): the parser and its readers recurse once per level.
+MAX_LIST_DEPTH = 64
 _LEXERR_RUN_RE = re.compile(r"[^ \t\n]*")
 _STATEMENT_TAIL_RE = re.compile(r"[ \t]*;?[ \t]*")
 _SIMPLE_ESCAPES = {
@@ -242,11 +245,11 @@ class _Parser:
             self.fail(op, "+= or '='")
         self.pos += 1
         setting = Setting(name.text, op.kind, None, name.start, 0, name.line)
-        setting.value = self.value(setting)
+        setting.value = self.value(setting, 1)
         setting.end = setting.value.end
         return setting
 
-    def value(self, setting):
+    def value(self, setting, depth):
         token = self.peek()
         if token is not None and token.kind == STRING:
             self.pos += 1
@@ -256,6 +259,9 @@ class _Parser:
             return Value(token.start, token.end, token.line, token.text)
         if token is None or token.kind != "[":
             self.fail(token, "STRING or NUMBER or '['")
+        if depth > MAX_LIST_DEPTH:
+            raise XlCfgError(self.source, token.line, token.text,
+                             "lists nested more than %d deep are not read" % MAX_LIST_DEPTH)
         self.pos += 1
         items = []
         comments = []
@@ -267,7 +273,7 @@ class _Parser:
                 if setting is not None:
                     setting.closing = [c.text.rstrip("\n") for c in comments]
                 return Value(token.start, token.end, token.line, "", items)
-            item = Item(self.value(None), [c.text.rstrip("\n") for c in comments])
+            item = Item(self.value(None, depth + 1), [c.text.rstrip("\n") for c in comments])
             items.append(item)
             comments = []
             self.attach_trailing(item)
@@ -327,16 +333,19 @@ def _check_additions(settings, source):
 
 def effective_value(settings, name):
     """The value xl sees for `name` (str, list, or None when unset): last `=` wins, `+=` appends."""
-    current = None
+    current = None  # a list, or the parts of a string: many `+=` statements stay linear
     for setting in settings:
         if setting.name != name:
             continue
         value = setting.value.plain()
         if setting.op == OP_ADD and current is not None:
-            current = current + value
+            current.extend(value if isinstance(value, list) else [value])
         else:
-            current = value
-    return current
+            current = value if isinstance(value, list) else [value]
+            is_list = isinstance(value, list)
+    if current is None or is_list:
+        return current
+    return "".join(current)
 
 
 def get_list_setting(text, name, source="config"):
@@ -457,7 +466,9 @@ def set_list_setting(text, name, values, *, key=None, equal=None, source="config
 
     edits = [(ours[0].start, ours[0].end, replacement)]
     edits.extend(_statement_span(text, s) + ("",) for s in ours[1:])
-    out = text
-    for start, end, new in sorted(edits, reverse=True):
-        out = out[:start] + new + out[end:]
-    return out
+    pieces, done = [], 0  # one pass: many `disk +=` statements must not cost quadratic time
+    for start, end, new in sorted(edits):
+        pieces += [text[done:start], new]
+        done = end
+    pieces.append(text[done:])
+    return "".join(pieces)

@@ -8,6 +8,7 @@ from hypothesis import given, settings, strategies as st
 from ansible_collections.xen.disks.plugins.module_utils import _xl_cfg
 from ansible_collections.xen.disks.plugins.module_utils._xl_cfg import (
     XlCfgError,
+    effective_value,
     get_list_setting,
     parse_settings,
     quote_string,
@@ -217,3 +218,18 @@ def test_arbitrary_text_parses_or_raises_xlcfgerror(text):
         _xl_cfg.parse_settings(text)
     except XlCfgError as exc:
         assert str(exc).startswith("config:")
+
+
+def test_lists_nested_too_deep_are_a_message_not_a_recursion_error():
+    deep = "a = " + "[" * 5000 + "]" * 5000 + "\n"
+    with pytest.raises(XlCfgError, match=r"^c:1: config parsing error near `\[': lists nested more than 64 deep"):
+        parse_settings(deep, "c")
+    ok = "a = " + "[" * 64 + "]" * 64 + "\n"
+    assert len(parse_settings(ok, "c")) == 1
+
+
+def test_many_additions_are_folded_in_one_pass():
+    text = "disk = ['a,xvda']\n" + "disk += ['b,xvdb']\n" * 3000 + "memory = 1\n"
+    assert get_list_setting(text, "disk") == ["a,xvda"] + ["b,xvdb"] * 3000
+    assert set_list_setting(text, "disk", ["c,xvdc"]) == "disk = [\n    'c,xvdc',\n]\nmemory = 1\n"
+    assert effective_value(parse_settings("e = 'a'\ne += 'b'\ne += 'c'\n"), "e") == "abc"
