@@ -1013,6 +1013,25 @@ def disk_info(tree, current, names, script_dir=DEFAULT_SCRIPT_DIR):
     }
 
 
+def read_guest_config(libxl_dir, domid, vm_path):
+    """(path, document or None, problem or None): libxl's domain configuration of a guest, read
+    without a lock (libxl replaces it by a rename, so a read sees one whole version)."""
+    uuid = uuid_of_vm_path(vm_path)
+    if uuid is None:
+        return None, None, "no uuid (/local/domain/%d/vm is %r): libxl's domain configuration cannot be named" \
+            % (domid, vm_path)
+    files = DomainFiles(libxl_dir, domid, uuid)
+    try:
+        data = files.read()
+        if data is None:
+            return files.path, None, (
+                "libxl's domain configuration %s does not exist (not created by xl/libxl?): xl drops "
+                "every disk of this guest at its next xl reboot, save or migration" % files.path)
+        return files.path, _libxl_json.parse_config(data), None
+    except (LibxlFileError, _libxl_json.LibxlConfigError) as exc:
+        return files.path, None, "libxl's domain configuration %s: %s" % (files.path, exc)
+
+
 def run_xen_disk_info(params):
     """The xen_disk_info module without Ansible: {"guests": [...]} or raises ReconcileError."""
     _check_params(_argspec.xen_disk_info_param_errors(params))
@@ -1050,6 +1069,8 @@ def run_xen_disk_info(params):
             if errors:
                 raise ReconcileError("\n".join(errors), errors=errors)
             tree = read_libxl_records(reader, domids)
+            tree.values.update({p: v for p, v in reader.read_values([vm_path_node(d) for d in domids]).items()
+                                if v is not None})
             dirs = []
             for domid in domids:
                 for current in _plan.read_disks(tree, domid):
@@ -1062,17 +1083,37 @@ def run_xen_disk_info(params):
         except XenstoreError as exc:
             raise ReconcileError(str(exc)) from None
         script_dir = params.get("script_dir") or DEFAULT_SCRIPT_DIR
+        libxl_dir = params.get("libxl_dir") or DEFAULT_LIBXL_DIR
         guests = []
         for domid in domids:
-            disks = [disk_info(tree, c, domains, script_dir)
-                     for c in sorted(_plan.read_disks(tree, domid), key=lambda c: (c.devid, c.kind))]
+            currents = sorted(_plan.read_disks(tree, domid), key=lambda c: (c.devid, c.kind))
+            disks = [disk_info(tree, c, domains, script_dir) for c in currents]
+            warnings = _plan.guest_warnings(tree, domid)
+            path, config, problem = read_guest_config(libxl_dir, domid, tree.get(vm_path_node(domid)))
+            if problem and (currents or config is None and path is None):
+                warnings.append(problem)
+            recorded = set()
+            for current, disk in zip(currents, disks):
+                vdev = current.libxl.get("dev") or current.vdev
+                entry = _libxl_json.entry_for(config, vdev) if config is not None else None
+                if entry is not None:
+                    recorded.add(vdev)
+                disk["libxl_config"] = entry
+                disk["survives_xl_reboot"] = entry is not None
+                if config is not None and entry is None:
+                    disk["warnings"].append(
+                        "not in libxl's domain configuration: xl drops it at the guest's next xl reboot, "
+                        "save or migration")
             guests.append({
                 "domain": domains.get(domid) or "",
                 "domid": domid,
                 "type": tree.get("/libxl/%d/type" % domid),
                 "specs": [d["spec"] for d in disks if d["spec"] is not None],
-                "warnings": _plan.guest_warnings(tree, domid),
+                "warnings": warnings,
                 "disks": disks,
+                "libxl_config_path": path if config is not None else None,
+                "libxl_only": [{"vdev": e.get("vdev"), "entry": e}
+                               for e in _libxl_json.disk_entries(config) if e.get("vdev") not in recorded],
             })
         return {"guests": guests}
     finally:

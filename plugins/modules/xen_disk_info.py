@@ -63,6 +63,10 @@ options:
 notes:
   - A guest that does not exist is an error when it is named, as an administrator would expect
     (unlike C(xl block-list), which exits 0).
+  - Three planes are reported per guest, read without a lock: the live xenstore devices, libxl's
+    domain configuration (what C(xl list -l), save, migration and xl's reboot use), and how they
+    pair. The guest's xl.cfg is not read (the P(xen.disks.xl_disks#role) role and the
+    P(xen.disks.guest_disks#role) role's drift report compare it).
 seealso:
   - module: xen.disks.xen_disk
 """
@@ -113,9 +117,27 @@ guests:
       type: list
       elements: str
     warnings:
-      description: Problems of the guest as a whole (e.g. mixed C(vbd) and C(virtio_disk)).
+      description: Problems of the guest as a whole (e.g. mixed C(vbd) and C(virtio_disk), or no
+        libxl domain configuration file for a guest with disks).
       type: list
       elements: str
+    libxl_config_path:
+      description: The guest's libxl domain configuration file that was read, or null when it has
+        none (or it could not be read; see RV(guests[].warnings)).
+      type: str
+      sample: /var/lib/xen/userdata-d.5.42e1153e-b226-5cfc-828b-0389963afd97.libxl-json
+    libxl_only:
+      description: Entries of libxl's C(disks) array with no xenstore device (left by a detach,
+        as libxl 4.17 leaves them; libxl ignores them).
+      type: list
+      elements: dict
+      contains:
+        vdev:
+          description: The entry's vdev.
+          type: str
+        entry:
+          description: The entry as libxl stores it (libxl_device_disk fields, defaults left out).
+          type: dict
     disks:
       description: The guest's disks, in device-number order.
       type: list
@@ -203,9 +225,19 @@ guests:
           type: str
         warnings:
           description: Problems of this disk (stale, half-written, backend differing from the
-            toolstack's copy).
+            toolstack's copy, no entry in libxl's domain configuration).
           type: list
           elements: str
+        libxl_config:
+          description: The disk's entry in libxl's domain configuration (paired by the vdev
+            string, as libxl does), or null when there is none.
+          type: dict
+          sample: {pdev_path: /dev/vg0/web1-data, vdev: xvdb, format: raw, readwrite: 1}
+        survives_xl_reboot:
+          description: Whether the disk is both in xenstore and in libxl's domain configuration,
+            so that C(xl reboot), C(xl save)/C(xl restore) and C(xl migrate) keep it (libxl drops a
+            xenstore disk without an entry).
+          type: bool
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
