@@ -22,6 +22,7 @@ from ansible_collections.xen.disks.plugins.module_utils._declaration import (
     validate_declaration,
 )
 from ansible_collections.xen.disks.plugins.module_utils._disk_spec import (
+    canonical_disk,
     disk_from_dict,
     disk_to_dict,
     parse_disk_spec,
@@ -58,15 +59,16 @@ def _identity(spec):
 
 def _canonical_or_none(spec):
     try:
-        return render_disk_spec(parse_disk_spec(spec))
+        return canonical_disk(parse_disk_spec(spec))
     except ValueError:
         return None
 
 
 def _same_disks(old_specs, new_specs):
-    """The file already holds these disks when each entry means the same as the declared one."""
+    """The file already holds these disks when each entry means the same as the declared one
+    (the same canonical disk: a spelled-out libxl default is no difference)."""
     return len(old_specs) == len(new_specs) and all(
-        _canonical_or_none(old) == new for old, new in zip(old_specs, new_specs))
+        _canonical_or_none(old) == canonical_disk(parse_disk_spec(new)) for old, new in zip(old_specs, new_specs))
 
 
 def xl_cfg_disks(text, source="xl.cfg"):
@@ -143,10 +145,11 @@ def _live_disk(entry, where):
 
 
 def _differing_fields(live, persistent):
-    """Fields the file sets that the live disk does not match (unset fields: libxl's choice)."""
-    live_fields = disk_to_dict(live)
+    """Fields the file sets that the live disk does not match (unset fields, and fields that
+    spell out libxl's default, are libxl's choice: both sides are compared canonical)."""
+    live_fields = disk_to_dict(canonical_disk(live))
     fields = []
-    for name, value in sorted(disk_to_dict(persistent).items()):
+    for name, value in sorted(disk_to_dict(canonical_disk(persistent)).items()):
         if name in _NOT_COMPARED or value is None:
             continue
         if live_fields.get(name) != value:

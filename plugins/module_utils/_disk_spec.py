@@ -726,9 +726,29 @@ def disk_to_dict(disk: Disk) -> dict:
     return result
 
 
+# Spellings of libxl's own choice: dom0 serves a disk without `backend=`, and the default hotplug
+# script is `block` in libxl's script directory.
+DOM0_BACKENDS = ("0", "Domain-0")
+DEFAULT_SCRIPTS = ("block", "/etc/xen/scripts/block")
+
+
 def canonical_disk(disk: Disk) -> Disk:
-    """The disk without its record of legacy spelling (what comparisons look at)."""
-    return replace(disk, driver=None, driver_subtype=None)
+    """The disk as every comparison sees it (xen_disk's plan, xen_disk_info's read-back, the
+    drift and xl.cfg filters): without its record of legacy spelling, and with each option that
+    spells out libxl's default unset, since libxl builds the same disk either way: `discard` on a
+    read-write disk (`no-discard` on a read-only one), `trusted`, `no-colo`, `specification=xen`,
+    `script=block`, `backend=0` or `backend=Domain-0`.
+
+    Only for comparing and for what was read back: the declaration is validated as written
+    (libxl's backend choice looks at whether `script=` was given at all)."""
+    return replace(
+        disk, driver=None, driver_subtype=None,
+        specification=None if disk.specification == "xen" else disk.specification,
+        discard=None if disk.discard == disk.readwrite else disk.discard,
+        trusted=None if disk.trusted is True else disk.trusted,
+        colo=None if disk.colo is False else disk.colo,
+        script=None if disk.script in DEFAULT_SCRIPTS else disk.script,
+        backend=None if disk.backend in DOM0_BACKENDS else disk.backend)
 
 
 # --------------------------------------------------------------------------------------------

@@ -197,29 +197,24 @@ def split_params(params):
     return None, params or None
 
 
-def _flag(value, default):
-    """Optional flag of a disk: None when it is libxl's default, else the boolean."""
-    return None if value == default else value
-
-
 def settled_disk(desired):
     """The declared disk with libxl's choices made explicit (backend type, format) and the
     defaults left unset: the same shape `current_to_disk` reads back, for comparing and
     rendering both sides of a diff alike."""
     disk = desired.disk
     script = dict(desired.backend).get("script")
-    return replace(
-        canonical_disk(disk), target=disk.target or None, format=disk.effective_format,
+    return canonical_disk(replace(
+        disk, target=disk.target or None, format=disk.effective_format,
         access="rw" if disk.readwrite else "ro", devtype="cdrom" if disk.is_cdrom else "disk",
         backendtype=desired.backend_type, script=script_name(script, desired.script_dir) if script else None,
-        specification=_flag(disk.effective_specification, "xen"),
-        discard=_flag(disk.effective_discard, disk.readwrite), trusted=_flag(disk.effective_trusted, True),
+        specification=disk.effective_specification, discard=disk.effective_discard,
+        trusted=disk.effective_trusted,
         direct_io_safe=bool(disk.direct_io_safe), colo=True if disk.effective_colo else None,
         colo_host=disk.colo_host if disk.effective_colo else None,
         colo_port=int(disk.colo_port) if disk.effective_colo and disk.colo_port is not None else None,
         colo_export=disk.colo_export if disk.effective_colo else None,
         active_disk=disk.active_disk if disk.effective_colo else None,
-        hidden_disk=disk.hidden_disk if disk.effective_colo else None, transport=None)
+        hidden_disk=disk.hidden_disk if disk.effective_colo else None, transport=None))
 
 
 def current_to_disk(current, tree=None, *, domain_name=None, script_dir=None):
@@ -238,19 +233,19 @@ def current_to_disk(current, tree=None, *, domain_name=None, script_dir=None):
     trusted_node = tree.get(current.placement.frontend_path + "/trusted") if tree is not None else None
     colo = "colo-host" in lx
     port = lx.get("colo-port")
-    return Disk(
+    return canonical_disk(Disk(
         target=current.target, format=current.format, vdev=lx.get("dev"), access="rw" if readwrite else "ro",
         devtype="cdrom" if is_cdrom else "disk", backendtype=lx.get("type"), backend=backend,
         script=script_name(lx["script"], script_dir or DEFAULT_SCRIPT_DIR) if "script" in lx else None,
-        specification=_flag(lx.get("specification", "xen"), "xen"),
-        discard=_flag(lx.get("discard-enable", "1" if readwrite else "0") == "1", readwrite),
+        specification=lx.get("specification", "xen"),
+        discard=lx.get("discard-enable", "1" if readwrite else "0") == "1",
         direct_io_safe=lx.get("direct-io-safe") == "1",
-        trusted=False if trusted_node == "0" else None,
+        trusted=trusted_node != "0",
         colo=True if colo else None, colo_host=lx.get("colo-host") if colo else None,
         colo_port=int(port) if colo and port is not None and port.isdigit() else None,
         colo_export=lx.get("colo-export") if colo else None,
         active_disk=lx.get("active-disk") if colo else None,
-        hidden_disk=lx.get("hidden-disk") if colo else None)
+        hidden_disk=lx.get("hidden-disk") if colo else None))
 
 
 def guest_roots(domid):

@@ -673,13 +673,29 @@ class Reconciler:
                     hint = ": is the backend driver running (blkback, QEMU, the virtio daemon)? " \
                            "The entries stay, as libxl leaves them"
                 elif phase.step == _plan.STEP_WAIT and phase.on_timeout != "continue":
-                    hint = ": the guest did not release the disk; force=true removes it without " \
-                           "the guest's cooperation"
+                    hint = self._close_timeout_hint(change)
                 failed.append((change, phase, "timed out after %g s waiting for %s (%s: %s)%s"
                                % (timeout, what, phase.path, last, hint)))
             except XenstoreError as exc:
                 raise ReconcileError(str(exc), errors=[str(exc)]) from None
         return failed
+
+    # A frontend in these states still holds the disk (blkfront closes once it is unused).
+    FRONTEND_HOLDING = ("3", "4", "5")
+
+    def _close_timeout_hint(self, change):
+        """Why a backend did not close: the guest still holds the disk (its frontend is live), or
+        the frontend let go (or never connected) and no backend driver answered."""
+        item = change.current if change.current is not None else change.desired
+        try:
+            front = self.conn.read_value(item.placement.frontend_path + "/state") if item is not None else None
+        except XenstoreError:
+            return ""
+        if front in self.FRONTEND_HOLDING:
+            return ": the guest did not release the disk; force=true removes it without the guest's cooperation"
+        shown = "missing" if front is None else "%s (%s)" % (front, _plan.state_name(_int(front)))
+        return (": the backend did not answer (the guest's frontend is %s): is the backend driver running "
+                "(blkback, QEMU)? force=true removes the disk without it" % shown)
 
     def _hotplug(self, guest, change, phase, skip=False):
         label = self._label(guest, change)

@@ -586,6 +586,14 @@ def _connect_unix(path, timeout):
     return sock
 
 
+def _file_kind(mode):
+    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISREG, "a regular file"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a named pipe")):
+        if test(mode):
+            return kind
+    return "of another kind"
+
+
 def _open_error(path, e):
     hint = "is xenstored running? is this a dom0?"
     if e.errno in (errno.EACCES, errno.EPERM):
@@ -642,6 +650,10 @@ class XenstoreConnection(XenstoreReader):
                 except OSError as e:
                     raise _open_error(path, e) from None
                 connection = _OpenedXenBusConnection(path, fd)
+            elif not stat.S_ISSOCK(mode):
+                raise XenstoreConnectionError(
+                    "xenstore socket %s is %s, not a socket: give xenstored's socket (e.g. %s)"
+                    % (path, _file_kind(mode), DEFAULT_SOCKETS[0]), path)
             else:
                 connection = _OpenedUnixConnection(path, _connect_unix(path, timeout))
             router = _Router(connection)

@@ -12,6 +12,7 @@ from ansible_collections.xen.disks.tests.integration.test_xen_disk_helpers impor
     xen_disk_info_run,
     xen_disk_run,
 )
+from ansible_collections.xen.disks.tests.xenstored import launcher
 
 pytestmark = pytest.mark.xenstored
 
@@ -122,3 +123,44 @@ def test_lone_surrogates_in_options_are_messages(host, run, params, where):
         run(dict(params, xenstore_socket=host.socket))
     assert str(info.value).startswith(where) and "UTF-8" in str(info.value), str(info.value)
     assert host.dump("/") == before
+
+
+@pytest.mark.parametrize("kind", ["file", "directory"])
+def test_a_socket_path_that_is_no_socket_says_what_it_is(host, tmp_path, kind):
+    path = tmp_path / "not-a-socket"
+    if kind == "file":
+        path.write_text("")
+    else:
+        path.mkdir()
+    for run in (xen_disk_run, xen_disk_info_run):
+        args = {"domain": "guest5", "xenstore_socket": str(path)}
+        if run is xen_disk_run:
+            args["disks"] = []
+        result = run(host, **args)
+        assert result["failed"], result
+        expected = "a regular file" if kind == "file" else "a directory"
+        assert result["msg"].startswith("xenstore socket %s is %s, not a socket" % (path, expected)), result["msg"]
+
+
+
+@pytest.mark.parametrize("guest_released", [False, True])
+def test_a_detach_no_backend_answers_says_so(xenstored, tmp_path, guest_released):
+    """No backend driver: the disk never connected (frontend Initialising), or the guest let go
+    (frontend Closed) and nobody closed the backend. Not the guest's fault: the message says so."""
+    xenstored.add_guest("guest5", 5, "pv")
+    image = tmp_path / "a.img"
+    image.write_bytes(b"\0" * 4096)
+    attached = xen_disk_run(xenstored, domain="guest5", disks=["%s,,xvdb" % image], wait=False)
+    assert not attached.get("failed") and attached["changed"], attached
+    front = "/local/domain/5/device/vbd/51728/state"
+    if guest_released:
+        with launcher.WireClient(xenstored.socket) as client:
+            client.write(front, "6")
+    result = xen_disk_run(xenstored, domain="guest5", state="absent", disks=["xvdb"], timeout=0.5)
+    assert result["failed"], result
+    state = "6 (Closed)" if guest_released else "1 (Initialising)"
+    assert result["msg"] == (
+        "disks[0] (xvdb): timed out after 0.5 s waiting for the backend to close "
+        "(/local/domain/0/backend/vbd/5/51728/state: 5 (Closing)): the backend did not answer (the guest's "
+        "frontend is %s): is the backend driver running (blkback, QEMU)? force=true removes the disk "
+        "without it" % state), result["msg"]
