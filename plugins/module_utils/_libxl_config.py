@@ -12,8 +12,9 @@ As libxl (libxl_dom.c, libxl_internal.c):
   the uuid is the domain's (`/vm/<uuid>` in xenstore);
 - store (libxl__userdata_store): the bytes written to the `n` file (O_RDWR|O_CREAT|O_TRUNC,
   0600), closed, renamed over the `d` file;
-- the userdata lock `domain-userdata-lock` (libxl__lock_domain_userdata / libxl__lock_file)
-  and the device lock `libxl-device-changes-lock` (libxl__ev_devlock): open O_RDWR|O_CREAT
+- the userdata lock `domain-userdata-lock` (libxl__lock_domain_userdata / libxl__lock_file),
+  the device lock `libxl-device-changes-lock` (libxl__ev_devlock) and the QMP lock
+  `qmp-socket-lock` (libxl__ev_qmplock, held while a QMP connection is open): open O_RDWR|O_CREAT
   0666, flock(LOCK_EX), then fstat(fd) against stat(path): another holder may have unlinked the
   file meanwhile, then it is tried again; once held, the domain must still exist. Release: the
   userdata lock unlinks then closes, the device lock unlinks, LOCK_UN, closes.
@@ -33,6 +34,7 @@ DEFAULT_LIBXL_DIR = "/var/lib/xen"
 CONFIG_USERID = "libxl-json"
 USERDATA_LOCK = "domain-userdata-lock"
 DEVICE_LOCK = "libxl-device-changes-lock"
+QMP_LOCK = "qmp-socket-lock"
 DEFAULT_LOCK_TIMEOUT = 60.0
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -102,6 +104,10 @@ class DomainFiles:
 
     def device_lock(self, alive=None, timeout=DEFAULT_LOCK_TIMEOUT):
         return FileLock(self.lock_path(DEVICE_LOCK), alive, timeout, unlock_first=True)
+
+    def qmp_lock(self, alive=None, timeout=DEFAULT_LOCK_TIMEOUT):
+        """libxl__ev_qmp's lock, held while connected to the guest's QMP socket."""
+        return FileLock(self.lock_path(QMP_LOCK), alive, timeout, unlock_first=True)
 
 
 class FileLock:

@@ -83,6 +83,17 @@ STEP_WAIT = "wait"                 # wait until `path` holds one of `values`
 STEP_HOTPLUG = "hotplug"           # run `script` with `action` (add/remove) and `env`
 STEP_WAIT_REMOVED = "wait_removed"  # wait until the directory `path` is gone (driver domain's devd)
 STEP_CLEANUP = "cleanup"           # one transaction: cleanup_ops(fresh snapshot, placement)
+STEP_QMP = "qmp"                   # send `qmp` (QmpCommands) to the guest's QEMU; one connection per
+                                   # change, from its first QMP phase to its last phase (libxl's ev_qmp)
+
+# /libxl/D/dm-version (libxl_device_model_version); a missing node means qemu-traditional.
+DM_QEMU_XEN = "qemu_xen"
+DM_TRADITIONAL = "qemu_xen_traditional"
+DM_VERSIONS = ("unknown", DM_TRADITIONAL, DM_QEMU_XEN)
+# libxl__qemu_disk_format_string: the block driver QEMU opens a medium with.
+QEMU_FORMATS = {"raw": "raw", "qcow": "qcow", "qcow2": "qcow2", "vhd": "vpc", "qed": "qed"}
+# In a planned blockdev-change-medium: the fd set of the add-fd just before (QEMU numbers it).
+QMP_FDSET = "/dev/fdset/<fdset-id>"
 
 # Which xl option a libxl-written node stands for, for messages ("differing fields").
 FIELD_OF_NODE = {
@@ -253,6 +264,13 @@ def guest_roots(domid):
     return ReadSet(values=("/libxl/%d/type" % domid,), perms=(), subtrees=("/libxl/%d/device" % domid,))
 
 
+def device_model_paths(domid):
+    """What a cdrom media change asks of the guest's device model (libxl_cdrom_insert): its
+    version (`/libxl/D/dm-version`) and whether it runs in a stub domain. Both are written
+    by the toolstack in directories the guest cannot write."""
+    return ("/libxl/%d/dm-version" % domid, "/local/domain/%d/image/device-model-domid" % domid)
+
+
 def _placement_of_record(domid, kind, devid, libxl):
     parsed = parse_backend_path(libxl.get("backend"))
     if parsed is not None and parsed[2] == domid and parsed[3] == devid:
@@ -376,6 +394,8 @@ def read_set(tree, domid, desired):
     paths plus, for each other recorded disk (or one recorded elsewhere), `current_read_paths`."""
     own = owned_paths(desired)
     values = list(own.values)
+    if any(d.guest_type == "hvm" and d.disk.is_cdrom for d in desired):
+        values += device_model_paths(domid)
     seen = set(values)
     for current in read_disks(tree, domid):
         for path in current_read_paths(current):
@@ -400,6 +420,58 @@ class Phase:
     env: tuple = ()              # ((name, value), ...) for a hotplug script
     on_timeout: str = "fail"     # "fail", or "continue" (FORCE_ON goes on to the cleanup)
     placement: object = None     # cleanup: recompute cleanup_ops against a fresh snapshot
+    qmp: tuple = ()              # QmpCommands, sent in order
+
+
+@dataclass(frozen=True)
+class QmpCommand:
+    """One QMP command as libxl sends it: `arguments` are (name, value) pairs in libxl's order;
+    `fd_path` names the file whose descriptor (opened read-only) goes with the message."""
+
+    execute: str
+    arguments: tuple = ()
+    fd_path: str = ""
+
+    def describe(self):
+        """`eject id=ide-5632`, as check mode and the results show it."""
+        words = [self.execute] + ["%s=%s" % (name, value) for name, value in self.arguments]
+        if self.fd_path:
+            words.append("(with the file descriptor of %s)" % self.fd_path)
+        return " ".join(words)
+
+    def resolved(self, fdset):
+        """The command with `QMP_FDSET` replaced by the fd set QEMU returned for the add-fd."""
+        return replace(self, arguments=tuple((n, "/dev/fdset/%d" % fdset if v == QMP_FDSET else v)
+                                             for n, v in self.arguments))
+
+    def for_qemu(self, version):
+        """libxl uses `id` (a qdev id) and blockdev-change-medium from QEMU 2.8 on; before,
+        `device` and `change` (QEMU's `version` as (major, minor, micro))."""
+        if version is None or tuple(version) >= (2, 8, 0):
+            return self
+        args = dict(self.arguments)
+        if self.execute == "eject":
+            return replace(self, arguments=(("device", args["id"]),))
+        if self.execute == "blockdev-change-medium":
+            return replace(self, execute="change", arguments=(
+                ("device", args["id"]), ("target", args["filename"]), ("arg", args["format"])))
+        return self
+
+
+def media_change_qmp(desired):
+    """libxl_cdrom_insert's QMP for a qemu-xen guest: ([query-version, eject] before the eject
+    transaction, [add-fd, blockdev-change-medium] before the insert transaction, or [] when
+    the new medium is empty). QEMU knows the cdrom as the qdev `ide-<devid>` (libxl_dm.c)."""
+    disk = desired.disk
+    qdev = "ide-%d" % desired.devid
+    eject = [QmpCommand("query-version"), QmpCommand("eject", (("id", qdev),))]
+    fmt = disk.effective_format
+    if fmt == "empty":
+        return eject, []
+    insert = [QmpCommand("add-fd", (("opaque", "%s:%s" % (fmt, disk.target)),), fd_path=disk.target),
+              QmpCommand("blockdev-change-medium", (("id", qdev), ("filename", QMP_FDSET),
+                                                    ("format", QEMU_FORMATS[fmt])))]
+    return eject, insert
 
 
 @dataclass(frozen=True)
@@ -734,6 +806,12 @@ def plan_guest(tree, domid, desired, *, state="present", exclusive=False, keep=(
             continue
         media = _media_change_possible(d, current, record)
         if media:
+            dm_version, dm_error = _device_model(tree, domid, d)
+            if dm_error:
+                others.append(DiskChange(MEDIA_CHANGE, d.vdev, d.devid, p.kind, label=d.name,
+                                         fields=_fields(record), differences=tuple(record), needs=NEEDS_RESTART,
+                                         error=dm_error, desired=d, current=current))
+                continue
             txns = media_change_ops(d, eject_first=True)
             if d.disk.effective_format == "empty":
                 txns = txns[:1]
@@ -741,7 +819,13 @@ def plan_guest(tree, domid, desired, *, state="present", exclusive=False, keep=(
             repair = _repair_ops(rest, perms, d)
             ops = [op for txn in txns for op in txn] + repair
             work.apply_all(ops)
-            phases = [Phase(STEP_TRANSACTION, ops=tuple(txn)) for txn in txns]
+            # libxl_cdrom_insert: QMP eject, eject transaction, QMP insert, insert transaction
+            qmp_eject, qmp_insert = media_change_qmp(d) if dm_version == DM_QEMU_XEN else ((), ())
+            phases = [Phase(STEP_QMP, qmp=tuple(qmp_eject))] if qmp_eject else []
+            phases.append(Phase(STEP_TRANSACTION, ops=tuple(txns[0])))
+            if qmp_insert:
+                phases.append(Phase(STEP_QMP, qmp=tuple(qmp_insert)))
+            phases += [Phase(STEP_TRANSACTION, ops=tuple(txn)) for txn in txns[1:]]
             if repair:
                 phases.append(Phase(STEP_TRANSACTION, ops=tuple(repair)))
             others.append(DiskChange(MEDIA_CHANGE, d.vdev, d.devid, p.kind, label=d.name, fields=_fields(record),
@@ -813,6 +897,23 @@ def _media_change_possible(desired, current, record):
     if current.libxl.get("removable") != "1" or current.backend_kind != desired.placement.backend_kind:
         return False
     return all(path.rsplit("/", 1)[1] == "params" for path, _have, _want in record)
+
+
+def _device_model(tree, domid, desired):
+    """(dm-version, error) of a media change, as libxl_cdrom_insert decides: a stub domain's
+    device model is refused; no `dm-version` means qemu-traditional (xenstore only)."""
+    version_path, stubdom_path = device_model_paths(domid)
+    if tree.get(stubdom_path) is not None:
+        return None, ("%s: the guest's device model runs in a stub domain (%s = %s): libxl 4.17 cannot change "
+                      "a cdrom's medium there either (cdrom-insert doesn't work for stub domains)"
+                      % (desired.name, stubdom_path, tree.get(stubdom_path)))
+    version = tree.get(version_path)
+    if version is None:
+        return DM_TRADITIONAL, ""
+    if version not in DM_VERSIONS:
+        return None, ("%s: cannot determine the guest's device model version: %s holds %r (libxl knows %s)"
+                      % (desired.name, version_path, version, ", ".join(DM_VERSIONS)))
+    return version, ""
 
 
 def _finish(domid, detaches, others, by_devid, seen_devids, warnings):

@@ -47,6 +47,7 @@ from ansible_collections.xen.disks.plugins.module_utils._layout import (
     cleanup_read_paths,
     libxl_kind_dir,
 )
+from ansible_collections.xen.disks.plugins.module_utils._qmp import DEFAULT_RUN_DIR, QmpError, QmpSession, socket_path
 from ansible_collections.xen.disks.plugins.module_utils._xenstore import (
     XenstoreConnection,
     XenstoreError,
@@ -280,6 +281,21 @@ def _read_set_into(tree, reader, read_set):
     merge(tree, nodes)
 
 
+class QmpRun:
+    """A media change's QMP session, the fd set of its add-fd, and libxl's qmp-socket-lock."""
+
+    def __init__(self, session, lock):
+        self.session = session
+        self.lock = lock
+        self.fdset = None
+
+    def close(self):
+        self.session.close()
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+
 # -- the reconcile ------------------------------------------------------------------------
 class Reconciler:
     """One xen_disk call: see the module docstring for the steps."""
@@ -298,6 +314,7 @@ class Reconciler:
         self.script_dir = params.get("script_dir") or DEFAULT_SCRIPT_DIR
         self.arch = params.get("arch") or host_arch()
         self.libxl_dir = params.get("libxl_dir") or DEFAULT_LIBXL_DIR
+        self.run_dir = params.get("xen_run_dir") or DEFAULT_RUN_DIR
         self.warnings = []
         self.results = {}        # (domid, devid, kind) -> result dict
         self.failures = []
@@ -570,19 +587,22 @@ class Reconciler:
         config, alone, devlock_until = self._config_phases(guest, plan) if guest.config_steps else ({}, [], -1)
         # libxl_cdrom_insert holds the device lock over the whole media change
         devlock = None
+        sessions = {}            # id(change) -> its QmpSession (and qmp-socket-lock), until its last phase
         try:
             if alone:  # entries missing for attached disks: libxl's file alone, under its lock
                 self._config_update(guest, alone).release()
             if devlock_until >= 0:
                 devlock = guest.files.device_lock(self._alive(guest)).acquire()
-            self._apply_phases(guest, changes, remaining, skip_hotplug, config, devlock_until, devlock)
+            self._apply_phases(guest, changes, remaining, skip_hotplug, config, devlock_until, devlock, sessions)
         except (LibxlFileError, _libxl_json.LibxlConfigError) as exc:
             self.failures.append("%s: libxl's domain configuration: %s" % (guest.where, exc))
         finally:
+            for session in sessions.values():
+                session.close()
             if devlock is not None:
                 devlock.release()
 
-    def _apply_phases(self, guest, changes, remaining, skip_hotplug, config, devlock_until, devlock):
+    def _apply_phases(self, guest, changes, remaining, skip_hotplug, config, devlock_until, devlock, sessions):
         index = -1
         while True:
             index += 1
@@ -591,6 +611,10 @@ class Reconciler:
             batch = [(c, remaining[id(c)].pop(0)) for c in changes if remaining[id(c)]]
             if not batch:
                 break
+            for change, phase in batch:
+                if phase.step == _plan.STEP_QMP and not self._qmp(guest, change, phase, sessions):
+                    remaining[id(change)] = []
+            batch = [(c, ph) for c, ph in batch if ph.step != _plan.STEP_QMP or remaining[id(c)]]
             with_txn, after_txn = [], []
             for change, _phase in batch:
                 steps = config.get(id(change), {}).get(index)
@@ -627,6 +651,44 @@ class Reconciler:
                 self._result(guest, change)["hotplug"] = outcome
                 if outcome not in (HOTPLUG_RAN, HOTPLUG_SKIPPED, HOTPLUG_UDEV, HOTPLUG_NONE):
                     remaining[id(change)] = []
+            for change, _phase in batch:  # libxl keeps QMP open until the change is done
+                if not remaining[id(change)] and id(change) in sessions:
+                    sessions.pop(id(change)).close()
+
+    def _qmp(self, guest, change, phase, sessions):
+        """Send a QMP phase's commands on the change's session (opened by its first command,
+        under libxl's qmp-socket-lock as libxl__ev_qmp connects). False (and a failure
+        recorded) when QEMU is absent, refuses or does not answer."""
+        result = self._result(guest, change)
+        run = sessions.get(id(change))
+        try:
+            if run is None:
+                timeout = self.timeout if self.timeout is not None else _plan.HOTPLUG_TIMEOUT
+                lock = guest.files.qmp_lock(self._alive(guest)).acquire() if guest.files is not None else None
+                run = sessions[id(change)] = QmpRun(QmpSession(socket_path(guest.domid, self.run_dir), timeout), lock)
+                result["qmp"] = []
+            for command in phase.qmp:
+                if run.fdset is not None:
+                    command = command.resolved(run.fdset)
+                command = command.for_qemu(run.session.version)
+                answer = run.session.execute(command.execute, command.arguments, command.fd_path or None)
+                result["qmp"].append(command.describe())
+                if command.execute == "add-fd":
+                    fdset = answer.get("fdset-id") if isinstance(answer, dict) else None
+                    if not isinstance(fdset, int):
+                        raise QmpError("QEMU answered add-fd on %s without an fdset-id: %r" % (run.session.path, answer))
+                    run.fdset = fdset
+        except (QmpError, LibxlFileError) as exc:
+            if phase is change.phases[0]:
+                state = "nothing was changed: QEMU and xenstore keep the old medium"
+            else:
+                state = ("the drive is left empty in QEMU and in xenstore (libxl leaves it so too); "
+                         "the next run inserts the medium again")
+            self.failures.append("%s: media change failed: %s; %s" % (self._label(guest, change), exc, state))
+            if id(change) in sessions:
+                sessions.pop(id(change)).close()
+            return False
+        return True
 
     def _transaction(self, batch):
         cleanups = [ph.placement for _c, ph in batch if ph.step == _plan.STEP_CLEANUP]
@@ -761,7 +823,9 @@ class Reconciler:
     def _result(self, guest, change):
         key = (guest.domid, change.devid, change.kind)
         if key not in self.results:
-            self.results[key] = _change_result(guest, change)
+            self.results[key] = result = _change_result(guest, change)
+            if result["qmp"]:
+                result["qmp_socket"] = socket_path(guest.domid, self.run_dir)
         return self.results[key]
 
     def _change_results(self, guest, plan):
@@ -830,7 +894,15 @@ def _change_result(guest, change):
         "backend_state": current.backend_state if current is not None else None,
         "hotplug": HOTPLUG_NONE,
         "libxl_config": None,
+        "qmp": qmp_commands(change),
+        "qmp_socket": None,
     }
+
+
+def qmp_commands(change):
+    """The QMP commands a change sends to the guest's QEMU (as planned)."""
+    return [command.describe() for phase in change.phases if phase.step == _plan.STEP_QMP
+            for command in phase.qmp]
 
 
 def disk_spec_of(desired):
@@ -891,14 +963,15 @@ def _specs_of(tree, domid, script_dir, names):
     return lines
 
 
-def guest_diffs(guest, plan, tree, script_dir, names):
-    """Ansible diffs of one guest: canonical xl specs, and the xenstore nodes, before/after."""
+def guest_diffs(guest, plan, tree, script_dir, names, run_dir=DEFAULT_RUN_DIR):
+    """Ansible diffs of one guest: canonical xl specs, and the xenstore nodes, before/after;
+    and the QMP commands a media change sends to the guest's QEMU, if any."""
     after = plan.after(tree)
     roots = _affected_paths(plan)
     title = "%s (domid %d)" % (guest.name or guest.domain, guest.domid)
     specs_before = _specs_of(tree, guest.domid, script_dir, names)
     specs_after = _specs_of(after, guest.domid, script_dir, names)
-    diffs = [
+    out = [
         {"before_header": "%s: xl disks" % title, "after_header": "%s: xl disks" % title,
          "before": "\n".join(specs_before) + "\n" if specs_before else "",
          "after": "\n".join(specs_after) + "\n" if specs_after else ""},
@@ -912,6 +985,11 @@ def guest_diffs(guest, plan, tree, script_dir, names):
         diffs.append({"before_header": header, "after_header": header,
                       "before": _libxl_json.disks_text(guest.config),
                       "after": _libxl_json.disks_text(_libxl_json.apply_steps(guest.config, steps))})
+    qmp = ["%s: %s" % (c.vdev, line) for c in plan.changes if c.changed for line in qmp_commands(c)]
+    if qmp:
+        header = "%s: QMP %s" % (title, socket_path(guest.domid, run_dir))
+        diffs.append({"before_header": header, "after_header": header, "before": "",
+                    "after": "\n".join(qmp) + "\n"})
     return diffs
 
 
@@ -941,7 +1019,7 @@ def run_xen_disk(params, check_mode=False, want_diff=False, *, stat=stat_target,
                                   "reasons": list(change.stale), "cleaned": True})
             rec.warnings += ["%s: %s" % (guest.where, w) for w in plan.warnings]
             if want_diff and (plan or guest.config_steps):
-                diffs += guest_diffs(guest, plan, guest.view, rec.script_dir, names)
+                diffs += guest_diffs(guest, plan, guest.view, rec.script_dir, names, rec.run_dir)
         if not check_mode:
             for guest, _desired, plan in planned:
                 if plan or guest.config_steps:

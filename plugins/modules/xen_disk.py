@@ -24,6 +24,19 @@ description:
     for it, runs the script's remove step, then removes the device's directories.
   - A disk whose settings differ from the declaration is never silently re-created; see O(recreate).
     A cdrom whose medium differs is changed in place, as C(xl cd-insert) and C(xl cd-eject) do.
+  - A media change of an HVM guest whose device model is QEMU (C(/libxl/<domid>/dm-version) is
+    C(qemu_xen), which libxl writes) also tells QEMU, over its QMP socket
+    C(<xen_run_dir>/qmp-libxl-<domid>), with the commands libxl 4.17 sends, in the same order around
+    the two xenstore transactions; C(query-version), C(eject) of the emulated drive C(ide-<devid>)
+    (no C(force), as libxl) before the eject is written to xenstore, then C(add-fd) passing the new
+    image's file descriptor and C(blockdev-change-medium) on C(/dev/fdset/<N>) before the new medium
+    is written. An empty new medium is only ejected. If QEMU is not running, refuses or does not
+    answer within libxl's 40 seconds, the module fails naming the socket, or QEMU's error class and
+    description; a failure before the eject changes nothing, a failure after it leaves the drive
+    empty (as libxl does) and the next run inserts the medium again.
+  - Without C(dm-version) or with C(qemu_xen_traditional), libxl assumes qemu-traditional and only
+    xenstore changes, as here. A guest whose device model runs in a stub domain is refused, as
+    libxl 4.17 refuses C(cd-insert) there.
   - Nodes written by the backend driver, the hotplug scripts, QEMU or the guest are read but never
     written or removed (except when a device is removed or re-created, as libxl does).
   - Disks added this way are recorded where xl records them (xenstore and libxl's domain
@@ -43,7 +56,8 @@ attributes:
   diff_mode:
     support: full
     description: Canonical xl disk specifications, the xenstore nodes, and the C(disks) array of
-      libxl's domain configuration file, before and after.
+      libxl's domain configuration file, before and after; and the QMP commands a media change
+      sends to the guest's QEMU.
   platform:
     platforms: posix
     support: full
@@ -189,8 +203,9 @@ options:
     default: true
   timeout:
     description:
-      - Seconds to wait for each backend state change. Unset means libxl's own timeouts
-        (10 seconds for the handshake and the close, 40 seconds for a hotplug script).
+      - Seconds to wait for each backend state change, and for QEMU during one cdrom media change
+        (connection, answers). Unset means libxl's own timeouts (10 seconds for the handshake and
+        the close, 40 seconds for a hotplug script and for a media change's QMP session).
     type: float
   hotplug_scripts:
     description:
@@ -211,6 +226,12 @@ options:
       - Directory of relative hotplug script names (libxl's C(XEN_SCRIPT_DIR)).
     type: path
     default: /etc/xen/scripts
+  xen_run_dir:
+    description:
+      - libxl's run directory (C(XEN_RUN_DIR)), where each qemu-xen device model listens on its QMP
+        socket C(qmp-libxl-<domid>). Change it only for test or demo device models.
+    type: path
+    default: /var/run/xen
   xenstore_socket:
     description:
       - Path of the xenstored unix socket. Unset means the E(XENSTORED_PATH) environment variable,
@@ -270,6 +291,18 @@ EXAMPLES = r"""
     disks:
       - /dev/vg0/web1-data,,xvdb
       - /srv/iso/debian.iso,raw,hdc,cdrom
+
+- name: Insert an installer ISO in the cdrom of HVM guest win1 (QEMU is told over QMP)
+  xen.disks.xen_disk:
+    domain: win1
+    disks:
+      - /srv/iso/installer.iso,raw,hdc,cdrom
+
+- name: Eject it again
+  xen.disks.xen_disk:
+    domain: win1
+    disks:
+      - ",raw,hdc,cdrom"
 
 - name: Detach a disk even if the guest does not answer
   xen.disks.xen_disk:
@@ -413,6 +446,19 @@ disks:
         no such file.
       type: str
       choices: [written, recorded, missing, no_file]
+    qmp:
+      description:
+        - The QMP commands of a media change sent to (or, in check mode, planned for) the guest's
+          QEMU, in order, C(name=value) arguments; C(/dev/fdset/<fdset-id>) in check mode stands
+          for the fd set QEMU numbers at the C(add-fd). Empty when QEMU is not involved. After a
+          failure, the commands QEMU accepted.
+      type: list
+      elements: str
+      sample: [query-version, eject id=ide-5632]
+    qmp_socket:
+      description: The QMP socket of those commands, or null.
+      type: str
+      sample: /var/run/xen/qmp-libxl-7
 stale:
   description: Stale device entries (a closed backend, a toolstack record without a backend, a
     half-written device), cleaned before an attach (V(cleaned)) or only reported.

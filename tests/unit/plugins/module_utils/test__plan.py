@@ -15,7 +15,9 @@ from ansible_collections.xen.disks.plugins.module_utils._declaration import (
 )
 from ansible_collections.xen.disks.plugins.module_utils._layout import attach_ops, desired_nodes
 from ansible_collections.xen.disks.plugins.module_utils._plan import (
+    QMP_FDSET,
     PlanError,
+    QmpCommand,
     current_to_disk,
     guest_roots,
     owned_node_count,
@@ -197,6 +199,74 @@ def test_media_change_in_place_on_hvm(host, old_spec, new_spec, params_written):
     assert after.values[new[0].placement.backend_path + "/physical-device"] == "fd:3"  # foreign kept
     assert after.values[new[0].placement.backend_path + "/state"] == "4"                # still connected
     assert_converged(after, 7, new)
+
+
+@pytest.mark.parametrize("new_spec, fmt, steps", [
+    ("/srv/iso/b.iso,raw,hdc,cdrom", "raw", ["qmp", "transaction", "qmp", "transaction"]),
+    ("/srv/iso/b.iso,qcow2,hdc,cdrom", "qcow2", ["qmp", "transaction", "qmp", "transaction"]),
+    ("/srv/iso/b.iso,vhd,hdc,cdrom", "vpc", ["qmp", "transaction", "qmp", "transaction"]),
+    (",raw,hdc,cdrom", None, ["qmp", "transaction"]),
+])
+def test_media_change_on_qemu_xen_plans_libxls_qmp(host, new_spec, fmt, steps):
+    old = desired(7, "hvm", "/srv/iso/a.iso,raw,hdc,cdrom")
+    tree = connect(attached(host((7, "hvm")), *old), old[0])
+    tree.values["/libxl/7/dm-version"] = "qemu_xen"
+    new = desired(7, "hvm", new_spec)
+    [change] = plan_guest(tree, 7, new).changes
+    assert change.action == "media_change" and not change.error
+    assert [ph.step for ph in change.phases] == steps
+    qmp = [[(c.execute, c.arguments, c.fd_path) for c in ph.qmp] for ph in change.phases if ph.step == "qmp"]
+    assert qmp[0] == [("query-version", (), ""), ("eject", (("id", "ide-5632"),), "")]
+    if fmt:
+        declared = parse_disk_spec(new_spec).format
+        assert qmp[1] == [
+            ("add-fd", (("opaque", "%s:/srv/iso/b.iso" % declared),), "/srv/iso/b.iso"),
+            ("blockdev-change-medium", (("id", "ide-5632"), ("filename", QMP_FDSET), ("format", fmt)), "")]
+    assert_converged(plan_guest(tree, 7, new).after(tree), 7, new)
+
+
+@pytest.mark.parametrize("dm_version", [None, "qemu_xen_traditional", "unknown"])
+def test_media_change_without_qemu_xen_is_xenstore_only(host, dm_version):
+    old = desired(7, "hvm", "/srv/iso/a.iso,raw,hdc,cdrom")
+    tree = attached(host((7, "hvm")), *old)
+    if dm_version:
+        tree.values["/libxl/7/dm-version"] = dm_version
+    [change] = plan_guest(tree, 7, desired(7, "hvm", "/srv/iso/b.iso,raw,hdc,cdrom")).changes
+    assert [ph.step for ph in change.phases] == ["transaction", "transaction"]
+
+
+@pytest.mark.parametrize("node, value, message", [
+    ("/libxl/7/dm-version", "qemu-xen", "cannot determine the guest's device model version: /libxl/7/dm-version "
+                                        "holds 'qemu-xen' (libxl knows unknown, qemu_xen_traditional, qemu_xen)"),
+    ("/local/domain/7/image/device-model-domid", "8", "the guest's device model runs in a stub domain"),
+])
+def test_media_change_refused_like_libxl(host, node, value, message):
+    old = desired(7, "hvm", "/srv/iso/a.iso,raw,hdc,cdrom")
+    tree = attached(host((7, "hvm")), *old)
+    tree.values[node] = value
+    plan = plan_guest(tree, 7, desired(7, "hvm", "/srv/iso/b.iso,raw,hdc,cdrom"))
+    [change] = plan.changes
+    assert change.action == "media_change" and message in change.error and not plan
+    with pytest.raises(PlanError):
+        plan.check()
+
+
+def test_read_set_of_an_hvm_cdrom_includes_the_device_model():
+    hvm = read_set(XsTree(), 7, desired(7, "hvm", ",raw,hdc,cdrom"))
+    assert {"/libxl/7/dm-version", "/local/domain/7/image/device-model-domid"} <= set(hvm.values)
+    disk = read_set(XsTree(), 7, desired(7, "hvm", "/dev/vg0/a,,hda"))
+    assert "/libxl/7/dm-version" not in disk.values
+
+
+def test_qmp_commands_resolve_fdset_and_follow_old_qemu():
+    bcm = QmpCommand("blockdev-change-medium", (("id", "ide-5632"), ("filename", QMP_FDSET), ("format", "raw")))
+    assert bcm.resolved(3).arguments == (("id", "ide-5632"), ("filename", "/dev/fdset/3"), ("format", "raw"))
+    assert bcm.resolved(3).for_qemu((7, 2, 0)) == bcm.resolved(3)
+    assert bcm.resolved(3).for_qemu((2, 7, 1)) == QmpCommand(
+        "change", (("device", "ide-5632"), ("target", "/dev/fdset/3"), ("arg", "raw")))
+    assert QmpCommand("eject", (("id", "ide-5632"),)).for_qemu((2, 6, 0)).arguments == (("device", "ide-5632"),)
+    assert QmpCommand("add-fd", (("opaque", "raw:/x"),), "/x").describe() == \
+        "add-fd opaque=raw:/x (with the file descriptor of /x)"
 
 
 def test_pv_cdrom_change_needs_recreate(host):
