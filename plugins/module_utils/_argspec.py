@@ -73,7 +73,7 @@ def xen_disk_argument_spec():
         "hotplug_scripts": {"type": "str", "default": "auto", "choices": list(HOTPLUG_SCRIPT_POLICIES)},
         "script_dir": {"type": "path", "default": "/etc/xen/scripts"},
         "arch": {"type": "str", "choices": ["x86", "arm"]},
-        "xen_run_dir": {"type": "path", "default": "/var/run/xen"},
+        "libxl_run_dir": {"type": "path", "default": "/var/run/xen"},
     })
     spec.update(copy.deepcopy(XENSTORE_CONNECTION))
     spec.update(copy.deepcopy(LIBXL_FILES))

@@ -83,8 +83,9 @@ STEP_WAIT = "wait"                 # wait until `path` holds one of `values`
 STEP_HOTPLUG = "hotplug"           # run `script` with `action` (add/remove) and `env`
 STEP_WAIT_REMOVED = "wait_removed"  # wait until the directory `path` is gone (driver domain's devd)
 STEP_CLEANUP = "cleanup"           # one transaction: cleanup_ops(fresh snapshot, placement)
-STEP_QMP = "qmp"                   # send `qmp` (QmpCommands) to the guest's QEMU; one connection per
-                                   # change, from its first QMP phase to its last phase (libxl's ev_qmp)
+# send `qmp` (QmpCommands) to the guest's QEMU: one connection per change, from its first QMP
+# phase to its last phase (libxl's ev_qmp)
+STEP_QMP = "qmp"
 
 # /libxl/D/dm-version (libxl_device_model_version); a missing node means qemu-traditional.
 DM_QEMU_XEN = "qemu_xen"

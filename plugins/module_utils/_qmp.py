@@ -7,7 +7,7 @@ Private to the xen.disks collection: no compatibility promise. Standard library 
 Ansible imports); Python 3.8+.
 
 A `QmpSession` is libxl 4.17's QMP client (`libxl__ev_qmp`, libxl_qmp.c) for one operation:
-it connects to `<xen_run_dir>/qmp-libxl-<domid>` on its first command, reads QEMU's greeting,
+it connects to `<libxl_run_dir>/qmp-libxl-<domid>` on its first command, reads QEMU's greeting,
 negotiates with `qmp_capabilities`, then sends each command and waits for its answer; events
 are ignored. Messages are libxl's byte for byte: compact JSON `{"execute":..,"id":..,
 "arguments":{..}}` and CRLF, ids counted from libxl's 0x786c7100 ("xlq\\0") with the first

@@ -314,7 +314,7 @@ class Reconciler:
         self.script_dir = params.get("script_dir") or DEFAULT_SCRIPT_DIR
         self.arch = params.get("arch") or host_arch()
         self.libxl_dir = params.get("libxl_dir") or DEFAULT_LIBXL_DIR
-        self.run_dir = params.get("xen_run_dir") or DEFAULT_RUN_DIR
+        self.run_dir = params.get("libxl_run_dir") or DEFAULT_RUN_DIR
         self.warnings = []
         self.results = {}        # (domid, devid, kind) -> result dict
         self.failures = []

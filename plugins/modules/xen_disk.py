@@ -26,7 +26,7 @@ description:
     A cdrom whose medium differs is changed in place, as C(xl cd-insert) and C(xl cd-eject) do.
   - A media change of an HVM guest whose device model is QEMU (C(/libxl/<domid>/dm-version) is
     C(qemu_xen), which libxl writes) also tells QEMU, over its QMP socket
-    C(<xen_run_dir>/qmp-libxl-<domid>), with the commands libxl 4.17 sends, in the same order around
+    C(<libxl_run_dir>/qmp-libxl-<domid>), with the commands libxl 4.17 sends, in the same order around
     the two xenstore transactions; C(query-version), C(eject) of the emulated drive C(ide-<devid>)
     (no C(force), as libxl) before the eject is written to xenstore, then C(add-fd) passing the new
     image's file descriptor and C(blockdev-change-medium) on C(/dev/fdset/<N>) before the new medium
@@ -226,7 +226,7 @@ options:
       - Directory of relative hotplug script names (libxl's C(XEN_SCRIPT_DIR)).
     type: path
     default: /etc/xen/scripts
-  xen_run_dir:
+  libxl_run_dir:
     description:
       - libxl's run directory (C(XEN_RUN_DIR)), where each qemu-xen device model listens on its QMP
         socket C(qmp-libxl-<domid>). Change it only for test or demo device models.

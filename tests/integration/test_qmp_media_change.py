@@ -71,7 +71,7 @@ def guest(xenstored, tmp_path):
 
 
 def run(host, disks, check=False, diff=False, **args):
-    args.setdefault("xen_run_dir", getattr(host, "run_dir", "/nonexistent"))
+    args.setdefault("libxl_run_dir", getattr(host, "run_dir", "/nonexistent"))
     return xen_disk_run(host, check=check, diff=diff, domain="guest7", disks=disks, **args)
 
 
@@ -179,7 +179,7 @@ def test_qemu_absent_refused_or_refusing(guest):
     # no socket at all (another run directory)
     other = os.path.join(guest.run_dir, "elsewhere")
     os.mkdir(other)
-    absent = run(guest, [spec], xen_run_dir=other)
+    absent = run(guest, [spec], libxl_run_dir=other)
     assert absent["failed"] is True
     assert absent["msg"] == (
         "disks[0] (hdc): media change failed: no QMP socket %s/qmp-libxl-7: the guest's device model (QEMU) "
@@ -242,7 +242,7 @@ def test_qemu_traditional_is_xenstore_only(guest, dm_version):
         else:
             client.write("/libxl/7/dm-version", dm_version)
     other = os.path.join(guest.run_dir, "none")  # no QMP socket: none is needed
-    result = run(guest, ["%s,raw,hdc,cdrom" % guest.images["d.iso"]], xen_run_dir=other)
+    result = run(guest, ["%s,raw,hdc,cdrom" % guest.images["d.iso"]], libxl_run_dir=other)
     assert not result.get("failed"), result
     assert result["disks"][0]["action"] == "media_change" and result["disks"][0]["qmp"] == []
     assert value(guest, LIBXL + "/params") == "aio:" + guest.images["d.iso"]

@@ -332,6 +332,9 @@ def test_changed_settings_need_recreate(sim):
 
 
 def test_cdrom_media_change_in_place(sim):
+    """The xenstore side, for a qemu-traditional guest (no QMP: test_qmp_media_change.py has QEMU)."""
+    with launcher.WireClient(sim.socket) as client:
+        client.write("/libxl/7/dm-version", "qemu_xen_traditional")
     xen_disk_run(sim, domain="guest7", disks=[",raw,hdc,cdrom"])
     settled(sim, "/local/domain/0/backend/qdisk/7/5632")
     inserted = xen_disk_run(sim, domain="guest7", disks=["%s,raw,hdc,cdrom" % img(sim, "d.iso")])
