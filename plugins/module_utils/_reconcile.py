@@ -971,7 +971,7 @@ def guest_diffs(guest, plan, tree, script_dir, names, run_dir=DEFAULT_RUN_DIR):
     title = "%s (domid %d)" % (guest.name or guest.domain, guest.domid)
     specs_before = _specs_of(tree, guest.domid, script_dir, names)
     specs_after = _specs_of(after, guest.domid, script_dir, names)
-    out = [
+    diffs = [
         {"before_header": "%s: xl disks" % title, "after_header": "%s: xl disks" % title,
          "before": "\n".join(specs_before) + "\n" if specs_before else "",
          "after": "\n".join(specs_after) + "\n" if specs_after else ""},
@@ -989,7 +989,7 @@ def guest_diffs(guest, plan, tree, script_dir, names, run_dir=DEFAULT_RUN_DIR):
     if qmp:
         header = "%s: QMP %s" % (title, socket_path(guest.domid, run_dir))
         diffs.append({"before_header": header, "after_header": header, "before": "",
-                    "after": "\n".join(qmp) + "\n"})
+                      "after": "\n".join(qmp) + "\n"})
     return diffs
 
 

@@ -20,6 +20,7 @@ from ansible_collections.xen.disks.tests.integration.test_xen_disk_helpers impor
     xen_disk_info_run,
     xen_disk_run,
 )
+from ansible_collections.xen.disks.tests.qemu import device_model
 from ansible_collections.xen.disks.tests.xenstored import backend_sim, launcher
 
 pytestmark = pytest.mark.xenstored
@@ -76,6 +77,31 @@ def host(xenstored, tmp_path):
 
 def img(host, name):
     return str(host.images / name)
+
+
+@pytest.fixture
+def qemu7(host, tmp_path):
+    """Guest 7's device model (launcher: dm-version qemu_xen): a real QEMU with libxl's options
+    for cdrom hdc holding d.iso, so media changes speak QMP as libxl's cd-insert does."""
+    if not device_model.available():
+        pytest.skip("qemu-system-x86_64 is not installed")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    qemu = device_model.DeviceModel(7, run_dir, cdroms=[(5632, img(host, "d.iso"))]).start()
+    try:
+        yield qemu
+    finally:
+        qemu.stop()
+
+
+def medium_files(qemu):
+    """The files QEMU's cdrom hdc reads: its own file, or the files of the fd sets it uses."""
+    medium = qemu.medium(5632)
+    if medium is None:
+        return []
+    if not medium[0].startswith("/dev/fdset/"):
+        return [medium[0]]
+    return [target for _opaque, target in qemu.fdset_files()[int(medium[0].rsplit("/", 1)[1])]]
 
 
 def config_path(host, domid):
@@ -193,14 +219,18 @@ def test_recreate_replaces_the_entry_in_place(host):
         {"pdev_path": img(host, "b.img"), "vdev": "xvdc", "format": "raw", "readwrite": 1}]
 
 
-def test_media_change_as_cd_insert_and_cd_eject(host):
+def test_media_change_as_cd_insert_and_cd_eject(host, qemu7):
+    run_dir = qemu7.run_dir
     xen_disk_run(host, domain="guest7", disks=["vdev=hdc,devtype=cdrom,target=%s" % img(host, "d.iso")])
-    inserted = xen_disk_run(host, domain="guest7", disks=["vdev=hdc,devtype=cdrom,target=%s" % img(host, "e.iso")])
+    inserted = xen_disk_run(host, domain="guest7", disks=["vdev=hdc,devtype=cdrom,target=%s" % img(host, "e.iso")],
+                            libxl_run_dir=run_dir)
     assert [(d["action"], d["libxl_config"]) for d in inserted["disks"]] == [("media_change", "written")]
     assert _libxl_json.parse_config(raw(host, 7))["disks"] == [
         {"pdev_path": img(host, "e.iso"), "vdev": "hdc", "format": "raw", "removable": 1, "is_cdrom": 1}]
-    ejected = xen_disk_run(host, domain="guest7", disks=["vdev=hdc,devtype=cdrom"])
+    assert medium_files(qemu7) == [img(host, "e.iso")]
+    ejected = xen_disk_run(host, domain="guest7", disks=["vdev=hdc,devtype=cdrom"], libxl_run_dir=run_dir)
     assert [d["action"] for d in ejected["disks"]] == ["media_change"]
+    assert medium_files(qemu7) == []
     # what `xl cd-eject` stores (libxl_cdrom_insert with an empty target)
     assert _libxl_json.parse_config(raw(host, 7))["disks"] == [
         {"pdev_path": "", "vdev": "hdc", "format": "empty", "removable": 1, "is_cdrom": 1}]
@@ -297,22 +327,28 @@ def test_a_lock_file_unlinked_meanwhile_is_taken_again(host):
         second.stop()
 
 
-def test_media_change_waits_for_the_device_lock(host):
+@pytest.mark.parametrize("lock_name", ["libxl-device-changes-lock", "qmp-socket-lock"])
+def test_media_change_waits_for_the_device_lock(host, qemu7, lock_name):
+    """libxl_cdrom_insert: the device lock over the whole change, the QMP lock from the QMP
+    connection on: nothing reaches QEMU or xenstore while another holder has either."""
     xen_disk_run(host, domain="guest7", disks=["vdev=hdc,devtype=cdrom,target=%s" % img(host, "d.iso")])
-    lock = lock_path(host, 7, "libxl-device-changes-lock")
+    lock = lock_path(host, 7, lock_name)
     holder = Holder()
     try:
         holder.do("lock", lock)
         thread, out = in_thread(lambda: xen_disk_run(
-            host, domain="guest7", disks=["vdev=hdc,devtype=cdrom,target=%s" % img(host, "e.iso")]))
-        wait_until(lambda: opened_by_me(lock), "the module never opened the device lock")
+            host, domain="guest7", disks=["vdev=hdc,devtype=cdrom,target=%s" % img(host, "e.iso")],
+            libxl_run_dir=qemu7.run_dir))
+        wait_until(lambda: opened_by_me(lock), "the module never opened the lock")
         time.sleep(0.5)
         assert thread.is_alive()
         assert value(host, "/libxl/7/device/vbd/5632/params") == "aio:" + img(host, "d.iso")
+        assert medium_files(qemu7) == [img(host, "d.iso")]
         holder.release(lock)
         thread.join(60)
         assert not out["result"].get("failed"), out["result"]
         assert value(host, "/libxl/7/device/vbd/5632/params") == "aio:" + img(host, "e.iso")
+        assert medium_files(qemu7) == [img(host, "e.iso")]
         assert host.domain_config(7)["disks"][0]["pdev_path"] == img(host, "e.iso")
     finally:
         holder.stop()

@@ -1,0 +1,93 @@
+# Copyright: xen.disks contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""QMP transcripts of real `xl cd-insert` / `xl cd-eject` (libxl 4.17, tests/xl/) against
+xen_disk's for the same media changes: two hosts prepared identically, each with its own real
+QEMU (tests/qemu/) started with libxl's options for the guest's cdrom, and a recording proxy
+at /var/run/xen/qmp-libxl-<domid> inside the host's mount namespace (where libxl connects).
+
+The bytes must be equal: nothing is normalised (fresh QEMUs number their fd sets alike, and
+xen_disk numbers its messages as libxl does). QEMU's own query-block proves each step.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from ansible_collections.xen.disks.tests.qemu import device_model
+from ansible_collections.xen.disks.tests.xl import harness
+
+pytestmark = [pytest.mark.xenstored, pytest.mark.xl,
+              pytest.mark.skipif(not device_model.available(), reason="qemu-system-x86_64 is not installed")]
+
+DOMID = 7
+DEVID = 5632
+
+
+def media_changes(workdir, images, tool):
+    """Insert d.iso, change to e.iso, eject, with `tool` ("xl" or "xen_disk"); returns the proxy's
+    messages per step, the medium QEMU reports after each step, and the xenstore params."""
+    os.makedirs(workdir)
+    qemu_dir = os.path.join(workdir, "qemu")
+    os.makedirs(qemu_dir)
+    steps, media, params = [], [], []
+    with harness.XlHost(os.path.join(workdir, "host")) as host:
+        host.add_guest("hvm7", DOMID, "hvm")
+        host.xl("block-attach", str(DOMID), ",raw,hdc,cdrom")
+        qemu = device_model.DeviceModel(DOMID, qemu_dir, cdroms=[(DEVID, None)]).start()
+        proxy = device_model.RecordingProxy(host.qmp_socket_path(DOMID), qemu.qmp_socket)
+        try:
+            for target in (images["d.iso"], images["e.iso"], None):
+                before = len(proxy.messages())
+                if tool == "xl":
+                    if target:
+                        host.xl("cd-insert", str(DOMID), "hdc", target)
+                    else:
+                        host.xl("cd-eject", str(DOMID), "hdc")
+                else:
+                    result = host.xen_disk(domain="hvm7", disks=["%s,raw,hdc,cdrom" % (target or "")])
+                    assert not result.get("failed") and result["disks"][0]["action"] == "media_change", result
+                host.wait_for(lambda: proxy.connections == len(steps) + 1, what="the QMP connection")
+                steps.append(proxy.messages()[before:])
+                media.append(qemu.medium(DEVID))
+                params.append(host.read("/libxl/%d/device/vbd/%d/params" % (DOMID, DEVID)))
+        finally:
+            proxy.close()
+            qemu.stop()
+    return steps, media, params
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """The same image files for both hosts (the namespaces share /tmp)."""
+    base = tmp_path_factory.mktemp("qmp-xl-images")
+    out = {}
+    for name, size in (("d.iso", 3 << 20), ("e.iso", 1 << 20)):
+        out[name] = str(base / name)
+        with open(out[name], "wb") as handle:
+            handle.truncate(size)
+    return out
+
+
+@pytest.fixture(scope="module")
+def transcripts(tmp_path_factory, images):
+    base = str(tmp_path_factory.mktemp("qmp-xl"))
+    return {tool: media_changes(os.path.join(base, tool), images, tool) for tool in ("xl", "xen_disk")}
+
+
+def test_xl_changes_the_medium_as_qemu_reports(transcripts, images):
+    _steps, media, params = transcripts["xl"]
+    assert media == [("/dev/fdset/0", 3 << 20), ("/dev/fdset/1", 1 << 20), None]
+    assert params == ["aio:" + images["d.iso"], "aio:" + images["e.iso"], ""]
+
+
+def test_xen_disk_sends_exactly_what_xl_sends(transcripts, images):
+    """Byte for byte, fds and the byte they came with included; nothing normalised."""
+    xl_steps, xl_media, xl_params = transcripts["xl"]
+    steps, media, params = transcripts["xen_disk"]
+    assert [len(s) for s in xl_steps] == [5, 5, 3]  # capabilities, query-version, eject[, add-fd, change]
+    assert xl_steps[0][3][1:] == (0, [images["d.iso"]])  # the image's fd, with add-fd's first byte
+    assert steps == xl_steps
+    assert media == xl_media
+    assert params == xl_params
