@@ -169,6 +169,7 @@ def xl_disks_drift(live, persistent):
     if not isinstance(live, list) or not isinstance(persistent, list):
         raise AnsibleFilterError("xl_disks_drift: live and persistent must be lists")
     unreadable = []
+    not_in_libxl = []
     live_by_devid = {}
     for index, entry in enumerate(live):
         disk = _live_disk(entry, "live[%d]" % index)
@@ -176,6 +177,9 @@ def xl_disks_drift(live, persistent):
             unreadable.append(entry.get("vdev") if isinstance(entry, Mapping) else str(entry))
             continue
         live_by_devid[_devid(disk, "live[%d]" % index)] = disk
+        # the third plane: xen_disk_info says libxl's domain configuration lacks the disk
+        if isinstance(entry, Mapping) and entry.get("survives_xl_reboot") is False:
+            not_in_libxl.append(render_disk_spec(disk))
     file_by_devid = {}
     for index, entry in enumerate(persistent):
         disk = _to_disk(entry, "xl_disks_drift: persistent[%d]" % index)
@@ -195,11 +199,12 @@ def xl_disks_drift(live, persistent):
                 "persistent": render_disk_spec(file_by_devid[devid]),
             })
     return {
-        "in_sync": not (only_live or only_persistent or different or unreadable),
+        "in_sync": not (only_live or only_persistent or different or unreadable or not_in_libxl),
         "only_live": only_live,
         "only_persistent": only_persistent,
         "different": different,
         "unreadable_live": unreadable,
+        "not_in_libxl_config": not_in_libxl,
     }
 
 

@@ -65,6 +65,7 @@ def prepare_fleet(hosts):
             guests.append({"domain": guest, "disks": guest_disks(host.rundir, guest, guest_type)})
         inventory[host_name(index)] = {
             "guest_disks_xenstore_socket": host.socket,
+            "guest_disks_libxl_dir": host.libxl_dir,
             "guest_disks_config_dir": os.path.join(host.rundir, "xen"),
             "xen_guests": guests,
         }

@@ -145,7 +145,18 @@ def test_drift_by_device_number():
             "persistent": "format=raw,vdev=xvdf,access=rw,target=/dev/vg0/ro",
         }],
         "unreadable_live": ["xvde"],
+        "not_in_libxl_config": [],
     }
+
+
+def test_drift_third_plane_libxl_record():
+    spec = "format=raw,vdev=xvda,access=rw,backendtype=phy,target=/dev/vg0/web1"
+    recorded = {"vdev": "xvda", "spec": spec, "survives_xl_reboot": True}
+    assert xl_disks_drift([recorded], ["/dev/vg0/web1,raw,xvda,w"])["in_sync"] is True
+    lost = dict(recorded, survives_xl_reboot=False)
+    drift = xl_disks_drift([lost], ["/dev/vg0/web1,raw,xvda,w"])
+    assert drift["in_sync"] is False and drift["not_in_libxl_config"] == [spec]
+    assert drift["only_live"] == drift["only_persistent"] == drift["different"] == []
 
 
 def test_drift_in_sync_ignores_what_the_file_leaves_to_libxl():
