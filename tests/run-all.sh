@@ -1,49 +1,86 @@
 #!/usr/bin/env bash
 # The one test command: installs what it needs (tests/setup.sh), then runs every check:
-# unit and property tests, Xen-oracle differential tests, integration tests against real
-# xenstored daemons, ansible-test sanity, molecule scenarios, ansible-lint, changelog lint,
-# and the benchmarks (which print figures; they assert nothing about speed).
+# pytest (property, Xen-oracle, packaging and integration tests against real xenstored daemons),
+# ansible-test units, integration and sanity, molecule scenarios, ansible-lint, the collection docs
+# lint, the changelog lint, and each benchmark in its quick mode (proof that it runs; figures only).
+#   ./tests/run-all.sh           every check (about 10 minutes on 2 CPUs)
+#   ./tests/run-all.sh --bench   the full benchmarks only (figures; they assert nothing about speed)
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$here"
+mode=checks
+case "${1:-}" in
+  "") ;;
+  --bench) mode=bench ;;
+  *) echo "usage: $0 [--bench]" >&2; exit 2 ;;
+esac
 env_file=$(./tests/setup.sh | tail -n 1)
 # shellcheck disable=SC1090
 . "$env_file"
 
 step() { printf '\n==== %s ====\n' "$*"; }
 failed=()
+timings=()
+total_start=$SECONDS
+cpu_seconds() {  # CPU time (user + sys) of the finished child processes so far, in seconds
+  local line
+  line=$(times | tail -n 1)  # "XmY.YYYs XmY.YYYs"
+  awk '{ n = 0; for (i = 1; i <= 2; i++) { split($i, t, "m"); n += t[1] * 60 + t[2] } printf "%d", n }' <<<"$line"
+}
 run() {  # run NAME CMD...: keep going, report every failing step at the end
-  local name=$1 start=$SECONDS; shift
+  local name=$1 start=$SECONDS cpu_start status=ok; shift
+  cpu_start=$(cpu_seconds)
   step "$name"
-  if "$@"; then echo "---- $name: ok ($((SECONDS - start)) s)"
-  else echo "---- $name: FAILED ($((SECONDS - start)) s)"; failed+=("$name"); fi
+  if ! "$@"; then status=FAILED; failed+=("$name"); fi
+  echo "---- $name: $status ($((SECONDS - start)) s)"
+  timings+=("$(printf '%6d %6d  %s' $((SECONDS - start)) $(($(cpu_seconds) - cpu_start)) "$name")")
+}
+finish() {
+  printf '\n==== time per step (wall and CPU seconds; CPU counts the processes each step waited for) ====\n'
+  printf '%6s %6s\n' wall cpu
+  printf '%s\n' "${timings[@]}"
+  printf '%6d %6d  total\n' $((SECONDS - total_start)) "$(cpu_seconds)"
+  printf 'load average now: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
+  if ((${#failed[@]})); then
+    printf '\nFAILED: %s\n' "${failed[@]}"
+    exit 1
+  fi
+  printf '\nAll checks passed.\n'
 }
 
-run "pytest (unit, property, oracle, integration)" python -m pytest -q -p no:randomly tests/unit tests/integration
+if [ "$mode" = bench ]; then
+  for b in tests/benchmarks/bench_*.py; do
+    run "benchmark $(basename "$b")" python "$b"
+  done
+  finish
+fi
 
-sanity() {
-  # ansible-test needs a real .../ansible_collections/xen/disks directory (a symlinked cwd resolves
-  # to the checkout): copy the files git would ship into a scratch layout.
-  local dest=$XEN_DISKS_CACHE/sanity/ansible_collections/xen/disks
-  mkdir -p "$dest"
-  git ls-files -z --cached --others --exclude-standard | rsync -a --delete --from0 --files-from=- ./ "$dest/"
-  (cd "$dest" && ansible-test sanity --venv --python 3.11 --color no)
+# ansible-test needs a real .../ansible_collections/xen/disks directory (a symlinked cwd resolves to
+# the checkout): copy the files git would ship into a scratch layout, one per checkout, refreshed
+# before each ansible-test step. ansible-test keeps its virtual environments in ~/.ansible/test and
+# tests/output/ of the copy (kept between runs: rsync only deletes what it transfers).
+key=$(printf '%s' "$here" | sha1sum | cut -c1-12)
+scratch=$XEN_DISKS_CACHE/ansible-test/$key/ansible_collections/xen/disks
+ansible_test() {
+  mkdir -p "$scratch"
+  git ls-files -z --cached --others --exclude-standard |
+    rsync -a --delete --from0 --files-from=- ./ "$scratch/"
+  (cd "$scratch" && ansible-test "$@" --color no)
 }
-run "ansible-test sanity" sanity
+# pytest-xdist: two workers (every daemon, directory and port is per test; builds are atomic).
+workers=2
+
+run "pytest (oracle, packaging, integration)" \
+  python -m pytest -q -p no:randomly -n "$workers" tests/integration
+run "ansible-test units" ansible_test units --venv --python 3.11 --num-workers "$workers"
+run "ansible-test integration" ansible_test integration --venv --python 3.11
+run "ansible-test sanity" ansible_test sanity --venv --python 3.11
 run "molecule" molecule test --all
 run "ansible-lint" ansible-lint --profile production --offline
+run "collection docs lint" antsibull-docs lint-collection-docs --plugin-docs .
 run "changelog lint" antsibull-changelog lint
-
-step "benchmarks (figures, not assertions)"
+run "changelog.yaml lint" antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml
 for b in tests/benchmarks/bench_*.py; do
-  args=()
-  # the fleet's no-op run is already timed by tests/integration/test_fleet.py; keep CI short
-  [ "$(basename "$b")" = bench_fleet.py ] && args=(--apply-only)
-  run "benchmark $(basename "$b")" python "$b" "${args[@]}"
+  run "benchmark $(basename "$b") --quick" python "$b" --quick
 done
-
-if ((${#failed[@]})); then
-  printf '\nFAILED: %s\n' "${failed[@]}"
-  exit 1
-fi
-printf '\nAll checks passed.\n'
+finish

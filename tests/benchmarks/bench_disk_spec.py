@@ -3,7 +3,8 @@
 """Benchmark: xl disk specs parsed and rendered per second on one core (prints figures only).
 
 The specs are the accepted cases of the differential-test corpus (tests/oracle/corpus.py) plus
-typical xl.cfg lines. Run: python tests/benchmarks/bench_disk_spec.py [seconds]
+typical xl.cfg lines. Run: python tests/benchmarks/bench_disk_spec.py [seconds | --quick]
+(--quick: 0.2 s per figure, to prove the benchmark runs; the figures are then rough)
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ def measure(function, items, seconds):
 def main():
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
-    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 2.0
+    arg = sys.argv[1] if len(sys.argv) > 1 else "2.0"
+    seconds = 0.2 if arg == "--quick" else float(arg)
     items = specs()
     parse_render = measure(lambda s: render_disk_spec(parse_disk_spec(s)), items, seconds)
     parse_only = measure(parse_disk_spec, items, seconds)

@@ -6,6 +6,7 @@ For 1, 5 and 20 forks, a fresh fleet (one real xenstored per host, a PV and an H
 4 disks per host; the fleet of tests/integration/test_fleet.py) is provisioned, then provisioned
 again (a no-op run). Prints figures only; asserts nothing about speed.
 Run: python tests/benchmarks/bench_fleet.py [--apply-only] [hosts] [forks ...]   (defaults: 20 hosts; 1 5 20)
+     python tests/benchmarks/bench_fleet.py --quick   (2 hosts, 2 forks: proves it runs)
 """
 
 from __future__ import annotations
@@ -63,7 +64,9 @@ def _timed_run(inventory, forks, run):
 
 
 def main(argv):
-    args = [a for a in argv[1:] if a != "--apply-only"]
+    args = [a for a in argv[1:] if a not in ("--apply-only", "--quick")]
+    if "--quick" in argv:
+        args = ["2", "2"]
     noop = "--apply-only" not in argv
     hosts_count = int(args[0]) if args else fleet.HOSTS
     forks_list = [int(a) for a in args[1:]] or [1, 5, 20]

@@ -10,7 +10,8 @@ the simulated backends' handshake) and for a no-op run (everything already there
   nodes per disk is `_plan.owned_node_count` (the three directories libxl writes for a disk and
   every node in them) for the disks of this benchmark.
 
-Usage: bench_reconcile.py [--guests 100] [--disks 8] [--repeat 3] [--keep DIR]
+Usage: bench_reconcile.py [--guests 100] [--disks 8] [--repeat 3] [--keep DIR] [--quick]
+(--quick: 10 guests x 2 disks, one no-op run)
 """
 
 from __future__ import annotations
@@ -99,7 +100,10 @@ def main(argv=None):
     parser.add_argument("--disks", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=3, help="no-op runs (min and median are printed)")
     parser.add_argument("--keep", help="run directory to keep (default: a temporary one)")
+    parser.add_argument("--quick", action="store_true", help="10 guests x 2 disks, one no-op run")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.guests, args.disks, args.repeat = 10, 2, 1
     if args.disks > len(VDEVS):
         parser.error("at most %d disks per guest" % len(VDEVS))
     workdir = args.keep or tempfile.mkdtemp(prefix="bench-reconcile-")

@@ -9,7 +9,8 @@ answer) in the same run, on the same daemon and the same nodes:
     consistent snapshot (validated by a watch, or by a transaction);
   - transactional applies: nodes per second, in one transaction and in one per guest
     (xenstored 4.17's cost per transaction grows with the square of the nodes it touches).
-Run: python tests/benchmarks/bench_xenstore.py [--devices 200] [--repeat 3]
+Run: python tests/benchmarks/bench_xenstore.py [--devices 200] [--repeat 3] [--quick]
+(--quick: 20 devices, one repeat)
 """
 
 from __future__ import annotations
@@ -106,7 +107,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=200, help="backend directories (15 nodes each)")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="20 devices, one repeat")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.devices, args.repeat = 20, 1
 
     with tempfile.TemporaryDirectory(prefix="bench-xenstore-") as tmp:
         daemon = launcher.start(os.path.join(tmp, "host"), "0-5", die_with_parent=True)

@@ -62,7 +62,7 @@ def galaxy():
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    """(tarball path, member names, source copy) of a build from a salted copy of the checkout."""
+    """{tarball, names (members), src (the salted copy)} of a build from a copy of the checkout."""
     base = tmp_path_factory.mktemp("pack")
     src = base / "src"
     files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
@@ -79,11 +79,11 @@ def built(tmp_path_factory):
     tarball = out / ("xen-disks-%s.tar.gz" % galaxy()["version"])
     with tarfile.open(tarball) as tar:
         names = [m.name + ("/" if m.isdir() else "") for m in tar.getmembers()]
-    return tarball, names, src
+    return {"tarball": tarball, "names": names, "src": src}
 
 
 def test_no_test_artefact_or_dev_config_ships(built):
-    _, names, src = built
+    names, src = built["names"], built["src"]
     assert all((src / a).exists() for a in ARTEFACTS)  # the salt was there to be left out
     unwanted = [n for n in names
                 if n.startswith(FORBIDDEN_PREFIXES) or n.rstrip("/").endswith(FORBIDDEN_SUFFIXES)
@@ -92,14 +92,14 @@ def test_no_test_artefact_or_dev_config_ships(built):
 
 
 def test_no_empty_directory_ships(built):
-    _, names, _ = built
+    names = built["names"]
     dirs = [n for n in names if n.endswith("/")]
     files = [n for n in names if not n.endswith("/")]
     assert [d for d in dirs if not any(f.startswith(d) for f in files)] == []
 
 
 def test_everything_a_user_needs_ships(built):
-    _, names, _ = built
+    names = built["names"]
     tracked = subprocess.run(["git", "ls-files", "plugins", "roles", "playbooks", "docs", "meta",
                               "tests/unit", "tests/integration", "tests/xenstored"],
                              cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
@@ -113,7 +113,7 @@ def test_everything_a_user_needs_ships(built):
 
 
 def test_license_and_manifest(built):
-    tarball, _, _ = built
+    tarball = built["tarball"]
     with tarfile.open(tarball) as tar:
         license_text = tar.extractfile("LICENSE").read().decode()
         manifest = json.load(tar.extractfile("MANIFEST.json"))
@@ -138,7 +138,7 @@ def test_release_history_and_next_version():
 
 @pytest.fixture(scope="module")
 def installed(built, tmp_path_factory):
-    tarball, _, _ = built
+    tarball = built["tarball"]
     dest = tmp_path_factory.mktemp("installed")
     run(["ansible-galaxy", "collection", "install", "--offline", "-p", str(dest), str(tarball)])
     return dest
@@ -154,7 +154,7 @@ def test_installed_collection_loads(installed):
 def test_execution_environment_build_context(built, installed, tmp_path):
     """`ansible-builder create` for an EE that installs the tarball, then the builder's own
     introspection script (what the image build runs) on the installed collection."""
-    tarball, _, _ = built
+    tarball = built["tarball"]
     definition = {
         "version": 3,
         "images": {"base_image": {"name": "quay.io/fedora/fedora:40"}},
