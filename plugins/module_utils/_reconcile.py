@@ -397,6 +397,9 @@ class Reconciler:
         with no transaction of their own, and the last phase index the device lock covers."""
         by_change, alone, devlock_until = {}, [], -1
         for change in plan.changes:
+            if change.action == _libxl_json.MEDIA_CHANGE and change.changed:
+                # libxl_cdrom_insert: the device lock from before its first QMP command to the end
+                devlock_until = max(devlock_until, len(change.phases) - 1)
             steps = guest.config_steps.get(id(change))
             if not steps:
                 continue
@@ -407,10 +410,8 @@ class Reconciler:
                 eject, insert = steps
                 if change.desired.disk.effective_format == "empty" or len(txns) < 2:
                     by_change[id(change)] = {txns[0]: ([eject], [insert])}
-                    devlock_until = max(devlock_until, txns[0])
                 else:
                     by_change[id(change)] = {txns[0]: ([eject], []), txns[1]: ([insert], [])}
-                    devlock_until = max(devlock_until, txns[1])
             else:
                 alone += steps
         return by_change, alone, devlock_until
@@ -584,7 +585,9 @@ class Reconciler:
         changes = [c for c in plan.changes if c.changed]
         remaining = {id(c): list(c.phases) for c in changes}
         skip_hotplug = set()
-        config, alone, devlock_until = self._config_phases(guest, plan) if guest.config_steps else ({}, [], -1)
+        # (a host without libxl's directory has no libxl to share the locks with)
+        config, alone, devlock_until = self._config_phases(guest, plan) \
+            if guest.files is not None and os.path.isdir(self.libxl_dir) else ({}, [], -1)
         # libxl_cdrom_insert holds the device lock over the whole media change
         devlock = None
         sessions = {}            # id(change) -> its QmpSession (and qmp-socket-lock), until its last phase
