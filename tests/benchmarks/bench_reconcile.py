@@ -2,6 +2,13 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Benchmark of xen.disks.xen_disk on a real xenstored: a host with 100 guests x 8 disks.
 
+Two identical hosts (one real xenstored each) are measured side by side: one whose guests have
+libxl's domain configuration file (as xl creates guests: xen_disk reads it, and on apply stores
+each guest's entries under libxl's userdata lock), one whose guests have none (xenstore only,
+the cost without the JSON and the locks). No-op runs alternate between the two hosts so that
+both see the same machine load; the JSON files must only be read by a no-op (their inodes and
+contents are compared before and after, and the count of files written is printed).
+
 Prints figures; asserts nothing about speed. For a full apply (every disk attached, waiting for
 the simulated backends' handshake) and for a no-op run (everything already there), it prints:
 - module time: AnsibleModule main() in this process (argument checking, the snapshot read,
@@ -94,6 +101,35 @@ def owned_nodes_per_disk(domains, images):
     return _plan.owned_node_count(desired[0])
 
 
+def config_files(rundir):
+    """{path: (inode, bytes)} of the host's libxl domain configuration files."""
+    directory = launcher.libxl_dir(rundir)
+    out = {}
+    for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else ():
+        if name.startswith("userdata-d."):
+            path = os.path.join(directory, name)
+            with open(path, "rb") as handle:
+                out[path] = (os.stat(path).st_ino, handle.read())
+    return out
+
+
+def make_host(rundir, images, guests, disks, libxl_config):
+    daemon = launcher.start(rundir, "0", die_with_parent=True)
+    domains = []
+    for g in range(guests):
+        domid = g + 1
+        launcher.add_guest(rundir, "guest%d" % domid, domid, "pv", libxl_config=libxl_config)
+        specs = []
+        for d in range(disks):
+            path = os.path.join(images, "g%d-%d.img" % (domid, d))
+            if not os.path.exists(path):
+                with open(path, "wb") as handle:
+                    handle.truncate(1 << 20)
+            specs.append("%s,raw,%s,rw" % (path, VDEVS[d]))
+        domains.append({"domain": "guest%d" % domid, "disks": specs})
+    return daemon, domains
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--guests", type=int, default=100)
@@ -107,54 +143,78 @@ def main(argv=None):
     if args.disks > len(VDEVS):
         parser.error("at most %d disks per guest" % len(VDEVS))
     workdir = args.keep or tempfile.mkdtemp(prefix="bench-reconcile-")
-    rundir = os.path.join(workdir, "xenstored")
     images = os.path.join(workdir, "images")
     os.makedirs(images, exist_ok=True)
-    daemon = launcher.start(rundir, "0", die_with_parent=True)
+    rundirs = {"with": os.path.join(workdir, "with-json"), "without": os.path.join(workdir, "no-json")}
     try:
-        domains = []
-        for g in range(args.guests):
-            domid = g + 1
-            launcher.add_guest(rundir, "guest%d" % domid, domid, "pv")
-            disks = []
-            for d in range(args.disks):
-                path = os.path.join(images, "g%d-%d.img" % (domid, d))
-                with open(path, "wb") as handle:
-                    handle.truncate(1 << 20)
-                disks.append("%s,raw,%s,rw" % (path, VDEVS[d]))
-            domains.append({"domain": "guest%d" % domid, "disks": disks})
+        hosts = {}
+        for label, rundir in rundirs.items():
+            daemon, domains = make_host(rundir, images, args.guests, args.disks, libxl_config=label == "with")
+            hosts[label] = (daemon, domains, {
+                "domains": domains, "xenstore_socket": daemon.socket, "hotplug_scripts": "skip",
+                "libxl_dir": launcher.libxl_dir(rundir), "_ansible_check_mode": False, "_ansible_diff": False})
         total = args.guests * args.disks
-        owned = owned_nodes_per_disk(domains, images)
-        module_args = {"domains": domains, "xenstore_socket": daemon.socket, "hotplug_scripts": "skip",
-                       "_ansible_check_mode": False, "_ansible_diff": False}
-        print("host: %d guests x %d disks = %d disks, real xenstored (%s)" % (
-            args.guests, args.disks, total, daemon.socket))
+        owned = owned_nodes_per_disk(hosts["with"][1], images)
+        print("hosts: 2 x (%d guests x %d disks = %d disks), real xenstored each; one with libxl's JSON files, "
+              "one without" % (args.guests, args.disks, total))
         print("owned nodes per disk (_plan.owned_node_count): %d; request budget per disk: %d"
               % (owned, owned + 2))
-        with backend_sim.running(daemon.socket, "connect"):
-            full, full_time = run_module(module_args)
-            assert full["changed"] is True and len(full["disks"]) == total
-            print("full apply : module time %.3f s (of which %.3f s waiting for %d simulated backends), "
+        full = {}
+        noops = {"with": [], "without": []}
+        checks = {}
+        sims = [backend_sim.running(hosts[label][0].socket, "connect") for label in ("with", "without")]
+        with sims[0], sims[1]:
+            for label in ("without", "with"):
+                daemon, domains, module_args = hosts[label]
+                result, elapsed = run_module(module_args)
+                assert result["changed"] is True and len(result["disks"]) == total
+                full[label] = (result, elapsed, WAITED[0])
+            for label in ("with", "without"):
+                settle(hosts[label][0].socket, hosts[label][1], args.disks)
+            before = config_files(rundirs["with"])
+            for _run in range(args.repeat):
+                for label in ("with", "without"):
+                    result, elapsed = run_module(hosts[label][2])
+                    assert result["changed"] is False
+                    noops[label].append(elapsed)
+            after = config_files(rundirs["with"])
+            for label in ("with", "without"):
+                result, elapsed = run_module(dict(hosts[label][2], _ansible_check_mode=True))
+                assert result["changed"] is False
+                checks[label] = (result, elapsed)
+        written = sum(1 for path in after if before.get(path) != after[path])
+        for label in ("without", "with"):
+            result, elapsed, waited = full[label]
+            print("full apply %-7s JSON: module time %.3f s (of which %.3f s waiting for %d simulated backends), "
                   "%d xenstore requests = %.1f per disk, %d retries"
-                  % (full_time, WAITED[0], total, full["xenstore_requests"], full["xenstore_requests"] / total,
-                     full["xenstore_retries"]))
-            settle(daemon.socket, domains, args.disks)
-            noops = [run_module(module_args) for _run in range(args.repeat)]
-        for result, _elapsed in noops:
-            assert result["changed"] is False
-        times = sorted(elapsed for _result, elapsed in noops)
-        requests = noops[0][0]["xenstore_requests"]
-        print("no-op      : module time min %.3f s, median %.3f s (%d runs), %d xenstore requests = %.2f per disk "
-              "(budget %d per disk)" % (times[0], times[len(times) // 2], len(times), requests, requests / total,
-                                        owned + 2))
-        check, check_time = run_module(dict(module_args, _ansible_check_mode=True))
-        assert check["changed"] is False
-        print("no-op check: module time %.3f s, %d xenstore requests = %.2f per disk"
-              % (check_time, check["xenstore_requests"], check["xenstore_requests"] / total))
+                  % (label, elapsed, waited, total, result["xenstore_requests"],
+                     result["xenstore_requests"] / total, result["xenstore_retries"]))
+        apply_work = {label: full[label][1] - full[label][2] for label in full}
+        print("full apply, JSON and locks: %+.2f ms per guest (%+.1f%% of the apply's time outside the backend "
+              "waits: %.3f s without, %.3f s with)"
+              % ((apply_work["with"] - apply_work["without"]) * 1000 / args.guests,
+                 100 * (apply_work["with"] / apply_work["without"] - 1), apply_work["without"], apply_work["with"]))
+        medians = {}
+        for label in ("without", "with"):
+            times = sorted(noops[label])
+            medians[label] = times[len(times) // 2]
+            requests = checks[label][0]["xenstore_requests"]
+            print("no-op %-7s JSON: module time min %.3f s, median %.3f s (%d runs), %d xenstore requests = %.2f "
+                  "per disk (budget %d per disk)" % (label, times[0], medians[label], len(times), requests,
+                                                     requests / total, owned + 2))
+        print("no-op, JSON read: %+.2f ms per guest (%+.1f%% of the median no-op); JSON files written by the "
+              "%d no-op runs: %d of %d"
+              % ((medians["with"] - medians["without"]) * 1000 / args.guests,
+                 100 * (medians["with"] / medians["without"] - 1), args.repeat, written, len(after)))
+        for label in ("without", "with"):
+            result, elapsed = checks[label]
+            print("no-op check %-7s JSON: module time %.3f s, %d xenstore requests = %.2f per disk"
+                  % (label, elapsed, result["xenstore_requests"], result["xenstore_requests"] / total))
         print("load average during the run: %.2f (2 cores shared with other work: times vary with it)"
               % os.getloadavg()[0])
     finally:
-        launcher.stop(rundir)
+        for rundir in rundirs.values():
+            launcher.stop(rundir)
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     return 0

@@ -332,3 +332,36 @@ def test_entry_for_pairs_by_the_exact_vdev_string():
     assert _libxl_json.entry_for(doc, "51728") == {"vdev": "51728"}
     assert _libxl_json.entry_for(doc, "xvdc") is None
     assert _libxl_json.entry_for(None, "xvdb") is None
+
+
+def _change(action, spec, *, changed=True, current_dev=None, error=""):
+    from types import SimpleNamespace
+
+    from ansible_collections.xen.disks.plugins.module_utils._plan import DiskChange
+    disk = parse_disk_spec(spec)
+    current = SimpleNamespace(libxl={"dev": current_dev}) if current_dev is not None else None
+    return DiskChange(action, disk.vdev, disk.devid, "vbd", ops=("op",) if changed else (), error=error,
+                      desired=SimpleNamespace(disk=disk), current=current)
+
+
+def test_plan_steps_per_action():
+    doc = {"c_info": {}, "disks": [{"vdev": "xvdc", "pdev_path": "/c"}]}
+    attach = _change("attach", "/a,,xvdb")
+    recreate = _change("recreate", "/c,,xvdc,ro", current_dev="xvdc")
+    media = _change("media_change", "/e.iso,raw,hdc,cdrom", current_dev="hdc")
+    detach = _change("detach", "/d,,xvdd", current_dev="xvdd")
+    unchanged = _change("unchanged", "/c,,xvdc", changed=False, current_dev="xvdc")
+    unrecorded = _change("unchanged", "/f,,xvdf", changed=False, current_dev="51792")
+    refused = _change("recreate", "/g,,xvdg", error="set recreate=true", current_dev="xvdg")
+    steps = _libxl_json.plan_steps([attach, recreate, media, detach, unchanged, unrecorded, refused], doc)
+    assert steps[id(attach)] == [_libxl_json.ConfigStep("add", "xvdb", {"pdev_path": "/a", "vdev": "xvdb",
+                                                                         "format": "raw", "readwrite": 1})]
+    assert steps[id(recreate)][0].entry == {"pdev_path": "/c", "vdev": "xvdc", "format": "raw"}
+    assert [s.action for s in steps[id(media)]] == ["eject", "insert"]
+    assert steps[id(media)][1].entry["pdev_path"] == "/e.iso"
+    # a detach leaves the file; a recorded unchanged disk needs nothing; a refused change nothing
+    assert id(detach) not in steps and id(unchanged) not in steps and id(refused) not in steps
+    # an attached disk libxl has no entry for: one, paired by the vdev string xenstore holds
+    assert steps[id(unrecorded)] == [_libxl_json.ConfigStep("add", "51792", {
+        "pdev_path": "/f", "vdev": "51792", "format": "raw", "readwrite": 1})]
+    assert _libxl_json.plan_steps([attach], None) == {}  # no file: nothing planned, nothing invented
