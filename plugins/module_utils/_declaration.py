@@ -269,7 +269,8 @@ def _sharing_rules(checked, attached):
                                      SHARING_REASON))
                     break
     for current in attached:
-        if current.stale or (current.domid, current.devid) in declared:
+        # a backend directory may hold the target open, whatever the guest's frontend says
+        if not current.holds_target or (current.domid, current.devid) in declared:
             continue
         target = current.target
         if target is None:

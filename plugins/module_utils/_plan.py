@@ -67,6 +67,7 @@ DETACH = "detach"
 MEDIA_CHANGE = "media_change"
 RECREATE = "recreate"
 REPAIR = "repair"
+RESUME = "resume"  # an attach whose backend never reached InitWait: wait again, run the script
 UNCHANGED = "unchanged"
 ABSENT = "absent"
 
@@ -133,7 +134,13 @@ def state_name(state):
 # -- read-back --------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class CurrentDisk:
-    """One disk as recorded in `/libxl/D/device/<kind>/N`, with the live state of both ends."""
+    """One disk as recorded in `/libxl/D/device/<kind>/N`, with the live state of both ends.
+
+    Only dom0's nodes decide what the disk is (live, stale, closed, detaching, unfinished):
+    the libxl record and the backend directory. The frontend directory is the guest's: it may
+    rewrite or remove any node there, permissions included, so what is read there
+    (`frontend_*`, `observed`) is reported, never the ground for a removal or a sharing decision.
+    """
 
     domid: int
     kind: str
@@ -141,11 +148,13 @@ class CurrentDisk:
     libxl: dict = field(hash=False)   # direct children of the libxl directory: name -> value
     backend_domid: int
     backend_kind: str
-    frontend_state: object = None     # int, or None when the node is missing/unread
+    frontend_state: object = None     # int, or None when the node is missing/unread (observation)
     backend_state: object = None
-    frontend_present: bool = False
+    frontend_present: bool = False    # observation
     stale: tuple = ()                 # why the entry is dead and will be cleaned, if it is
     warnings: tuple = ()              # backend nodes differing from libxl's copy, ...
+    backend_present: bool = False     # the backend directory has its `state` node
+    observed: tuple = ()              # what the guest did to its frontend nodes (reported only)
 
     @property
     def vdev(self):
@@ -185,14 +194,26 @@ class CurrentDisk:
 
     @property
     def detaching(self):
-        """A detach is in progress: the backend is Closing while the guest's frontend is live
-        (a safe remove that timed out leaves exactly that). Not stale: finishing it needs the
-        guest's cooperation, or force."""
+        """A detach is in progress: the backend is Closing (a safe remove that timed out leaves
+        exactly that). Not stale: finishing it needs the guest's cooperation, or force."""
         return not self.stale and self.backend_state == 5
 
     @property
+    def attach_unfinished(self):
+        """An attach that libxl waits for (the backend to reach InitWait) whose backend is still
+        Initialising: the wait failed or is under way; the next run resumes it."""
+        return not self.stale and self.backend_state == 1 and self.placement.waits_for_init
+
+    @property
+    def holds_target(self):
+        """Whether the disk may hold its target open: a backend directory exists (whatever the
+        guest's frontend says), for the rule that a target attached read-write is not shared."""
+        return self.backend_present
+
+    @property
     def connected(self):
-        """The guest's frontend is live (Initialised, Connected or Closing): a detach needs it."""
+        """The guest's frontend is live (Initialised, Connected or Closing): a detach needs it
+        (as reported in `needs`; an observation, never a reason to skip the handshake)."""
         return self.frontend_present and self.frontend_state in (3, 4, 5)
 
 
@@ -280,14 +301,12 @@ def _placement_of_record(domid, kind, devid, libxl):
     return TOOLSTACK_DOMID, BACKEND_KIND.get(libxl.get("type"), kind)
 
 
-def _frontend_live(present, state):
-    """The guest's frontend exists and is in a live XenbusState: Initialising to Closing, or
-    Reconfiguring/Reconfigured (Unknown, Closed or no state: nothing holds the disk)."""
-    return present and state not in (None, 0, 6)
-
-
 def read_disk(tree, domid, kind, devid):
-    """The `CurrentDisk` recorded at `/libxl/D/device/<kind>/N`, or None if there is none."""
+    """The `CurrentDisk` recorded at `/libxl/D/device/<kind>/N`, or None if there is none.
+
+    Stale (dead: cleaned without a handshake) only from dom0's nodes: a half-written or invalid
+    libxl record, a missing backend directory, a Closed backend (whose teardown still runs the
+    hotplug `remove`, `_detach_phases`). Nothing the guest writes makes a disk stale."""
     path = libxl_disk_path(domid, kind, devid)
     names = tree.children(path)
     if path not in tree and not names:
@@ -296,9 +315,8 @@ def read_disk(tree, domid, kind, devid):
     backend_domid, backend_kind = _placement_of_record(domid, kind, devid, libxl)
     placement = DiskPlacement(domid, backend_domid, devid, kind, backend_kind)
     front, back = placement.frontend_path, placement.backend_path
+    backend_present = (back + "/state") in tree
     backend_state = _int_or_none(tree.get(back + "/state"))
-    frontend_present = (front + "/backend") in tree
-    frontend_state = _int_or_none(tree.get(front + "/state"))
 
     stale = []
     missing = [n for n in REQUIRED_LIBXL_NODES if n not in libxl]
@@ -306,17 +324,10 @@ def read_disk(tree, domid, kind, devid):
         stale.append("half-written libxl record (no %s)" % ", ".join(missing))
     elif parse_backend_path(libxl["backend"]) is None:
         stale.append("libxl record has an invalid backend path %r" % libxl["backend"])
-    if back + "/state" not in tree:
+    if not backend_present:
         stale.append("backend directory missing")
     elif backend_state == 6:
         stale.append("backend Closed")
-    elif backend_state == 5 and not _frontend_live(frontend_present, frontend_state):
-        # Closing with a live frontend is a detach still in progress (`CurrentDisk.detaching`):
-        # only FORCE_ON may remove the entries under a guest that may still use the disk (§4.2).
-        stale.append("backend Closing (an unfinished detach)" + (
-            " and the frontend %s" % state_name(frontend_state) if frontend_present else ""))
-    if not frontend_present:
-        stale.append("frontend directory missing")
 
     warnings = []
     for name in sorted(libxl):
@@ -325,8 +336,39 @@ def read_disk(tree, domid, kind, devid):
         have = tree.get(back + "/" + name)
         if have is not None and have != libxl[name]:
             warnings.append("backend node %s = %r differs from libxl's copy %r" % (name, have, libxl[name]))
+    frontend_present, frontend_state, observed = _observe_frontend(tree, placement, backend_state)
     return CurrentDisk(domid, kind, devid, libxl, backend_domid, backend_kind, frontend_state,
-                       backend_state, frontend_present, tuple(stale), tuple(warnings))
+                       backend_state, frontend_present, tuple(stale), tuple(warnings), backend_present,
+                       observed)
+
+
+def _observe_frontend(tree, placement, backend_state):
+    """(present, state, observations) of the guest's frontend directory, from whatever of it
+    `tree` holds (directory, `backend`, `state`, permissions). Reported, never acted upon."""
+    front = placement.frontend_path
+    present = any(p in tree for p in (front, front + "/backend", front + "/state")) or front in tree.perms
+    state = _int_or_none(tree.get(front + "/state"))
+    observed = []
+    if not present:
+        return False, None, ("the frontend directory %s is missing" % front,)
+    backend = tree.get(front + "/backend")
+    if backend is None and front in tree:
+        observed.append("the frontend node %s/backend is missing" % front)
+    elif backend is not None and backend != placement.backend_path:
+        observed.append("the frontend node %s/backend is %r, not %r" % (front, backend, placement.backend_path))
+    raw_state = tree.get(front + "/state")
+    if raw_state is None and front in tree:
+        observed.append("the frontend node %s/state is missing" % front)
+    elif raw_state is not None and (state is None or state not in XENBUS_STATES):
+        observed.append("the frontend node %s/state is %r, not a XenbusState" % (front, raw_state))
+    elif backend_state == 4 and state in (0, 6):
+        observed.append("the frontend is %s while the backend is Connected" % state_name(state))
+    have = tree.perms.get(front)
+    want = placement.frontend_perms
+    if have is not None and tuple(have) != tuple(want):
+        observed.append("the permissions of the frontend directory %s are %s (libxl wrote %s)"
+                        % (front, ",".join(have), ",".join(want)))
+    return True, state, tuple(observed)
 
 
 def read_disks(tree, domid):
@@ -361,23 +403,26 @@ def guest_warnings(tree, domid):
 
 
 def current_read_paths(current):
-    """Nodes the plan reads for a recorded disk: frontend presence and state, backend state."""
+    """Nodes the plan reads for a recorded disk: backend state (what decides), and the frontend
+    directory, `backend` and `state` (observations, reported)."""
     p = current.placement
-    return (p.frontend_path + "/backend", p.frontend_path + "/state", p.backend_path + "/state")
+    return (p.backend_path + "/state", p.frontend_path, p.frontend_path + "/backend", p.frontend_path + "/state")
 
 
 def owned_paths(desired):
     """The exact reads a no-op check of declared disk(s) needs.
 
-    `values`: every frontend and backend node libxl writes except the backend's `online`
-    (frontend `state` and backend `state` included: they tell live from stale); `perms`: the
-    frontend and backend directories; `subtrees`: the libxl directory (all of it is owned).
+    `values`: both directories and every frontend and backend node libxl writes except the
+    backend's `online` (backend `state` tells live from stale; the frontend's are observations);
+    `perms`: the frontend and backend directories; `subtrees`: the libxl directory (all of it
+    is owned).
     Accepts one DesiredDisk or an iterable of them.
     """
     items = [desired] if hasattr(desired, "placement") else list(desired)
     values, perms, subtrees = [], [], []
     for d in items:
         p = d.placement
+        values += [p.frontend_path, p.backend_path]
         values += [p.frontend_path + "/" + name for name, _value in d.frontend]
         values += [p.backend_path + "/" + name for name, _value in d.backend if name != "online"]
         perms += [p.frontend_path, p.backend_path]
@@ -497,7 +542,13 @@ class DiskChange:
 
     @property
     def changed(self):
+        """Whether xenstore is written (what `Plan.after` shows)."""
         return bool(self.ops) and not self.error
+
+    @property
+    def acts(self):
+        """Whether the runtime has work: writes, or an unfinished attach to resume."""
+        return (bool(self.ops) or self.action == RESUME) and not self.error
 
 
 class PlanError(ValueError):
@@ -527,6 +578,11 @@ class Plan:
 
     def __bool__(self):
         return any(c.changed for c in self.changes)
+
+    @property
+    def acts(self):
+        """Whether an apply has work: writes, or attaches to resume (`DiskChange.acts`)."""
+        return any(c.acts for c in self.changes)
 
     def after(self, tree):
         """The snapshot with every accepted change applied, on a copy."""
@@ -559,7 +615,7 @@ def _attach_phases(desired, ops):
 
 def _detach_phases(tree, current, force, cleanup):
     p = current.placement
-    if current.stale:
+    if not current.backend_present:  # no backend left to hand-shake with
         return [Phase(STEP_CLEANUP, ops=tuple(cleanup), placement=p)]
     phases = [
         Phase(STEP_TRANSACTION, ops=tuple(close_ops(tree, p, force=force))),
@@ -579,7 +635,7 @@ def _detach_phases(tree, current, force, cleanup):
 
 
 def _detach_needs(current, force):
-    if current.stale or current.backend_state == 6 or not current.frontend_present \
+    if not current.backend_present or current.backend_state == 6 or not current.frontend_present \
             or current.frontend_state == 6:
         return NEEDS_NOTHING
     if force:
@@ -640,8 +696,8 @@ def _compare(tree, desired, current):
                 if name in READ_AT_CONNECT and directory == FRONTEND:
                     notes.append("%s: the frontend reads it when it connects: the new value applies from "
                                  "the guest's next connection (a recreate applies it now)" % path)
-    perms = []
-    for path, want_perms in ((p.frontend_path, p.frontend_perms), (p.backend_path, p.backend_perms)):
+    perms = []  # the frontend directory's are the guest's: `CurrentDisk.observed` reports them
+    for path, want_perms in ((p.backend_path, p.backend_perms),):
         have = tree.perms.get(path)
         if have is not None and tuple(have) != tuple(want_perms):
             perms.append((path, ",".join(have), ",".join(want_perms)))
@@ -683,7 +739,7 @@ def _virtio_error(name, what):
 
 
 def plan_guest(tree, domid, desired, *, state="present", exclusive=False, keep=(), recreate=False,
-               force=False, creating=False):
+               force=False, creating=False, resume=True):
     """Plan guest `domid` from snapshot `tree` towards `desired` (DesiredDisks of `_layout`).
 
     state=present: attach what is missing, leave what matches, change cdrom media in place (HVM),
@@ -693,6 +749,9 @@ def plan_guest(tree, domid, desired, *, state="present", exclusive=False, keep=(
     detach each declared disk (only its vdev/devid matters; strings are accepted too).
     `force` detaches without the guest's cooperation (FORCE_ON). `creating` says the guest is
     being created (virtio disks may then be attached); by default it is running.
+    A declared disk whose attach did not finish (`CurrentDisk.attach_unfinished`) is resumed
+    (RESUME: the attach's wait and hotplug script, no write); with resume=False (a run that
+    does not wait) it is unchanged, with a note.
     A detach in progress (`CurrentDisk.detaching`) is continued by a detach; a declared one is
     refused without `force`, and with it detached by force and attached again.
     Refused changes are in `Plan.errors` (`Plan.check()` raises them).
@@ -792,7 +851,13 @@ def plan_guest(tree, domid, desired, *, state="present", exclusive=False, keep=(
             others.append(_present_while_detaching(work, tree, d, current, force, creating))
             continue
         record, drift, perms, notes = _compare(tree, d, current)
-        notes += list(current.warnings)
+        notes += list(current.warnings) + list(current.observed)
+        if not record and current.attach_unfinished:
+            if resume:
+                others.append(_resume(d, current, drift, perms, notes))
+                continue
+            notes.insert(0, "the attach did not finish: the backend is still Initialising (it never reached "
+                            "InitWait); not resumed by a run that does not wait")
         if not record and not drift and not perms:
             others.append(DiskChange(UNCHANGED, d.vdev, d.devid, p.kind, label=d.name, notes=tuple(notes),
                                      desired=d, current=current))
@@ -891,6 +956,19 @@ def _present_while_detaching(work, tree, desired, current, force, creating):
         needs=NEEDS_FORCE, notes=tuple(current.warnings), desired=desired, current=current)
 
 
+def _resume(desired, current, drift, perms, notes):
+    """A declared disk whose attach did not finish (backend still Initialising): drift repaired,
+    then the attach's own wait for InitWait and its hotplug script, as libxl runs them."""
+    p = desired.placement
+    ops = tuple(_repair_ops(drift, perms, desired))
+    phases = ([Phase(STEP_TRANSACTION, ops=ops)] if ops else []) + _attach_phases(desired, ())[1:]
+    notes = ["the attach did not finish: the backend is still Initialising (it never reached InitWait); "
+             "resumed: waiting for the backend again"] + list(notes)
+    return DiskChange(RESUME, desired.vdev, desired.devid, p.kind, label=desired.name,
+                      fields=_fields(drift + perms), differences=tuple(drift + perms), ops=ops,
+                      phases=tuple(phases), notes=tuple(notes), desired=desired, current=current)
+
+
 def _media_change_possible(desired, current, record):
     """libxl_cdrom_insert: an HVM guest's cdrom keeping its backend; only `params` may differ."""
     if desired.guest_type != "hvm" or not desired.disk.is_cdrom or not current.is_cdrom:
@@ -923,5 +1001,9 @@ def _finish(domid, detaches, others, by_devid, seen_devids, warnings):
                   for c in cs if c.stale and devid not in seen_devids)
     warnings += ["%s: a detach is in progress (backend Closing, frontend %s)" % (c.vdev, state_name(c.frontend_state))
                  for devid, cs in sorted(by_devid.items()) for c in cs if c.detaching and devid not in seen_devids]
+    warnings += ["%s: the attach did not finish: the backend is still Initialising (it never reached InitWait); "
+                 "declare the disk to resume it" % c.vdev
+                 for devid, cs in sorted(by_devid.items()) for c in cs
+                 if c.attach_unfinished and devid not in seen_devids]
     changes = tuple(sorted(detaches, key=lambda c: (c.devid, c.kind)) + sorted(others, key=lambda c: (c.devid, c.kind)))
     return Plan(domid, changes, stale, tuple(warnings))

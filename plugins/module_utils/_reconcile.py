@@ -219,6 +219,13 @@ def vm_path_node(domid):
     return "/local/domain/%d/vm" % domid
 
 
+def frontend_node(path):
+    """Whether `path` is in a frontend directory (`/local/domain/D/device/...`): the guest's
+    own, which it may rewrite at will. Read as observations, never required to be stable."""
+    parts = path.split("/", 5)
+    return len(parts) > 4 and parts[1] == "local" and parts[2] == "domain" and parts[4] == "device"
+
+
 def guest_views(tree, domids):
     """{domid: XsTree} of each guest's part of a host snapshot, plus the shared nodes above the
     guests' directories (with their children, so a walk-up of empty parents sees the other
@@ -319,16 +326,20 @@ class Reconciler:
         self.results = {}        # (domid, devid, kind) -> result dict
         self.failures = []
         self.retries = 0         # transactions re-planned after a conflict (EAGAIN)
+        self.unsettled = set()   # declared guests whose reads did not settle: left alone
 
     # -- step 1-3: read, validate, plan ---------------------------------------------------
     def plan(self, guests):
         """Resolve the guests, read the host from one snapshot, validate and plan. Returns
         ([(guest, desired, plan)], tree) (tree = what was read)."""
         try:
-            planned, tree = self.conn.snapshot(lambda reader: self._read_and_plan(reader, guests))
+            snap = self.conn.snapshot_by_owner(lambda reader: self._read_and_plan(reader, guests), _guest_of,
+                                               observed=frontend_node)
         except XenstoreError as exc:
             raise ReconcileError(str(exc), errors=[str(exc)]) from None
-        errors = [e for _g, _d, plan in planned for e in plan.errors]
+        planned, tree = snap.value
+        self._unsettled(guests, snap)
+        errors = [e for g, _d, plan in planned if g.domid not in self.unsettled for e in plan.errors]
         if errors:
             results = [r for g, _d, plan in planned for r in self._change_results(g, plan)]
             raise ReconcileError("\n".join(errors), errors=errors, disks=results)
@@ -416,6 +427,19 @@ class Reconciler:
                 alone += steps
         return by_change, alone, devlock_until
 
+    def _unsettled(self, guests, snap):
+        """Guests whose own (dom0-side) nodes kept changing while the host was read: a declared
+        one is not changed in this run and fails, the others are only a warning."""
+        declared = {g.domid: g for g in guests}
+        for domid in sorted(snap.unsettled):
+            what = "the xenstore nodes of guest %d (its libxl records or backends) kept changing while " \
+                   "they were read (%d reads)" % (domid, snap.attempts)
+            if domid in declared:
+                self.unsettled.add(domid)
+                self.failures.append("%s: %s: not changed in this run; run again" % (declared[domid].where, what))
+            else:
+                self.warnings.append("%s; the read-write sharing rule used the last read" % what)
+
     def _read_and_plan(self, reader, guests):
         """The body of the snapshot (re-run if xenstore changed while it read)."""
         domains = reader.domains()
@@ -439,8 +463,8 @@ class Reconciler:
         for guest in guests:
             guest.desired = desired_of[id(guest)] if guest.state == "present" else self._absent_items(guest)
 
-        # One batch: the nodes each declared guest's plan compares, and the states of every other
-        # recorded disk of the host (the sharing rule must not count a stale record as attached).
+        # One batch: the nodes each declared guest's plan compares, and the backend states of every
+        # other recorded disk of the host (the sharing rule counts every disk with a backend).
         values, perms = [], []
         declared = {g.domid for g in guests}
         for guest in guests:
@@ -452,7 +476,7 @@ class Reconciler:
         for domid in sorted(domains):
             if domid not in declared:
                 for current in _plan.read_disks(tree, domid):
-                    values += _plan.current_read_paths(current)
+                    values.append(current.placement.backend_path + "/state")
         merge(tree, reader.read_nodes(values, perms_of=perms))
         if present:
             # the sharing rule only looks at records that are not declared disks themselves
@@ -575,14 +599,14 @@ class Reconciler:
         try:
             return _plan.plan_guest(tree, guest.domid, desired, state=guest.state, exclusive=guest.exclusive,
                                     keep=guest.keep, recreate=guest.recreate, force=guest.force,
-                                    creating=guest.creating)
+                                    creating=guest.creating, resume=bool(self.wait))
         except ValueError as exc:
             raise ReconcileError("%s: %s" % (guest.where, exc)) from None
 
     # -- step 4: apply ----------------------------------------------------------------------
     def apply(self, guest, plan):
         """Carry out the plan of one guest; failures are collected in self.failures."""
-        changes = [c for c in plan.changes if c.changed]
+        changes = [c for c in plan.changes if c.acts]
         remaining = {id(c): list(c.phases) for c in changes}
         skip_hotplug = set()
         # (a host without libxl's directory has no libxl to share the locks with)
@@ -798,7 +822,7 @@ class Reconciler:
         paths = {}
         for guest, plan in planned:
             for change in plan.changes:
-                if not change.changed:
+                if not change.acts:
                     continue
                 item = change.desired if change.desired is not None and change.action != _plan.DETACH \
                     else change.current
@@ -899,6 +923,8 @@ def _change_result(guest, change):
         "libxl_config": None,
         "qmp": qmp_commands(change),
         "qmp_socket": None,
+        "attach_unfinished": bool(current is not None and current.attach_unfinished),
+        "frontend_observed": list(current.observed) if current is not None else [],
     }
 
 
@@ -1010,7 +1036,9 @@ def run_xen_disk(params, check_mode=False, want_diff=False, *, stat=stat_target,
         stale = []
         diffs = []
         for guest, _desired, plan in planned:
-            changed = changed or bool(plan) or bool(guest.config_steps)
+            if guest.domid in rec.unsettled:
+                continue
+            changed = changed or plan.acts or bool(guest.config_steps)
             rec._change_results(guest, plan)
             rec.config_results(guest, plan)
             for entry, reasons in plan.stale:
@@ -1021,16 +1049,22 @@ def run_xen_disk(params, check_mode=False, want_diff=False, *, stat=stat_target,
                     stale.append({"domain": guest.name, "domid": guest.domid, "entry": change.vdev,
                                   "reasons": list(change.stale), "cleaned": True})
             rec.warnings += ["%s: %s" % (guest.where, w) for w in plan.warnings]
+            rec.warnings += ["%s: the attach did not finish (the backend never reached InitWait): %s"
+                             % (rec._label(guest, c), "resumed" if c.action == _plan.RESUME
+                                else "not resumed (wait=false)")
+                             for c in plan.changes if c.current is not None and c.current.attach_unfinished
+                             and c.action in (_plan.RESUME, _plan.UNCHANGED, _plan.REPAIR)]
             if want_diff and (plan or guest.config_steps):
                 diffs += guest_diffs(guest, plan, guest.view, rec.script_dir, names, rec.run_dir)
         if not check_mode:
             for guest, _desired, plan in planned:
-                if plan or guest.config_steps:
+                if (plan.acts or guest.config_steps) and guest.domid not in rec.unsettled:
                     rec.apply(guest, plan)
             rec.final_states([(g, p) for g, _d, p in planned])
         result = {
             "changed": changed,
-            "disks": [r for g, _d, p in planned for r in (rec._result(g, c) for c in p.changes)],
+            "disks": [r for g, _d, p in planned if g.domid not in rec.unsettled
+                      for r in (rec._result(g, c) for c in p.changes)],
             "stale": stale,
             "xenstore_requests": conn.requests,
             "xenstore_retries": rec.retries,
@@ -1086,6 +1120,12 @@ def disk_info(tree, current, names, script_dir=DEFAULT_SCRIPT_DIR):
     p = current.placement
     disk = disk_of_record(current, script_dir, names, tree)
     warnings = ["stale: %s" % reason for reason in current.stale] + list(current.warnings)
+    if current.attach_unfinished:
+        warnings.append("the attach did not finish: the backend is still Initialising (it never reached "
+                        "InitWait); the next xen_disk run declaring it resumes it")
+    if current.detaching:
+        warnings.append("a detach is in progress: the backend is Closing")
+    warnings += ["guest's frontend: %s" % text for text in current.observed]
     settings = None
     spec = None
     if disk is not None:
@@ -1106,6 +1146,8 @@ def disk_info(tree, current, names, script_dir=DEFAULT_SCRIPT_DIR):
         "published": published_of(tree, p.backend_path),
         "hotplug_status": tree.get(p.backend_path + "/hotplug-status"),
         "hotplug_error": tree.get(p.backend_path + "/hotplug-error"),
+        "attach_unfinished": current.attach_unfinished,
+        "frontend_observed": list(current.observed),
         "warnings": warnings,
     }
 
@@ -1173,12 +1215,15 @@ def run_xen_disk_info(params):
                 for current in _plan.read_disks(tree, domid):
                     dirs += [current.placement.frontend_path, current.placement.backend_path]
             merge(tree, reader.read_tree(sorted(set(dirs)), with_perms=False))
+            fronts = [p for p in dirs if frontend_node(p)]
+            tree.perms.update({p: v for p, v in reader.read_perms(fronts).items() if v is not None})
             return domains, domids, tree
 
         try:
-            domains, domids, tree = conn.snapshot(read)
+            snap = conn.snapshot_by_owner(read, _guest_of, observed=frontend_node)
         except XenstoreError as exc:
             raise ReconcileError(str(exc)) from None
+        domains, domids, tree = snap.value
         script_dir = params.get("script_dir") or DEFAULT_SCRIPT_DIR
         libxl_dir = params.get("libxl_dir") or DEFAULT_LIBXL_DIR
         guests = []

@@ -78,6 +78,7 @@ XENSTORE_REL_PATH_MAX = 2048
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_RETRIES = 8
+DEFAULT_OWNER_RETRIES = 3  # re-reads when only some owners' nodes changed (snapshot_by_owner)
 DEFAULT_BACKOFF = 0.02
 BATCH_SIZE = 1024  # requests in flight at once
 
@@ -406,6 +407,11 @@ class TransactionResult(object):
 # -- reading ---------------------------------------------------------------------------------
 
 _ACTIONS = {2: "read", 3: "get_perms", 1: "directory"}  # Op.READ, Op.GET_PERMS, Op.DIRECTORY
+
+
+OwnedSnapshot = namedtuple("OwnedSnapshot", "value unsettled attempts")
+OwnedSnapshot.__doc__ = """What `snapshot_by_owner` returns: read_fn's value, the owners whose reads
+did not settle (frozenset), and how many times read_fn ran."""
 
 
 class XenstoreReader(object):
@@ -801,7 +807,8 @@ class XenstoreConnection(XenstoreReader):
         (result, ops), attempts = self._retrying(attempt, max_retries, backoff)
         return TransactionResult(result, ops, attempts, apply)
 
-    def snapshot(self, read_fn, max_retries=DEFAULT_RETRIES, backoff=DEFAULT_BACKOFF, method="watch"):
+    def snapshot(self, read_fn, max_retries=DEFAULT_RETRIES, backoff=DEFAULT_BACKOFF, method="watch",
+                 observed=None):
         """read_fn(reader)'s result, where every read saw the same state of xenstore.
 
         read_fn must only read. It runs again (up to `max_retries` more times, with a jittered
@@ -819,18 +826,36 @@ class XenstoreConnection(XenstoreReader):
         when a node read has changed. xenstored 4.17 keeps a transaction's accessed nodes in a
         list searched on every access, so the cost grows with the square of the nodes read
         (measured: 1,000 reads ~20,000/s, 16,000 reads ~1,700/s): for small reads only.
+
+        observed(path) -> bool (watch method only): nodes read as observations, whose changes
+        never invalidate the view (a guest's own frontend nodes: it may rewrite them at will).
         """
         if method == "transaction":
             return self._retrying(read_fn, max_retries, backoff)[0]
         if method != "watch":
             raise ValueError("snapshot method must be 'watch' or 'transaction', got %r" % (method,))
+        return self.snapshot_by_owner(read_fn, None, max_retries, backoff, observed=observed).value
+
+    def snapshot_by_owner(self, read_fn, owner_of, max_retries=DEFAULT_RETRIES, backoff=DEFAULT_BACKOFF,
+                          observed=None, owner_retries=DEFAULT_OWNER_RETRIES):
+        """A watch-validated snapshot (see `snapshot`) whose consistency is checked per owner.
+
+        owner_of(path) -> key or None: each read belongs to an owner (a guest), or to no one
+        (shared). A change to a shared node read re-runs read_fn, up to `max_retries` times,
+        then raises XenstoreConflict. A change to an owner's nodes only re-runs read_fn up to
+        `owner_retries` times; after that, the result of the last run is returned with the
+        owners whose reads still changed under it in `unsettled`: every other owner's reads
+        (and the shared ones) saw one state of xenstore. One owner that keeps changing its
+        nodes thus never stops the others. Changes to `observed` nodes never count.
+        Returns OwnedSnapshot(value, unsettled (frozenset), attempts).
+        """
         self._tokens += 1
         token = ("xen-disks-snapshot-%d-%d" % (os.getpid(), self._tokens)).encode()
         sink = _WatchSink()
         self._router.subscribe(token, sink)
         try:
             self._watch_all({token: "/"}, Op.WATCH)
-            attempt = 0
+            attempt = owner_attempts = 0
             while True:
                 attempt += 1
                 record = {}
@@ -846,9 +871,16 @@ class XenstoreConnection(XenstoreReader):
                         break
                 if any(e is _LOST for e in events):
                     raise self._lost()
-                if not _changed_since_read(record, events):
-                    return value
-                if attempt > max_retries:
+                if observed is not None:
+                    events = [e for e in events if not (isinstance(e, _Event) and observed(_decode(e.path)))]
+                changed = _owners_changed(record, events, owner_of)
+                if not changed:
+                    return OwnedSnapshot(value, frozenset(), attempt)
+                if None not in changed:
+                    owner_attempts += 1
+                    if owner_attempts > owner_retries:
+                        return OwnedSnapshot(value, frozenset(changed), attempt)
+                elif attempt > max_retries:
                     raise XenstoreConflict(
                         "xenstore kept changing under a snapshot: still changing after %d attempts" % attempt)
                 time.sleep(random.uniform(0.5, 1.0) * backoff * (2 ** min(attempt - 1, 6)))
@@ -961,6 +993,18 @@ class XenstoreConnection(XenstoreReader):
         if any(e is _LOST for e in events):
             raise self._lost()
         return _unique(tokens[e.token] for e in events if isinstance(e, _Event) and e.token in tokens)
+
+
+def _owners_changed(record, events, owner_of):
+    """The owners (None: shared) whose reads an event shows changed after they were read."""
+    if not events or not record:
+        return set()
+    if owner_of is None:
+        return {None} if _changed_since_read(record, events) else set()
+    parts = {}
+    for path, seq in record.items():
+        parts.setdefault(owner_of(path.rstrip("/") or "/"), {})[path] = seq
+    return {owner for owner, part in parts.items() if _changed_since_read(part, events)}
 
 
 def _changed_since_read(record, events):

@@ -377,10 +377,13 @@ disks:
     action:
       description:
         - What was (or would be) done. V(repair) rewrites toolstack-owned frontend or backend nodes
-          (or directory permissions) that drifted from the toolstack's own record; V(absent) is a
-          disk declared absent that is not attached.
+          (or the backend directory's permissions) that drifted from the toolstack's own record;
+          V(absent) is a disk declared absent that is not attached.
+        - V(resume) continues an attach that did not finish (its backend never reached
+          InitWait, see RV(disks[].attach_unfinished)): the run waits for the backend again and
+          runs the hotplug script, as the attach would have; it counts as a change.
       type: str
-      choices: [attach, detach, media_change, recreate, repair, unchanged, absent]
+      choices: [attach, detach, media_change, recreate, repair, resume, unchanged, absent]
       sample: attach
     kind:
       description: The frontend device kind.
@@ -459,9 +462,28 @@ disks:
       description: The QMP socket of those commands, or null.
       type: str
       sample: /var/run/xen/qmp-libxl-7
+    attach_unfinished:
+      description: Whether the run found this disk's attach unfinished (the toolstack record
+        and the backend exist, the backend is still Initialising: it never reached InitWait,
+        e.g. no backend driver answered a previous attach). A declared disk is then resumed
+        (V(resume)) and a warning says so; with O(wait=false) it is not resumed (the warning
+        says so, the action is V(unchanged)).
+      type: bool
+    frontend_observed:
+      description:
+        - What the run saw in the guest's own frontend directory that differs from what the
+          toolstack wrote (a node removed or rewritten, the directory's permissions changed).
+        - The guest may rewrite every node there, permissions included, so these are reported
+          only; nothing is decided from them (a disk whose backend is live is attached, and
+          counts for the read-write sharing rule, whatever its frontend says).
+      type: list
+      elements: str
+      sample: ["the frontend node /local/domain/7/device/vbd/51728/backend is missing"]
 stale:
   description: Stale device entries (a closed backend, a toolstack record without a backend, a
-    half-written device), cleaned before an attach (V(cleaned)) or only reported.
+    half-written device), cleaned before an attach (V(cleaned)) or only reported. Only dom0's
+    nodes make an entry stale, never the guest's frontend; a closed backend whose directory
+    remains is torn down with its hotplug C(remove) before it is cleaned.
   returned: always
   type: list
   elements: dict

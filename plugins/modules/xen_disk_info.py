@@ -223,9 +223,21 @@ guests:
         hotplug_error:
           description: The C(hotplug-error) message, or null.
           type: str
+        attach_unfinished:
+          description: Whether the disk's attach did not finish (the backend is still
+            Initialising: it never reached InitWait). The next M(xen.disks.xen_disk) run that
+            declares the disk resumes it.
+          type: bool
+        frontend_observed:
+          description: What differs in the guest's own frontend directory from what the
+            toolstack wrote (nodes removed or rewritten, its permissions). The guest may rewrite
+            these nodes: they are reported, never used to judge the disk.
+          type: list
+          elements: str
         warnings:
           description: Problems of this disk (stale, half-written, backend differing from the
-            toolstack's copy, no entry in libxl's domain configuration).
+            toolstack's copy, no entry in libxl's domain configuration, an unfinished attach or
+            detach, what the guest changed in its frontend directory).
           type: list
           elements: str
         libxl_config:
