@@ -155,6 +155,7 @@ class CurrentDisk:
     warnings: tuple = ()              # backend nodes differing from libxl's copy, ...
     backend_present: bool = False     # the backend directory has its `state` node
     observed: tuple = ()              # what the guest did to its frontend nodes (reported only)
+    hotplug_status: object = None     # the backend's `hotplug-status` (the script's answer), or None
 
     @property
     def vdev(self):
@@ -200,9 +201,22 @@ class CurrentDisk:
 
     @property
     def attach_unfinished(self):
-        """An attach that libxl waits for (the backend to reach InitWait) whose backend is still
-        Initialising: the wait failed or is under way; the next run resumes it."""
-        return not self.stale and self.backend_state == 1 and self.placement.waits_for_init
+        """An attach libxl would not have finished: the backend is still Initialising where libxl
+        waits for InitWait, or in InitWait with no answer from the hotplug script libxl runs
+        (`hotplug-status`). The wait failed or is under way; the next run resumes it."""
+        if self.stale:
+            return False
+        if self.backend_state == 1:
+            return self.placement.waits_for_init
+        return self.backend_state == 2 and self.hotplug_status is None and "script" in self.libxl \
+            and self.placement.runs_hotplug_script
+
+    @property
+    def unfinished_reason(self):
+        """Why `attach_unfinished`, for messages."""
+        if self.backend_state == 1:
+            return "the backend is still Initialising (it never reached InitWait)"
+        return "the backend is in InitWait and its hotplug script never answered (no hotplug-status)"
 
     @property
     def holds_target(self):
@@ -339,7 +353,7 @@ def read_disk(tree, domid, kind, devid):
     frontend_present, frontend_state, observed = _observe_frontend(tree, placement, backend_state)
     return CurrentDisk(domid, kind, devid, libxl, backend_domid, backend_kind, frontend_state,
                        backend_state, frontend_present, tuple(stale), tuple(warnings), backend_present,
-                       observed)
+                       observed, tree.get(back + "/hotplug-status"))
 
 
 def _observe_frontend(tree, placement, backend_state):
@@ -403,10 +417,11 @@ def guest_warnings(tree, domid):
 
 
 def current_read_paths(current):
-    """Nodes the plan reads for a recorded disk: backend state (what decides), and the frontend
-    directory, `backend` and `state` (observations, reported)."""
+    """Nodes the plan reads for a recorded disk: backend `state` and `hotplug-status` (what
+    decides), and the frontend directory, `backend` and `state` (observations, reported)."""
     p = current.placement
-    return (p.backend_path + "/state", p.frontend_path, p.frontend_path + "/backend", p.frontend_path + "/state")
+    return (p.backend_path + "/state", p.backend_path + "/hotplug-status", p.frontend_path,
+            p.frontend_path + "/backend", p.frontend_path + "/state")
 
 
 def owned_paths(desired):
@@ -425,6 +440,7 @@ def owned_paths(desired):
         values += [p.frontend_path, p.backend_path]
         values += [p.frontend_path + "/" + name for name, _value in d.frontend]
         values += [p.backend_path + "/" + name for name, _value in d.backend if name != "online"]
+        values.append(p.backend_path + "/hotplug-status")  # an unfinished attach (the script's answer)
         perms += [p.frontend_path, p.backend_path]
         subtrees.append(p.libxl_path)
     return ReadSet(tuple(values), tuple(perms), tuple(subtrees))
@@ -856,8 +872,8 @@ def plan_guest(tree, domid, desired, *, state="present", exclusive=False, keep=(
             if resume:
                 others.append(_resume(d, current, drift, perms, notes))
                 continue
-            notes.insert(0, "the attach did not finish: the backend is still Initialising (it never reached "
-                            "InitWait); not resumed by a run that does not wait")
+            notes.insert(0, "the attach did not finish: %s; not resumed by a run that does not wait"
+                         % current.unfinished_reason)
         if not record and not drift and not perms:
             others.append(DiskChange(UNCHANGED, d.vdev, d.devid, p.kind, label=d.name, notes=tuple(notes),
                                      desired=d, current=current))
@@ -962,8 +978,8 @@ def _resume(desired, current, drift, perms, notes):
     p = desired.placement
     ops = tuple(_repair_ops(drift, perms, desired))
     phases = ([Phase(STEP_TRANSACTION, ops=ops)] if ops else []) + _attach_phases(desired, ())[1:]
-    notes = ["the attach did not finish: the backend is still Initialising (it never reached InitWait); "
-             "resumed: waiting for the backend again"] + list(notes)
+    notes = ["the attach did not finish: %s; resumed: waiting for the backend again, then the hotplug script"
+             % current.unfinished_reason] + list(notes)
     return DiskChange(RESUME, desired.vdev, desired.devid, p.kind, label=desired.name,
                       fields=_fields(drift + perms), differences=tuple(drift + perms), ops=ops,
                       phases=tuple(phases), notes=tuple(notes), desired=desired, current=current)
@@ -1001,8 +1017,7 @@ def _finish(domid, detaches, others, by_devid, seen_devids, warnings):
                   for c in cs if c.stale and devid not in seen_devids)
     warnings += ["%s: a detach is in progress (backend Closing, frontend %s)" % (c.vdev, state_name(c.frontend_state))
                  for devid, cs in sorted(by_devid.items()) for c in cs if c.detaching and devid not in seen_devids]
-    warnings += ["%s: the attach did not finish: the backend is still Initialising (it never reached InitWait); "
-                 "declare the disk to resume it" % c.vdev
+    warnings += ["%s: the attach did not finish: %s; declare the disk to resume it" % (c.vdev, c.unfinished_reason)
                  for devid, cs in sorted(by_devid.items()) for c in cs
                  if c.attach_unfinished and devid not in seen_devids]
     changes = tuple(sorted(detaches, key=lambda c: (c.devid, c.kind)) + sorted(others, key=lambda c: (c.devid, c.kind)))

@@ -1049,8 +1049,8 @@ def run_xen_disk(params, check_mode=False, want_diff=False, *, stat=stat_target,
                     stale.append({"domain": guest.name, "domid": guest.domid, "entry": change.vdev,
                                   "reasons": list(change.stale), "cleaned": True})
             rec.warnings += ["%s: %s" % (guest.where, w) for w in plan.warnings]
-            rec.warnings += ["%s: the attach did not finish (the backend never reached InitWait): %s"
-                             % (rec._label(guest, c), "resumed" if c.action == _plan.RESUME
+            rec.warnings += ["%s: the attach did not finish: %s; %s"
+                             % (rec._label(guest, c), c.current.unfinished_reason, "resumed" if c.action == _plan.RESUME
                                 else "not resumed (wait=false)")
                              for c in plan.changes if c.current is not None and c.current.attach_unfinished
                              and c.action in (_plan.RESUME, _plan.UNCHANGED, _plan.REPAIR)]
@@ -1121,8 +1121,8 @@ def disk_info(tree, current, names, script_dir=DEFAULT_SCRIPT_DIR):
     disk = disk_of_record(current, script_dir, names, tree)
     warnings = ["stale: %s" % reason for reason in current.stale] + list(current.warnings)
     if current.attach_unfinished:
-        warnings.append("the attach did not finish: the backend is still Initialising (it never reached "
-                        "InitWait); the next xen_disk run declaring it resumes it")
+        warnings.append("the attach did not finish: %s; the next xen_disk run declaring it resumes it"
+                        % current.unfinished_reason)
     if current.detaching:
         warnings.append("a detach is in progress: the backend is Closing")
     warnings += ["guest's frontend: %s" % text for text in current.observed]

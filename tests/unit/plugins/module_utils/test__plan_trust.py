@@ -139,8 +139,12 @@ def test_an_attach_whose_backend_never_reached_initwait_is_resumed(host):
     # not declared: a warning that says how to resume it
     [warning] = plan_guest(tree, 5, ds[1:]).warnings
     assert warning.startswith("xvda: the attach did not finish")
-    # once the backend answers, nothing is left to do
+    # in InitWait, the hotplug script libxl runs has not answered: still unfinished
     tree.values[ds[0].placement.backend_path + "/state"] = "2"
+    [resume, _unchanged] = plan_guest(tree, 5, ds).changes
+    assert resume.action == "resume" and "hotplug script never answered" in resume.notes[0]
+    # once the script answered, nothing is left to do
+    tree.apply(XsOp("write", ds[0].placement.backend_path + "/hotplug-status", "connected"))
     assert not plan_guest(tree, 5, ds).acts
 
 
