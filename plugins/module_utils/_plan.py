@@ -695,8 +695,9 @@ def _compare(tree, desired, current):
                              % (value, have, desired.devid))
         elif have != value:
             record.append((p.libxl_path + "/" + name, have, value))
-    for base, entries, directory in ((p.frontend_path, desired.frontend, FRONTEND),
-                                     (p.backend_path, desired.backend, BACKEND)):
+    # A frontend directory the guest removed is reported (`CurrentDisk.observed`), not re-created.
+    for base, entries, directory in (((p.frontend_path, desired.frontend, FRONTEND),) if current.frontend_present
+                                     else ()) + ((p.backend_path, desired.backend, BACKEND),):
         for name, value in entries:
             klass = ownership(directory, name)
             if klass == CREATE_ONLY:
