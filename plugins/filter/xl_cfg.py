@@ -40,6 +40,13 @@ def _text(value, name):
     return value
 
 
+def _source(value, name):
+    """The file name messages give: a string (a number of thousands of digits cannot be shown)."""
+    if not isinstance(value, str):
+        raise AnsibleFilterError("%s: source must be a string (the file's name), not %s" % (name, type(value).__name__))
+    return value
+
+
 def _to_disk(entry, where):
     """A declared disk (xl string, list of strings forming one disk, or dict) -> Disk."""
     try:
@@ -74,7 +81,7 @@ def _same_disks(old_specs, new_specs):
 def xl_cfg_disks(text, source="xl.cfg"):
     """The disk specs of an xl.cfg text as xl reads them (an empty list when there is no setting)."""
     try:
-        specs = _xl_cfg.get_list_setting(_text(text, "xl_cfg_disks"), DISK_SETTING, source)
+        specs = _xl_cfg.get_list_setting(_text(text, "xl_cfg_disks"), DISK_SETTING, _source(source, "xl_cfg_disks"))
     except _xl_cfg.XlCfgError as exc:
         raise AnsibleFilterError("xl_cfg_disks: %s" % exc)
     return specs or []
@@ -125,7 +132,7 @@ def xl_cfg_set_disks(text, disks, source="xl.cfg"):
     since the file describes the guest's next start.
     """
     try:
-        settings = _xl_cfg.parse_settings(_text(text, "xl_cfg_set_disks"), source)
+        settings = _xl_cfg.parse_settings(_text(text, "xl_cfg_set_disks"), _source(source, "xl_cfg_set_disks"))
         items = _declared_items(disks)
         validate_declaration([GuestDeclaration(domid=1, disks=tuple(items), guest_type=_guest_type(settings))],
                              resolve_domain=_OfflineDomains())

@@ -130,7 +130,7 @@ def xen_disk_param_errors(params):
             errors.append("timeout: a number of seconds, not %s" % type(timeout).__name__)
         elif not 0 < timeout <= MAX_TIMEOUT:  # also refuses nan
             errors.append("timeout: %r is not a number of seconds above 0 and at most %g" % (timeout, MAX_TIMEOUT))
-    for name in ("domain", "backend", "xenstore_socket", "script_dir"):
+    for name in ("domain", "backend", "xenstore_socket", "script_dir", "libxl_dir"):
         errors += _text_errors(name, params.get(name))
     errors += _keep_errors("keep", params.get("keep"))
     for index, entry in enumerate(params.get("domains") or ()):
@@ -143,7 +143,9 @@ def xen_disk_param_errors(params):
 
 def xen_disk_info_param_errors(params):
     """xen_disk_info's counterpart of `xen_disk_param_errors`."""
-    errors = _text_errors("domain", params.get("domain")) + _text_errors("xenstore_socket", params.get("xenstore_socket"))
+    errors = []
+    for name in ("domain", "xenstore_socket", "libxl_dir"):
+        errors += _text_errors(name, params.get(name))
     for index, ref in enumerate(params.get("domains") or ()):
         errors += _text_errors("domains[%d]" % index, ref)
     return errors

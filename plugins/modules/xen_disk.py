@@ -206,6 +206,8 @@ options:
       - Seconds to wait for each backend state change, and for QEMU during one cdrom media change
         (connection, answers). Unset means libxl's own timeouts (10 seconds for the handshake and
         the close, 40 seconds for a hotplug script and for a media change's QMP session).
+      - A number above 0 and at most 86400 (a day); anything else (C(.inf), C(nan), 0, a negative
+        number) fails the run before anything is read or written.
     type: float
   hotplug_scripts:
     description:
