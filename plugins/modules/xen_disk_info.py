@@ -63,10 +63,10 @@ options:
 notes:
   - A guest that does not exist is an error when it is named, as an administrator would expect
     (unlike C(xl block-list), which exits 0).
-  - Three planes are reported per guest, read without a lock: the live xenstore devices, libxl's
+  - "Three planes are reported per guest, read without a lock: the live xenstore devices, libxl's
     domain configuration (what C(xl list -l), save, migration and xl's reboot use), and how they
     pair. The guest's xl.cfg is not read (the P(xen.disks.xl_disks#role) role and the
-    P(xen.disks.guest_disks#role) role's drift report compare it).
+    P(xen.disks.guest_disks#role) role's drift report compare it)."
 seealso:
   - module: xen.disks.xen_disk
 """

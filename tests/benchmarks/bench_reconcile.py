@@ -17,7 +17,7 @@ the simulated backends' handshake) and for a no-op run (everything already there
   nodes per disk is `_plan.owned_node_count` (the three directories libxl writes for a disk and
   every node in them) for the disks of this benchmark.
 
-Usage: bench_reconcile.py [--guests 100] [--disks 8] [--repeat 3] [--keep DIR] [--quick]
+Usage: bench_reconcile.py [--guests 100] [--disks 8] [--repeat 3] [--chunk 10] [--keep DIR] [--quick]
 (--quick: 10 guests x 2 disks, one no-op run)
 """
 
@@ -63,17 +63,22 @@ def _timed_wait_for(original):
 _xenstore.XenstoreConnection.wait_for = _timed_wait_for(_xenstore.XenstoreConnection.wait_for)
 
 
+CPU = [0.0]
+
+
 def run_module(args):
     warnings._global_warnings.clear()
     WAITED[0] = 0.0
     buf = io.StringIO()
     with patch_module_args(args), contextlib.redirect_stdout(buf):
         start = time.perf_counter()
+        cpu = time.process_time()
         try:
             xen_disk.main()
         except SystemExit:
             pass
         elapsed = time.perf_counter() - start
+        CPU[0] = time.process_time() - cpu
     result = json.loads(buf.getvalue())
     if result.get("failed"):
         raise SystemExit("module failed: %s" % result.get("msg"))
@@ -135,6 +140,7 @@ def main(argv=None):
     parser.add_argument("--guests", type=int, default=100)
     parser.add_argument("--disks", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=3, help="no-op runs (min and median are printed)")
+    parser.add_argument("--chunk", type=int, default=10, help="guests per apply run (the hosts alternate)")
     parser.add_argument("--keep", help="run directory to keep (default: a temporary one)")
     parser.add_argument("--quick", action="store_true", help="10 guests x 2 disks, one no-op run")
     args = parser.parse_args(argv)
@@ -159,16 +165,24 @@ def main(argv=None):
               "one without" % (args.guests, args.disks, total))
         print("owned nodes per disk (_plan.owned_node_count): %d; request budget per disk: %d"
               % (owned, owned + 2))
-        full = {}
+        # The apply is measured in chunks of guests, alternating between the two hosts, so that both
+        # see the same load; figures are the sums (wall, waits for the backends, this process's CPU).
+        full = {label: [0, 0.0, 0.0, 0.0] for label in hosts}   # requests, wall, waited, cpu
         noops = {"with": [], "without": []}
+        noop_cpu = {"with": [], "without": []}
         checks = {}
         sims = [backend_sim.running(hosts[label][0].socket, "connect") for label in ("with", "without")]
         with sims[0], sims[1]:
-            for label in ("without", "with"):
-                daemon, domains, module_args = hosts[label]
-                result, elapsed = run_module(module_args)
-                assert result["changed"] is True and len(result["disks"]) == total
-                full[label] = (result, elapsed, WAITED[0])
+            for first in range(0, args.guests, args.chunk):
+                for label in (("without", "with") if first // args.chunk % 2 else ("with", "without")):
+                    module_args = dict(hosts[label][2], domains=hosts[label][1][first:first + args.chunk])
+                    result, elapsed = run_module(module_args)
+                    assert result["changed"] is True
+                    totals = full[label]
+                    totals[0] += result["xenstore_requests"]
+                    totals[1] += elapsed
+                    totals[2] += WAITED[0]
+                    totals[3] += CPU[0]
             for label in ("with", "without"):
                 settle(hosts[label][0].socket, hosts[label][1], args.disks)
             before = config_files(rundirs["with"])
@@ -177,6 +191,7 @@ def main(argv=None):
                     result, elapsed = run_module(hosts[label][2])
                     assert result["changed"] is False
                     noops[label].append(elapsed)
+                    noop_cpu[label].append(CPU[0])
             after = config_files(rundirs["with"])
             for label in ("with", "without"):
                 result, elapsed = run_module(dict(hosts[label][2], _ansible_check_mode=True))
@@ -184,17 +199,20 @@ def main(argv=None):
                 checks[label] = (result, elapsed)
         written = sum(1 for path in after if before.get(path) != after[path])
         for label in ("without", "with"):
-            result, elapsed, waited = full[label]
+            requests, elapsed, waited, cpu = full[label]
             print("full apply %-7s JSON: module time %.3f s (of which %.3f s waiting for %d simulated backends), "
-                  "%d xenstore requests = %.1f per disk, %d retries"
-                  % (label, elapsed, waited, total, result["xenstore_requests"],
-                     result["xenstore_requests"] / total, result["xenstore_retries"]))
-        apply_work = {label: full[label][1] - full[label][2] for label in full}
-        print("full apply, JSON and locks: %+.2f ms per guest (%+.1f%% of the apply's time outside the backend "
-              "waits: %.3f s without, %.3f s with)"
-              % ((apply_work["with"] - apply_work["without"]) * 1000 / args.guests,
-                 100 * (apply_work["with"] / apply_work["without"] - 1), apply_work["without"], apply_work["with"]))
+                  "CPU %.3f s, %d xenstore requests = %.1f per disk (%d runs of %d guests)"
+                  % (label, elapsed, waited, total, cpu, requests, requests / total,
+                     -(-args.guests // args.chunk), args.chunk))
+        work = {label: full[label][1] - full[label][2] for label in full}
+        cpu = {label: full[label][3] for label in full}
+        print("full apply, JSON and locks: %+.2f ms per guest of module time outside the backend waits "
+              "(%+.1f%%: %.3f s without, %.3f s with); %+.2f ms CPU per guest (%+.1f%%)"
+              % ((work["with"] - work["without"]) * 1000 / args.guests, 100 * (work["with"] / work["without"] - 1),
+                 work["without"], work["with"], (cpu["with"] - cpu["without"]) * 1000 / args.guests,
+                 100 * (cpu["with"] / cpu["without"] - 1)))
         medians = {}
+        cpu_medians = {label: sorted(noop_cpu[label])[len(noop_cpu[label]) // 2] for label in noop_cpu}
         for label in ("without", "with"):
             times = sorted(noops[label])
             medians[label] = times[len(times) // 2]
@@ -202,10 +220,12 @@ def main(argv=None):
             print("no-op %-7s JSON: module time min %.3f s, median %.3f s (%d runs), %d xenstore requests = %.2f "
                   "per disk (budget %d per disk)" % (label, times[0], medians[label], len(times), requests,
                                                      requests / total, owned + 2))
-        print("no-op, JSON read: %+.2f ms per guest (%+.1f%% of the median no-op); JSON files written by the "
-              "%d no-op runs: %d of %d"
+        print("no-op, JSON read: %+.2f ms per guest (%+.1f%% of the median no-op); CPU median %.3f s without, "
+              "%.3f s with (%+.2f ms per guest, %+.1f%%); JSON files written by the %d no-op runs: %d of %d"
               % ((medians["with"] - medians["without"]) * 1000 / args.guests,
-                 100 * (medians["with"] / medians["without"] - 1), args.repeat, written, len(after)))
+                 100 * (medians["with"] / medians["without"] - 1), cpu_medians["without"], cpu_medians["with"],
+                 (cpu_medians["with"] - cpu_medians["without"]) * 1000 / args.guests,
+                 100 * (cpu_medians["with"] / cpu_medians["without"] - 1), args.repeat, written, len(after)))
         for label in ("without", "with"):
             result, elapsed = checks[label]
             print("no-op check %-7s JSON: module time %.3f s, %d xenstore requests = %.2f per disk"

@@ -354,8 +354,8 @@ def test_plan_steps_per_action():
     unrecorded = _change("unchanged", "/f,,xvdf", changed=False, current_dev="51792")
     refused = _change("recreate", "/g,,xvdg", error="set recreate=true", current_dev="xvdg")
     steps = _libxl_json.plan_steps([attach, recreate, media, detach, unchanged, unrecorded, refused], doc)
-    assert steps[id(attach)] == [_libxl_json.ConfigStep("add", "xvdb", {"pdev_path": "/a", "vdev": "xvdb",
-                                                                         "format": "raw", "readwrite": 1})]
+    entry = {"pdev_path": "/a", "vdev": "xvdb", "format": "raw", "readwrite": 1}
+    assert steps[id(attach)] == [_libxl_json.ConfigStep("add", "xvdb", entry)]
     assert steps[id(recreate)][0].entry == {"pdev_path": "/c", "vdev": "xvdc", "format": "raw"}
     assert [s.action for s in steps[id(media)]] == ["eject", "insert"]
     assert steps[id(media)][1].entry["pdev_path"] == "/e.iso"
