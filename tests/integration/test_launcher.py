@@ -156,6 +156,7 @@ def test_add_guest_writes_what_libxl_writes(xenstored):
         "/libxl/5/dm-version": ("qemu_xen", ("n0",)),
     }
     assert "/local/domain/5/image" not in tree  # no device model for a PV guest
+    assert tree["/local/domain/5/memory/static-max"] == tree["/local/domain/5/memory/target"] == ("131072", ("n0", "r5"))
     uuid = vm[len("/vm/"):]
     path = os.path.join(xenstored.libxl_dir, "userdata-d.5.%s.libxl-json" % uuid)
     assert os.stat(path).st_mode & 0o777 == 0o600

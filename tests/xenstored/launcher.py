@@ -696,6 +696,9 @@ def add_guest(rundir, name, domid, guest_type, width=64, *, driver_domain=False,
         xs.write(dom + "/control/platform-feature-xs_reset_watches", "1")
         xs.write(lib + "/type", guest_type)
         xs.write(lib + "/dm-version", DM_VERSION)
+        # libxl__build_pre: the memory xl list -l reads back (KiB, as in the JSON file)
+        for node in ("static-max", "target"):
+            xs.write(dom + "/memory/" + node, str(GUEST_MEMORY_MB * 1024))
         if guest_type == "hvm":
             xs.write(dom + "/image/device-model-pid", str(dm_pid if dm_pid is not None else status(rundir).pid))
         # Written once the domain is built (libxl__build_post).
