@@ -14,13 +14,8 @@ from collections.abc import Mapping
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.xen.disks.plugins.module_utils import _xl_cfg
-from ansible_collections.xen.disks.plugins.module_utils._declaration import (
-    DeclarationError,
-    GuestDeclaration,
-    domid_text,
-    parse_item,
-    validate_declaration,
-)
+from ansible_collections.xen.disks.plugins.module_utils import _xl_cfg_disks
+from ansible_collections.xen.disks.plugins.module_utils._declaration import DeclarationError
 from ansible_collections.xen.disks.plugins.module_utils._disk_spec import (
     canonical_disk,
     disk_from_dict,
@@ -28,8 +23,6 @@ from ansible_collections.xen.disks.plugins.module_utils._disk_spec import (
     parse_disk_spec,
     render_disk_spec,
 )
-DISK_SETTING = "disk"
-_PLACEHOLDER_DOMID = 0x7FEF  # below DOMID_FIRST_RESERVED
 # The record of a legacy spelling (`phy:`, `tap:aio:`) says how a disk was written, not what it is.
 _NOT_COMPARED = frozenset(("vdev", "driver", "driver_subtype"))
 
@@ -59,69 +52,12 @@ def _to_disk(entry, where):
     raise AnsibleFilterError("%s: a disk must be an xl spec string or a dict, not %s" % (where, type(entry).__name__))
 
 
-def _identity(spec):
-    """The device number of an xl spec string: what makes two entries the same disk."""
-    return parse_disk_spec(spec).devid
-
-
-def _canonical_or_none(spec):
-    try:
-        return canonical_disk(parse_disk_spec(spec))
-    except ValueError:
-        return None
-
-
-def _same_disks(old_specs, new_specs):
-    """The file already holds these disks when each entry means the same as the declared one
-    (the same canonical disk: a spelled-out libxl default is no difference)."""
-    return len(old_specs) == len(new_specs) and all(
-        _canonical_or_none(old) == canonical_disk(parse_disk_spec(new)) for old, new in zip(old_specs, new_specs))
-
-
 def xl_cfg_disks(text, source="xl.cfg"):
     """The disk specs of an xl.cfg text as xl reads them (an empty list when there is no setting)."""
     try:
-        specs = _xl_cfg.get_list_setting(_text(text, "xl_cfg_disks"), DISK_SETTING, _source(source, "xl_cfg_disks"))
+        return _xl_cfg_disks.file_disks(_text(text, "xl_cfg_disks"), _source(source, "xl_cfg_disks"))
     except _xl_cfg.XlCfgError as exc:
         raise AnsibleFilterError("xl_cfg_disks: %s" % exc)
-    return specs or []
-
-
-class _OfflineDomains:
-    """A file may name driver domains that are not running: each name stands for its own domain
-    (a domid for itself, dom0's name for dom0)."""
-
-    def __init__(self):
-        self.ids = {"Domain-0": 0}
-
-    def __call__(self, name):
-        number = domid_text(name)
-        if number is not None:
-            return number
-        return self.ids.setdefault(name, _PLACEHOLDER_DOMID - len(self.ids))
-
-
-def _guest_type(settings):
-    """The guest type xl would build: `type`, else the legacy `builder = "hvm"`, else PV."""
-    guest_type = _xl_cfg.effective_value(settings, "type")
-    if guest_type in ("pv", "pvh", "hvm"):
-        return guest_type
-    return "hvm" if _xl_cfg.effective_value(settings, "builder") == "hvm" else "pv"
-
-
-def _declared_items(disks):
-    if not isinstance(disks, list):
-        raise ValueError("disks must be a list, not %s" % type(disks).__name__)
-    items = []
-    for index, entry in enumerate(disks):
-        if isinstance(entry, Mapping):
-            items.append(dict(entry))
-        elif isinstance(entry, str) or (isinstance(entry, list) and all(isinstance(s, str) for s in entry)):
-            items.append(entry)
-        else:
-            raise ValueError("disks[%d]: a disk must be an xl spec string, a list of strings or a dict, "
-                             "not %s" % (index, type(entry).__name__))
-    return items
 
 
 def xl_cfg_set_disks(text, disks, source="xl.cfg"):
@@ -132,12 +68,7 @@ def xl_cfg_set_disks(text, disks, source="xl.cfg"):
     since the file describes the guest's next start.
     """
     try:
-        settings = _xl_cfg.parse_settings(_text(text, "xl_cfg_set_disks"), _source(source, "xl_cfg_set_disks"))
-        items = _declared_items(disks)
-        validate_declaration([GuestDeclaration(domid=1, disks=tuple(items), guest_type=_guest_type(settings))],
-                             resolve_domain=_OfflineDomains())
-        specs = [render_disk_spec(parse_item(item)) for item in items]
-        return _xl_cfg.set_list_setting(text, DISK_SETTING, specs, key=_identity, equal=_same_disks, source=source)
+        return _xl_cfg_disks.set_disks(_text(text, "xl_cfg_set_disks"), disks, _source(source, "xl_cfg_set_disks"))
     except (_xl_cfg.XlCfgError, DeclarationError, ValueError) as exc:
         raise AnsibleFilterError("xl_cfg_set_disks: %s" % exc)
 

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: xen.disks contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Argument specifications shared by the xen_disk and xen_disk_info modules.
+"""Argument specifications of the xen_disk, xen_disk_info and xl_cfg_files modules.
 
 Private to the xen.disks collection: no compatibility promise. Pure (standard library, no I/O).
 The modules' DOCUMENTATION describes the same options; `ansible-test sanity` checks they agree.
@@ -74,6 +74,8 @@ def xen_disk_argument_spec():
         "script_dir": {"type": "path", "default": "/etc/xen/scripts"},
         "arch": {"type": "str", "choices": ["x86", "arm"]},
         "libxl_run_dir": {"type": "path", "default": "/var/run/xen"},
+        "missing_domains": {"type": "str", "default": "fail", "choices": ["fail", "skip"]},
+        "read_back": {"type": "bool", "default": False},
     })
     spec.update(copy.deepcopy(XENSTORE_CONNECTION))
     spec.update(copy.deepcopy(LIBXL_FILES))
@@ -149,3 +151,32 @@ def xen_disk_info_param_errors(params):
     for index, ref in enumerate(params.get("domains") or ()):
         errors += _text_errors("domains[%d]" % index, ref)
     return errors
+
+
+def xl_cfg_files_argument_spec():
+    """Argument spec of xen.disks.xl_cfg_files."""
+    file_options = {
+        "path": {"type": "path", "required": True},
+        "name": {"type": "str"},
+        "disks": {"type": "list", "elements": "raw"},
+        "content": {"type": "str"},
+        "create": {"type": "bool"},
+        "owner": {"type": "str"},
+        "group": {"type": "str"},
+        "mode": {"type": "raw"},
+    }
+    spec = {
+        "files": {"type": "list", "elements": "dict", "required": True, "options": file_options},
+        "create": {"type": "bool", "default": False},
+        "owner": {"type": "str"},
+        "group": {"type": "str"},
+        "mode": {"type": "raw"},
+        "backup": {"type": "bool", "default": False},
+        "validate": {"type": "str", "default": "auto", "choices": ["auto", "always", "never"]},
+        "xl_path": {"type": "path", "default": "/usr/sbin/xl"},
+        "validate_command": {"type": "str"},
+    }
+    # unused here: the options the group's other modules share, so the group's module_defaults apply
+    spec.update(copy.deepcopy(XENSTORE_CONNECTION))
+    spec.update(copy.deepcopy(LIBXL_FILES))
+    return spec

@@ -327,6 +327,8 @@ class Reconciler:
         self.failures = []
         self.retries = 0         # transactions re-planned after a conflict (EAGAIN)
         self.unsettled = set()   # declared guests whose reads did not settle: left alone
+        self.skip_missing = params.get("missing_domains") == "skip"
+        self.missing = []        # declared guests not on the host (missing_domains=skip)
 
     # -- step 1-3: read, validate, plan ---------------------------------------------------
     def plan(self, guests):
@@ -448,7 +450,7 @@ class Reconciler:
         for domid, name in domains.items():
             if name is not None:
                 names.setdefault(name, []).append(domid)
-        self._resolve(guests, domains, names)
+        guests = self._resolve(guests, domains, names)
         tree = read_libxl_records(reader, sorted(domains))
         for guest in guests:
             guest.guest_type = tree.get("/libxl/%d/type" % guest.domid)
@@ -514,19 +516,28 @@ class Reconciler:
             raise ReconcileError(str(exc), errors=list(exc.messages)) from None
 
     def _resolve(self, guests, domains, names):
+        """The guests found on the host (domid and name set); the others are errors, or skipped."""
         errors = []
         seen = {}
+        found_guests = []
+        self.missing = []
         for guest in guests:
             ref = guest.domain
             number = _declaration.domid_text(ref)
             if number is not None:
                 domid = number
                 if domid not in domains:
+                    if self.skip_missing:
+                        self.missing.append(ref)
+                        continue
                     errors.append("%s: %s" % (guest.where, _declaration.no_domain_with_id(ref)))
                     continue
             else:
                 found = names.get(ref, [])
                 if not found:
+                    if self.skip_missing:
+                        self.missing.append(ref)
+                        continue
                     errors.append("%s: no domain named %r on this host" % (guest.where, ref))
                     continue
                 if len(found) > 1:
@@ -540,8 +551,10 @@ class Reconciler:
             seen[domid] = guest.where
             guest.domid = domid
             guest.name = domains[domid] or ""
+            found_guests.append(guest)
         if errors:
             raise ReconcileError("\n".join(errors), errors=errors)
+        return found_guests
 
     def _check_guests(self, guests):
         errors = []
@@ -1066,10 +1079,16 @@ def run_xen_disk(params, check_mode=False, want_diff=False, *, stat=stat_target,
             "disks": [r for g, _d, p in planned if g.domid not in rec.unsettled
                       for r in (rec._result(g, c) for c in p.changes)],
             "stale": stale,
+            "missing_domains": list(rec.missing),
             "xenstore_requests": conn.requests,
             "xenstore_retries": rec.retries,
             "warnings": rec.warnings,
         }
+        if params.get("read_back"):
+            # the disks as they are now, exactly as xen_disk_info reports them (its own snapshot)
+            result["guests"] = [] if not planned else run_xen_disk_info({
+                "domains": [str(g.domid) for g, _d, _p in planned], "xenstore_socket": params.get("xenstore_socket"),
+                "script_dir": rec.script_dir, "libxl_dir": rec.libxl_dir})["guests"]
         if want_diff:
             result["diff"] = diffs
         if rec.failures:

@@ -234,6 +234,22 @@ options:
         socket C(qmp-libxl-<domid>). Change it only for test or demo device models.
     type: path
     default: /var/run/xen
+  missing_domains:
+    description:
+      - What to do with a declared guest that is not on the host (not running).
+      - V(fail) fails the run before anything is written.
+      - V(skip) leaves it out and names it in RV(missing_domains); the other guests are converged.
+        This suits a fleet declaration that lists every guest of a host, running or not.
+    type: str
+    choices: [fail, skip]
+    default: fail
+  read_back:
+    description:
+      - After the run, read every declared guest's disks back from xenstore, from one snapshot, and
+        return them in RV(guests) as M(xen.disks.xen_disk_info) reports them (in check mode, as they
+        are). This saves a separate M(xen.disks.xen_disk_info) run, for example for a drift report.
+    type: bool
+    default: false
   xenstore_socket:
     description:
       - Path of the xenstored unix socket. Unset means the E(XENSTORED_PATH) environment variable,
@@ -506,6 +522,35 @@ stale:
     cleaned:
       description: Whether the run removed it (or would, in check mode).
       type: bool
+missing_domains:
+  description: The declared guests that are not on the host, as declared (with
+    O(missing_domains=skip)).
+  returned: always
+  type: list
+  elements: str
+  sample: [spare1]
+guests:
+  description:
+    - With O(read_back), every declared guest on the host and its disks after the run, in the
+      format of RV(xen.disks.xen_disk_info#module:guests).
+  returned: when O(read_back) is true
+  type: list
+  elements: dict
+  contains:
+    domain:
+      description: The guest's name.
+      type: str
+    domid:
+      description: The guest's domain id.
+      type: int
+    specs:
+      description: The canonical xl spec of each readable disk.
+      type: list
+      elements: str
+    disks:
+      description: Each disk, as RV(xen.disks.xen_disk_info#module:guests[].disks) describes it.
+      type: list
+      elements: dict
 xenstore_requests:
   description: The number of xenstore requests the run sent (reads, writes, transactions,
     watches), for capacity planning.

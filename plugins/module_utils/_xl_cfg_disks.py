@@ -1,0 +1,148 @@
+# -*- coding: utf-8 -*-
+# Copyright: xen.disks contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The disk setting of xl.cfg files: read it, replace it, and plan the edit of one file.
+
+Private to the xen.disks collection: no compatibility promise. Pure (standard library, no I/O).
+Shared by the xl.cfg filters (controller) and the xl_cfg_files module (host), so a file edited
+in one module run for many guests gets exactly the text the filters would give.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ansible_collections.xen.disks.plugins.module_utils import _xl_cfg
+from ansible_collections.xen.disks.plugins.module_utils._declaration import (
+    GuestDeclaration,
+    domid_text,
+    parse_item,
+    validate_declaration,
+)
+from ansible_collections.xen.disks.plugins.module_utils._disk_spec import canonical_disk, parse_disk_spec, render_disk_spec
+
+DISK_SETTING = "disk"
+_PLACEHOLDER_DOMID = 0x7FEF  # below DOMID_FIRST_RESERVED
+
+
+def _identity(spec):
+    """The device number of an xl spec string: what makes two entries the same disk."""
+    return parse_disk_spec(spec).devid
+
+
+def _canonical_or_none(spec):
+    try:
+        return canonical_disk(parse_disk_spec(spec))
+    except ValueError:
+        return None
+
+
+def _same_disks(old_specs, new_specs):
+    """The file already holds these disks when each entry means the same as the declared one
+    (the same canonical disk: a spelled-out libxl default is no difference)."""
+    return len(old_specs) == len(new_specs) and all(
+        _canonical_or_none(old) == canonical_disk(parse_disk_spec(new)) for old, new in zip(old_specs, new_specs))
+
+
+class _OfflineDomains:
+    """A file may name driver domains that are not running: each name stands for its own domain
+    (a domid for itself, dom0's name for dom0)."""
+
+    def __init__(self):
+        self.ids = {"Domain-0": 0}
+
+    def __call__(self, name):
+        number = domid_text(name)
+        if number is not None:
+            return number
+        return self.ids.setdefault(name, _PLACEHOLDER_DOMID - len(self.ids))
+
+
+def guest_type(settings):
+    """The guest type xl would build: `type`, else the legacy `builder = "hvm"`, else PV."""
+    value = _xl_cfg.effective_value(settings, "type")
+    if value in ("pv", "pvh", "hvm"):
+        return value
+    return "hvm" if _xl_cfg.effective_value(settings, "builder") == "hvm" else "pv"
+
+
+def declared_items(disks):
+    """The declared disks as plain items (xl strings, lists of strings, dicts); ValueError names one."""
+    if not isinstance(disks, list):
+        raise ValueError("disks must be a list, not %s" % type(disks).__name__)
+    items = []
+    for index, entry in enumerate(disks):
+        if isinstance(entry, Mapping):
+            items.append(dict(entry))
+        elif isinstance(entry, str) or (isinstance(entry, list) and all(isinstance(s, str) for s in entry)):
+            items.append(entry)
+        else:
+            raise ValueError("disks[%d]: a disk must be an xl spec string, a list of strings or a dict, "
+                             "not %s" % (index, type(entry).__name__))
+    return items
+
+
+def file_disks(text, source="xl.cfg"):
+    """The disk specs of an xl.cfg text as xl reads them (an empty list when there is no setting)."""
+    return _xl_cfg.get_list_setting(text, DISK_SETTING, source) or []
+
+
+def set_disks(text, disks, source="xl.cfg"):
+    """The xl.cfg text with its disk setting replaced by the canonical specs of `disks`.
+
+    The whole declaration is checked first, with the rules the live plane uses (the shared
+    `validate_declaration`): targets are not stat'ed and named backends are not resolved,
+    since the file describes the guest's next start. Raises XlCfgError, DeclarationError or
+    ValueError (all ValueErrors).
+    """
+    settings = _xl_cfg.parse_settings(text, source)
+    items = declared_items(disks)
+    validate_declaration([GuestDeclaration(domid=1, disks=tuple(items), guest_type=guest_type(settings))],
+                         resolve_domain=_OfflineDomains())
+    specs = [render_disk_spec(parse_item(item)) for item in items]
+    return _xl_cfg.set_list_setting(text, DISK_SETTING, specs, key=_identity, equal=_same_disks, source=source)
+
+
+# -- one file of the xl_cfg_files module -------------------------------------------------------
+@dataclass(frozen=True)
+class FileEdit:
+    """What to do with one file, decided from its current text (None: it does not exist)."""
+
+    path: str
+    old_text: object      # str, or None for a missing file
+    new_text: object      # str; None when the file is only read, or missing and only read
+    write: bool           # the text changes (or the file is created)
+    validate: bool        # give the new file to xl (whole guest files only)
+
+    @property
+    def created(self):
+        return self.write and self.old_text is None
+
+    @property
+    def text(self):
+        """The file's text after the edit (None: still missing)."""
+        return self.new_text if self.write else self.old_text
+
+
+def plan_file(path, old_text, disks, *, content=None, create=False):
+    """The edit of one file: its disk setting set to `disks` (None: only read the file).
+
+    `content` is the whole file as rendered elsewhere (a template): its disk setting is set and it
+    replaces the file. Without it only the disk setting of the existing file changes; a missing file
+    is an error unless `create`, which writes a file holding only the disk setting (such a file is
+    not a whole guest configuration, so xl does not validate it). Raises ValueError.
+    """
+    if disks is None:
+        if old_text is not None:
+            _xl_cfg.parse_settings(old_text, path)  # a file xl cannot read is an error here too
+        return FileEdit(path, old_text, None, False, False)
+    if content is not None:
+        new_text = set_disks(content, disks, path)
+        return FileEdit(path, old_text, new_text, new_text != old_text, True)
+    if old_text is None:
+        if not create:
+            raise ValueError("%s does not exist (create it, or give the whole file's content)" % path)
+        return FileEdit(path, None, set_disks("", disks, path), True, False)
+    new_text = set_disks(old_text, disks, path)
+    return FileEdit(path, old_text, new_text, new_text != old_text, True)
