@@ -164,7 +164,7 @@ class FileLock:
         self.waited = time.monotonic() - start
         if self.alive is not None and not self.alive():
             self.release()
-            raise LibxlFileError("domain %s is gone (checked once %s was held)" % (self.path, self.path))
+            raise LibxlFileError("the domain is gone (checked once %s was held)" % self.path)
         return self
 
     def release(self):
