@@ -5,7 +5,8 @@
 For each input family the size doubles; the printed ratio is time(2n) / time(n): about 2 means
 linear, about 4 quadratic. Families: repeated legacy prefixes (`phy:phy:...`, `tap:aio:...`),
 long targets and runs, many blanks, huge numbers (vdev, `d<N>p0`, colo-port), many `disk +=`
-statements, long xl.cfg lists. Run: python tests/benchmarks/bench_hostile_input.py [max_chars]
+statements, long xl.cfg lists.
+Run: python tests/benchmarks/bench_hostile_input.py [--quick | max_chars] (--quick: up to 40,000)
 """
 
 from __future__ import annotations
@@ -79,7 +80,8 @@ def cpu_time(function, text, rounds):
 
 
 def main():
-    largest = int(sys.argv[1]) if len(sys.argv) > 1 else 160000
+    argument = sys.argv[1] if len(sys.argv) > 1 else ""
+    largest = 40000 if argument == "--quick" else int(argument) if argument else 160000
     sizes = []
     size = 10000
     while size <= largest:
