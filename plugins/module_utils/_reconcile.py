@@ -351,9 +351,21 @@ class Reconciler:
             error = self._plan_config(guest, plan)
             if error:
                 errors.append(error)
+            errors += self._missing_scripts(guest, plan)
         if errors:
             raise ReconcileError("\n".join(errors), errors=errors)
         return planned, tree
+
+    def _missing_scripts(self, guest, plan):
+        """hotplug_scripts=run with an `add` script that is not on this host: known before the
+        first write (the attach would be written, then fail at its script)."""
+        if self.hotplug_policy != "run" or not self.wait:
+            return []
+        return ["%s: hotplug script %s is not an executable file on this host (hotplug_scripts=run; "
+                "auto runs it only when present)" % (self._label(guest, change), phase.script)
+                for change in plan.changes if change.acts
+                for phase in change.phases
+                if phase.step == _plan.STEP_HOTPLUG and phase.action == "add" and not os.access(phase.script, os.X_OK)]
 
     # -- libxl's domain configuration -------------------------------------------------------
     def _plan_config(self, guest, plan):

@@ -11,6 +11,7 @@ Run: python tests/benchmarks/bench_hostile_input.py [--quick | max_chars] (--qui
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -71,7 +72,7 @@ FAMILIES = [
 
 def cpu_time(function, text, rounds):
     best = None
-    for _ in range(rounds):
+    for _round in range(rounds):
         start = time.process_time()
         function(text)
         elapsed = time.process_time() - start
@@ -93,7 +94,7 @@ def main():
     for name, function, build in FAMILIES:
         times = [cpu_time(function, build(s), 3) for s in sizes]
         ratios = [later / earlier if earlier > 1e-4 else float("nan") for earlier, later in zip(times, times[1:])]
-        worst = max([worst] + [r for r in ratios if r == r])
+        worst = max([worst] + [r for r in ratios if not math.isnan(r)])
         print("%-26s" % name + "".join("%10.2f" % (t * 1000) for t in times) + "   "
               + " ".join("%.1f" % r for r in ratios))
     print("largest ratio: %.1f (a quadratic family would show about 4)" % worst)

@@ -142,7 +142,6 @@ def test_a_socket_path_that_is_no_socket_says_what_it_is(host, tmp_path, kind):
         assert result["msg"].startswith("xenstore socket %s is %s, not a socket" % (path, expected)), result["msg"]
 
 
-
 @pytest.mark.parametrize("guest_released", [False, True])
 def test_a_detach_no_backend_answers_says_so(xenstored, tmp_path, guest_released):
     """No backend driver: the disk never connected (frontend Initialising), or the guest let go
@@ -164,3 +163,18 @@ def test_a_detach_no_backend_answers_says_so(xenstored, tmp_path, guest_released
         "(/local/domain/0/backend/vbd/5/51728/state: 5 (Closing)): the backend did not answer (the guest's "
         "frontend is %s): is the backend driver running (blkback, QEMU)? force=true removes the disk "
         "without it" % state), result["msg"]
+
+
+def test_a_missing_hotplug_script_under_run_fails_before_anything_is_written(host):
+    before = host.dump("/")
+    result = xen_disk_run(host, domains=[
+        {"domain": "guest5", "disks": ["%s,raw,xvdc,rw" % _img(host)]},
+        {"domain": "guest7", "disks": ["%s,raw,xvdc,rw,script=/nonexistent/block" % _img(host, "b.img")]}],
+        hotplug_scripts="run", script_dir=str(host.images))
+    assert result["failed"], result
+    assert result["msg"].splitlines() == [
+        "domains[0].disks[0] (xvdc): hotplug script %s/block is not an executable file on this host "
+        "(hotplug_scripts=run; auto runs it only when present)" % host.images,
+        "domains[1].disks[0] (xvdc): hotplug script /nonexistent/block is not an executable file on this host "
+        "(hotplug_scripts=run; auto runs it only when present)"], result["msg"]
+    assert host.dump("/") == before

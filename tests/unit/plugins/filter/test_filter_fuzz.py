@@ -148,9 +148,9 @@ def test_xl_cfg_value(value):
 
 
 @FUZZ
-@given(live=st.one_of(disk_lists, st.lists(st.fixed_dictionaries({"spec": st.one_of(specs, st.none()),
-                                                                    "vdev": scalars}), max_size=3)),
-       persistent=disk_lists)
+@given(live=st.one_of(disk_lists, st.lists(
+    st.fixed_dictionaries({"spec": st.one_of(specs, st.none()), "vdev": scalars}), max_size=3)),
+    persistent=disk_lists)
 def test_xl_disks_drift(live, persistent):
     report = _call(xl_cfg.xl_disks_drift, live, persistent)
     if report is not None:
