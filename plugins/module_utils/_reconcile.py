@@ -735,7 +735,7 @@ class Reconciler:
                 state = "nothing was changed: QEMU and xenstore keep the old medium"
             else:
                 state = ("the drive is left empty in QEMU and in xenstore (libxl leaves it so too); "
-                         "the next run inserts the medium again")
+                         "a next run inserts the declared medium")
             self.failures.append("%s: media change failed: %s; %s" % (self._label(guest, change), exc, state))
             if id(change) in sessions:
                 sessions.pop(id(change)).close()

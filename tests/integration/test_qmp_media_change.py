@@ -193,9 +193,12 @@ def test_qemu_absent_refused_or_refusing(guest):
     assert "QEMU refused blockdev-change-medium id=ide-5632 filename=/dev/fdset/" in wrong["msg"]
     assert "format=qcow2: GenericError: " in wrong["msg"]
     assert wrong["msg"].endswith("the drive is left empty in QEMU and in xenstore (libxl leaves it so too); "
-                                 "the next run inserts the medium again")
+                                 "a next run inserts the declared medium")
     assert guest.qemu.medium(DEVID) is None
     assert value(guest, LIBXL + "/params") == ""
+    # libxl stores its JSON only with the insert transaction, which did not happen
+    assert [(d["vdev"], d.get("pdev_path", ""), d["format"]) for d in guest.domain_config(DOMID)["disks"]] == \
+        [("hdc", "", "empty")]
 
     # QEMU refuses the eject: no such qdev (a guest started without this cdrom emulated)
     write(guest, "/libxl/7/device/vbd/5632/params", "aio:" + guest.images["e.iso"])
