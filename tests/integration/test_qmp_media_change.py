@@ -276,3 +276,20 @@ def test_adapter_errors_name_class_and_description(guest):
     assert str(refused.value) == "QEMU refused eject id=ide-1: DeviceNotFound: Device 'ide-1' not found"
     assert json.loads(_qmp.encode_command("eject", (("id", "ide-1"),), 5)) == {
         "execute": "eject", "id": 5, "arguments": {"id": "ide-1"}}
+
+
+def test_adapter_when_qemu_dies_mid_session(guest):
+    """QEMU killed between two commands: the next one fails as a broken connection."""
+    session = _qmp.QmpSession(guest.qemu.qmp_socket, 10)
+    try:
+        session.execute("query-version")
+        guest.qemu.stop()
+        with pytest.raises(_qmp.QmpProtocolError) as broken:
+            session.execute("eject", (("id", "ide-5632"),))
+    finally:
+        session.close()
+    # the send may already fail (EPIPE), or the answer never comes (EOF): both name the socket
+    assert str(broken.value) in (
+        "QEMU closed the QMP connection on %s while the answer to eject was expected" % guest.qemu.qmp_socket,
+        "sending eject to QEMU on %s failed: Broken pipe" % guest.qemu.qmp_socket,
+        "sending eject to QEMU on %s failed: Connection reset by peer" % guest.qemu.qmp_socket)
