@@ -398,7 +398,7 @@ disks:
           (or the backend directory's permissions) that drifted from the toolstack's own record;
           V(absent) is a disk declared absent that is not attached.
         - V(resume) continues an attach that did not finish (its backend never reached
-          InitWait, see RV(disks[].attach_unfinished)): the run waits for the backend again and
+          InitWait, see RV(disks[].attach_unfinished)); the run waits for the backend again and
           runs the hotplug script, as the attach would have; it counts as a change.
       type: str
       choices: [attach, detach, media_change, recreate, repair, resume, unchanged, absent]
@@ -482,7 +482,7 @@ disks:
       sample: /var/run/xen/qmp-libxl-7
     attach_unfinished:
       description: Whether the run found this disk's attach unfinished (the toolstack record
-        and the backend exist, the backend is still Initialising: it never reached InitWait,
+        and the backend exist, the backend is still Initialising and never reached InitWait,
         e.g. no backend driver answered a previous attach). A declared disk is then resumed
         (V(resume)) and a warning says so; with O(wait=false) it is not resumed (the warning
         says so, the action is V(unchanged)).

@@ -225,13 +225,13 @@ guests:
           type: str
         attach_unfinished:
           description: Whether the disk's attach did not finish (the backend is still
-            Initialising: it never reached InitWait). The next M(xen.disks.xen_disk) run that
+            Initialising and never reached InitWait). The next M(xen.disks.xen_disk) run that
             declares the disk resumes it.
           type: bool
         frontend_observed:
           description: What differs in the guest's own frontend directory from what the
             toolstack wrote (nodes removed or rewritten, its permissions). The guest may rewrite
-            these nodes: they are reported, never used to judge the disk.
+            these nodes, so they are reported, never used to judge the disk.
           type: list
           elements: str
         warnings:

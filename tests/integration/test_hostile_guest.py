@@ -210,6 +210,7 @@ def test_an_attach_that_never_reached_initwait_is_reported_then_resumed(host):
 
 # -- item 3: one noisy guest never stops the others ---------------------------------------------
 FLAPPING_GUESTS = 22
+FLAPPING_DISKS = 4   # per guest
 FLAPPING_RUNS = 30
 
 
@@ -217,32 +218,35 @@ def test_a_guest_flapping_its_state_at_200_writes_a_second_never_fails_the_other
     domids = list(range(5, 5 + FLAPPING_GUESTS))
     for domid in domids:
         xenstored.add_guest("guest%d" % domid, domid, "pv")
-    images = {}
+    disks = {}
     for domid in domids:
-        images[domid] = str(tmp_path / ("g%d.img" % domid))
-        with open(images[domid], "wb") as handle:
-            handle.truncate(1 << 20)
+        disks[domid] = []
+        for index in range(FLAPPING_DISKS):
+            image = tmp_path / ("g%d-%d.img" % (domid, index))
+            with open(image, "wb") as handle:
+                handle.truncate(1 << 20)
+            disks[domid].append("%s,raw,xvd%s" % (image, "bcdefgh"[index]))
     noisy, others = domids[0], domids[1:]
-    declared = [{"domain": str(d), "disks": ["%s,raw,xvdb" % images[d]]} for d in domids]
+    declared = [{"domain": str(d), "disks": disks[d]} for d in domids]
     with backend_sim.running(xenstored.socket, "connect"):
         ok(xen_disk_run(xenstored, domains=declared))
-        settle(xenstored, ["/local/domain/0/backend/vbd/%d/51728/state" % d for d in domids], ("4",))
+        settle(xenstored, ["/local/domain/0/backend/vbd/%d/%d/state" % (d, 51728 + 16 * i)
+                           for d in domids for i in range(FLAPPING_DISKS)], ("4",))
         with hostile_guest.running(xenstored.socket, noisy, mode="flap-state", rate=200) as flapper:
             started = time.monotonic()
             rng = random.Random(10)
             failures = []
             for run in range(FLAPPING_RUNS):
                 guest = rng.choice(others)
-                result = xen_disk_run(xenstored, check=bool(run % 2), domain=str(guest),
-                                      disks=["%s,raw,xvdb" % images[guest]])
+                result = xen_disk_run(xenstored, check=bool(run % 2), domain=str(guest), disks=disks[guest])
                 if result.get("failed"):
                     failures.append(result["msg"])
-            noisy_run = xen_disk_run(xenstored, domain=str(noisy), disks=["%s,raw,xvdb" % images[noisy]])
+            noisy_run = xen_disk_run(xenstored, domain=str(noisy), disks=disks[noisy])
             elapsed = time.monotonic() - started
         rate = flapper["writes"] / elapsed
     print("\nflapping guest: %d state writes in %.1f s (%.0f/s); runs for other guests on a host of %d "
-          "guests: %d of %d failed; a run for the flapping guest itself: %s"
-          % (flapper["writes"], elapsed, rate, FLAPPING_GUESTS, len(failures), FLAPPING_RUNS,
+          "guests x %d disks: %d of %d failed; a run for the flapping guest itself: %s"
+          % (flapper["writes"], elapsed, rate, FLAPPING_GUESTS, FLAPPING_DISKS, len(failures), FLAPPING_RUNS,
              "failed" if noisy_run.get("failed") else "succeeded"))
     assert rate > 50, "the guest did not flap its state"
     assert failures == []
@@ -341,8 +345,9 @@ def test_hostile_guest_randomized(host, capsys):
         with watcher, hostile_guest.running(host.socket, HOSTILE, mode="random", seed=SEED, pause=0.008,
                                             others=OTHERS) as guest:
             roots = ["/libxl", "/local/domain"]
+            after = _tolerant_dump(host, roots, "/local/domain/5/device")
             for round_no in range(ROUNDS):
-                before = _tolerant_dump(host, roots, "/local/domain/5/device")
+                before = after  # nothing may change between rounds either
                 kind = rng.randrange(4)
                 dirs = []
                 if kind == 0:  # the hostile guest, its declaration unchanged (check mode or not)

@@ -144,7 +144,7 @@ def running(socket_path, domid, mode="random", rate=200.0, seed=0, pause=0.01, o
                              "--domid", str(domid), "--mode", mode, "--rate", str(rate), "--seed", str(seed),
                              "--pause", str(pause), "--others", ",".join(str(o) for o in others),
                              "--ready-fd", "1"], stdout=subprocess.PIPE)
-    stats = {"writes": None}
+    stats = {"writes": 0}
     try:
         line = proc.stdout.readline()
         if line.strip() != b"ready":
