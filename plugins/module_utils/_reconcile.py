@@ -68,6 +68,20 @@ HOTPLUG_UDEV = "udev"
 HOTPLUG_NONE = "none"
 
 
+# Times a guest is planned again when another writer changed its libxl records between the
+# read and the first transaction (each re-plan reads the host again).
+MAX_REPLANS = 4
+
+
+class _RecordsChanged(Exception):
+    """Raised inside a guest's transaction (which is then aborted): its libxl records are not
+    what its plan expects. `differences`: one message per record (`record_differences`)."""
+
+    def __init__(self, differences):
+        super().__init__("; ".join(differences))
+        self.differences = differences
+
+
 class ReconcileError(Exception):
     """A failure for the module to report: `str()` is the message, `details` extra result keys."""
 
@@ -167,10 +181,11 @@ def guest_requests(params):
 
 
 def _open(params):
+    """The connection; the user's `timeout` also bounds every answer of xenstored."""
     try:
-        return XenstoreConnection.open(params.get("xenstore_socket"))
+        return XenstoreConnection.open(params.get("xenstore_socket"), timeout=params.get("timeout"))
     except XenstoreError as exc:
-        raise ReconcileError(str(exc)) from None
+        raise ReconcileError(str(exc), errors=[str(exc)]) from None
 
 
 # -- reading ------------------------------------------------------------------------------
@@ -198,6 +213,88 @@ def read_libxl_records(reader, domids):
     tree.values.update({p: v for p, v in reader.read_values(leaves).items() if v is not None})
     tree._children = None
     return tree
+
+
+_DIRECTORY = "<directory>"  # a record directory in toolstack_records: only its existence counts
+ONLINE = "(backend online)"  # the record's backend `online` node, keyed under the record
+
+
+def toolstack_records(tree, domid, devids=None):
+    """What only a toolstack (libxl, xen_disk) writes about guest `domid`'s disks, in `tree`:
+    {path: value} of `/libxl/D/type`, every `/libxl/D/device/<kind>/N` and the nodes directly
+    in it (as `read_libxl_records` reads them), and under `<record>/(backend online)` the
+    `online` node of the backend the record names (1 attached, else being detached or
+    removed: backend drivers and guests never write it). `devids`: only the records of these
+    device numbers."""
+    type_path = "/libxl/%d/type" % domid
+    out = {type_path: tree.get(type_path)}
+    names = None if devids is None else {str(d) for d in devids}
+    for kind in KINDS:
+        kind_dir = libxl_kind_dir(domid, kind)
+        for name in tree.children(kind_dir):
+            if names is not None and name not in names:
+                continue
+            record = kind_dir + "/" + name
+            out[record] = _DIRECTORY
+            for leaf in tree.children(record):
+                out[record + "/" + leaf] = tree.get(record + "/" + leaf)
+    for current in _plan.read_disks(tree, domid):
+        if current.libxl_path in out:
+            # a driver domain's devd removes a backend it closed: 0 and missing say the same
+            online = tree.get(current.placement.backend_path + "/online") == "1"
+            out[current.libxl_path + "/" + ONLINE] = "1" if online else "0 or missing"
+    return out
+
+
+def online_paths(tree, domid):
+    """The backend `online` nodes `toolstack_records` reports, for the reads."""
+    return [c.placement.backend_path + "/online" for c in _plan.read_disks(tree, domid)]
+
+
+def record_differences(expected, found, removing=()):
+    """What another writer changed in a guest's records (`toolstack_records` as the plan
+    expects them, and now), one message per record: appeared, removed, or the nodes that
+    differ. A record in `removing` (being removed by this run) may have gone: someone
+    finished the same removal."""
+    out = []
+    records = sorted(p for p in set(expected) | set(found)
+                     if _DIRECTORY in (expected.get(p), found.get(p)))
+    for record in records:
+        vdev = found.get(record + "/dev") or expected.get(record + "/dev")
+        named = "%s (%s)" % (record, vdev) if vdev else record
+        if record not in expected:
+            out.append("%s appeared" % named)
+        elif record not in found:
+            if record not in removing:
+                out.append("%s was removed" % named)
+        else:
+            prefix = record + "/"
+            leaves = sorted(p for p in set(expected) | set(found) if p.startswith(prefix))
+            changed = ["%s %s -> %s" % (p[len(prefix):], _shown(expected.get(p)), _shown(found.get(p)))
+                       for p in leaves if expected.get(p) != found.get(p)]
+            if changed:
+                out.append("%s: %s" % (named, ", ".join(changed)))
+    for path in sorted(p for p in set(expected) | set(found) if p.endswith("/type") and p.count("/") == 3):
+        if expected.get(path) != found.get(path):
+            out.append("%s %s -> %s" % (path, _shown(expected.get(path)), _shown(found.get(path))))
+    return out
+
+
+def _in_toolstack_records(path, domid):
+    """Whether `path` is one of the nodes `toolstack_records` may report for guest `domid`
+    (or a directory above them): under `/libxl/D/`, or a backend's `online` node or
+    directory of the guest (the records say which)."""
+    if path.startswith("/libxl/%d/" % domid):
+        return True
+    parts = path.split("/")
+    return len(parts) >= 7 and parts[1:3] == ["local", "domain"] and parts[4] == "backend" \
+        and parts[6] == str(domid) and (len(parts) == 8 or (len(parts) == 9 and parts[8] == "online"))
+
+
+def _shown(value, limit=60):
+    if value is None:
+        return "missing"
+    return repr(value if len(value) <= limit else value[:limit] + "...")
 
 
 def _guest_of(path):
@@ -326,6 +423,9 @@ class Reconciler:
         self.results = {}        # (domid, devid, kind) -> result dict
         self.failures = []
         self.retries = 0         # transactions re-planned after a conflict (EAGAIN)
+        self.replans = 0         # guests planned again: another writer changed their records
+        self.committed = False   # a transaction of this run was committed
+        self.stage = "connecting to xenstore"  # what the run was doing, for connection errors
         self.unsettled = set()   # declared guests whose reads did not settle: left alone
         self.skip_missing = params.get("missing_domains") == "skip"
         self.missing = []        # declared guests not on the host (missing_domains=skip)
@@ -334,11 +434,8 @@ class Reconciler:
     def plan(self, guests):
         """Resolve the guests, read the host from one snapshot, validate and plan. Returns
         ([(guest, desired, plan)], tree) (tree = what was read)."""
-        try:
-            snap = self.conn.snapshot_by_owner(lambda reader: self._read_and_plan(reader, guests), _guest_of,
-                                               observed=frontend_node)
-        except XenstoreError as exc:
-            raise ReconcileError(str(exc), errors=[str(exc)]) from None
+        snap = self.conn.snapshot_by_owner(lambda reader: self._read_and_plan(reader, guests), _guest_of,
+                                           observed=frontend_node)
         planned, tree = snap.value
         self._unsettled(guests, snap)
         errors = [e for g, _d, plan in planned if g.domid not in self.unsettled for e in plan.errors]
@@ -404,18 +501,23 @@ class Reconciler:
         returns the lock (held) for the caller to release after its xenstore transaction."""
         lock = guest.files.userdata_lock(self._alive(guest)).acquire()
         try:
-            data = guest.files.read()
-            if data is None:
-                self.warnings.append("%s: libxl's domain configuration %s disappeared: not recreated"
-                                     % (guest.where, guest.files.path))
-                return lock
-            doc = _libxl_json.parse_config(data)
-            if any(step.entry is not None for step in steps):
-                guest.files.store(_libxl_json.render_config(_libxl_json.apply_steps(doc, steps)))
+            self._config_store(guest, steps)
         except BaseException:
             lock.release()
             raise
         return lock
+
+    def _config_store(self, guest, steps):
+        """Read the file, apply `steps`, store it if an entry changed (the caller holds the lock)."""
+        data = guest.files.read()
+        if data is None:
+            warning = "%s: libxl's domain configuration %s disappeared: not recreated" % (guest.where, guest.files.path)
+            if warning not in self.warnings:
+                self.warnings.append(warning)
+            return
+        doc = _libxl_json.parse_config(data)
+        if any(step.entry is not None for step in steps):
+            guest.files.store(_libxl_json.render_config(_libxl_json.apply_steps(doc, steps)))
 
     def _config_phases(self, guest, plan):
         """{id(change): {phase index: (steps with its transaction, steps after it)}}, the steps
@@ -487,6 +589,7 @@ class Reconciler:
             values += read_set.values
             perms += read_set.perms
             values.append(vm_path_node(guest.domid))  # names libxl's domain configuration
+            values += online_paths(tree, guest.domid)  # checked again by each apply transaction
         for domid in sorted(domains):
             if domid not in declared:
                 for current in _plan.read_disks(tree, domid):
@@ -514,7 +617,9 @@ class Reconciler:
                 # the walk-up of empty parents needs the complete directories around what is removed
                 placements = [c.current.placement for c in removing if c.current is not None]
                 placements += [c.desired.placement for c in removing if c.desired is not None]
-                merge(guest.view, read_cleanup_view(reader, placements))
+                # what the view already holds wins: the cleanup view enters nodes it did not
+                # read (only their existence matters to the walk-up) with an empty value
+                guest.view = merge(read_cleanup_view(reader, placements), guest.view)
                 plan = self._plan_guest(guest.view, guest, guest.desired)
             planned.append((guest, guest.desired, plan))
         return planned, tree
@@ -630,7 +735,70 @@ class Reconciler:
 
     # -- step 4: apply ----------------------------------------------------------------------
     def apply(self, guest, plan):
-        """Carry out the plan of one guest; failures are collected in self.failures."""
+        """Carry out the plan of one guest; failures are collected in self.failures.
+
+        A plan holds only while the guest's libxl records are as it read them (another run or
+        `xl` may have attached, changed or detached a disk since). Each of the guest's
+        transactions reads them inside itself (xenstored then fails its commit with EAGAIN if
+        they change before it, and it is retried) and compares them with what the plan
+        expects. At the first transaction nothing of the guest is written yet: the guest is
+        planned again on a fresh read (at most MAX_REPLANS times). Later, the run stops for
+        the guest with a message naming the change. Returns the plan carried out."""
+        for replans in range(MAX_REPLANS + 1):
+            try:
+                self._apply_plan(guest, plan)
+                return plan
+            except _RecordsChanged as exc:
+                seen = "; ".join(exc.differences)
+            who = "%s %s" % (guest.where, guest.domain)
+            if replans == MAX_REPLANS:
+                self._not_applied(guest, plan, "%s: another writer kept changing its disks while this run "
+                                  "applied its plan (last: %s); nothing was written for it: run again"
+                                  % (who, seen))
+                return plan
+            self.replans += 1
+            self.stage = "planning %s again" % who
+            for key in [k for k in self.results if k[0] == guest.domid]:
+                del self.results[key]
+            try:
+                replanned = self._replan(guest)
+            except ReconcileError as exc:
+                self._not_applied(guest, plan, "%s: another writer changed its disks after this run read "
+                                  "them (%s), and planning again failed: %s" % (who, seen, exc))
+                return plan
+            plan = replanned
+            if plan.errors:
+                for error in plan.errors:
+                    self.failures.append("%s (planned again: another writer changed %s's disks after this "
+                                         "run read them: %s)" % (error, guest.domain, seen))
+                return plan
+        return plan  # not reached
+
+    def _not_applied(self, guest, plan, message):
+        self.failures.append(message)
+        for change in plan.changes:
+            if change.acts:
+                self._result(guest, change)["error"] = message
+
+    def _replan(self, guest):
+        """The guest's plan made again from a fresh consistent read (validation included),
+        and the changes of libxl's domain configuration that go with it."""
+        snap = self.conn.snapshot_by_owner(lambda reader: self._read_and_plan(reader, [guest]), _guest_of,
+                                           observed=frontend_node)
+        planned, tree = snap.value
+        if guest.domid in snap.unsettled:
+            raise ReconcileError("its xenstore nodes (libxl records or backends) kept changing while they "
+                                 "were read (%d reads)" % snap.attempts)
+        plan = planned[0][2]
+        if not plan.errors:
+            guest.vm_path = tree.get(vm_path_node(guest.domid))
+            guest.config_steps = {}
+            error = self._plan_config(guest, plan)
+            if error:
+                raise ReconcileError(error, errors=[error])
+        return plan
+
+    def _apply_plan(self, guest, plan):
         changes = [c for c in plan.changes if c.acts]
         remaining = {id(c): list(c.phases) for c in changes}
         skip_hotplug = set()
@@ -645,7 +813,8 @@ class Reconciler:
                 self._config_update(guest, alone).release()
             if devlock_until >= 0:
                 devlock = guest.files.device_lock(self._alive(guest)).acquire()
-            self._apply_phases(guest, changes, remaining, skip_hotplug, config, devlock_until, devlock, sessions)
+            self._apply_phases(guest, plan, changes, remaining, skip_hotplug, config, devlock_until, devlock,
+                               sessions)
         except (LibxlFileError, _libxl_json.LibxlConfigError) as exc:
             self.failures.append("%s: libxl's domain configuration: %s" % (guest.where, exc))
         finally:
@@ -654,7 +823,15 @@ class Reconciler:
             if devlock is not None:
                 devlock.release()
 
-    def _apply_phases(self, guest, changes, remaining, skip_hotplug, config, devlock_until, devlock, sessions):
+    def _apply_phases(self, guest, plan, changes, remaining, skip_hotplug, config, devlock_until, devlock,
+                      sessions):
+        expected = XsTree({p: v for p, v in guest.view.values.items() if _in_toolstack_records(p, guest.domid)})
+        # After the first write, what this plan needs: its own disks' records (every record for
+        # exclusive, which answers for the whole set), tolerating the loss of those it removes.
+        devids = None if guest.exclusive else {c.devid for c in plan.changes}
+        removing = {ph.placement.libxl_path for c in changes for ph in c.phases if ph.step == _plan.STEP_CLEANUP}
+        first = True
+        where = "%s %s" % (guest.where, guest.domain)
         index = -1
         while True:
             index += 1
@@ -675,19 +852,47 @@ class Reconciler:
                     after_txn += steps[1]
             txn = [(c, ph) for c, ph in batch if ph.step in (_plan.STEP_TRANSACTION, _plan.STEP_CLEANUP)]
             if txn:
-                # device_disk_add / cdrom_insert: the file is stored before the xenstore
-                # commit, both under the userdata lock
-                lock = self._config_update(guest, with_txn) if with_txn else None
+                self.stage = "applying the changes of %s" % where
+                # device_disk_add / cdrom_insert: the file is stored inside the retry loop of the
+                # xenstore transaction, after its checks and before its commit, under the
+                # userdata lock
+                lock = guest.files.userdata_lock(self._alive(guest)).acquire() if with_txn else None
                 try:
-                    self._transaction(txn)
+                    self._transaction(guest, txn, expected, None if first else devids, () if first else removing,
+                                      before_commit=(lambda: self._config_store(guest, with_txn)) if with_txn
+                                      else None)
+                except _RecordsChanged as exc:
+                    if first:
+                        raise
+                    message = ("%s: another writer changed its disks while this run applied its plan (%s); "
+                               "this run stopped for it: run again" % (where, "; ".join(exc.differences)))
+                    self.failures.append(message)
+                    for change in changes:
+                        if remaining[id(change)]:
+                            self._result(guest, change)["error"] = message
+                    return
                 finally:
                     if lock is not None:
                         lock.release()
+                first = False
                 if after_txn:
                     self._config_update(guest, after_txn).release()
             waits = [(c, ph) for c, ph in batch if ph.step in (_plan.STEP_WAIT, _plan.STEP_WAIT_REMOVED)]
             if waits and self.wait:
-                for change, phase, message in self._waits(waits):
+                self.stage = "waiting for the backends of %s" % where
+                failed, gone = self._waits(waits)
+                skip_hotplug |= gone  # the backend is gone: no remove script to run on it
+                if any(phase.on_timeout != "continue" for _c, phase, _m in failed):
+                    # a backend that never answered may be a disk another writer removed meanwhile
+                    found = read_libxl_records(self.conn, [guest.domid])
+                    merge(found, self.conn.read_nodes(online_paths(found, guest.domid)))
+                    others = record_differences(toolstack_records(expected, guest.domid, devids),
+                                                toolstack_records(found, guest.domid, devids), removing)
+                    if others:
+                        failed = [(c, ph, m if ph.on_timeout == "continue" else
+                                   "%s (another writer changed the guest's disks meanwhile: %s)"
+                                   % (m, "; ".join(others))) for c, ph, m in failed]
+                for change, phase, message in failed:
                     label = self._label(guest, change)
                     if phase.on_timeout == "continue":
                         # FORCE_ON: removed anyway; libxl then skips the remove script
@@ -699,6 +904,7 @@ class Reconciler:
             for change, phase in batch:
                 if phase.step != _plan.STEP_HOTPLUG:
                     continue
+                self.stage = "running the hotplug scripts of %s" % where
                 outcome = self._hotplug(guest, change, phase, skip=id(change) in skip_hotplug)
                 self._result(guest, change)["hotplug"] = outcome
                 if outcome not in (HOTPLUG_RAN, HOTPLUG_SKIPPED, HOTPLUG_UDEV, HOTPLUG_NONE):
@@ -742,11 +948,25 @@ class Reconciler:
             return False
         return True
 
-    def _transaction(self, batch):
+    def _transaction(self, guest, batch, expected, devids, removing, before_commit=None):
+        """One transaction of a guest's phase: the guest's records checked against `expected`
+        (raises _RecordsChanged), `before_commit()` (libxl's JSON file), then the cleanups
+        re-planned on this transaction's view and the planned ops. `expected` then takes this
+        run's own changes."""
         cleanups = [ph.placement for _c, ph in batch if ph.step == _plan.STEP_CLEANUP]
         fixed = [op for _c, ph in batch if ph.step == _plan.STEP_TRANSACTION for op in ph.ops]
+        domid = guest.domid
 
         def plan_fn(reader):
+            # read inside the transaction: a change by another writer before the commit is EAGAIN
+            found = read_libxl_records(reader, [domid])
+            merge(found, reader.read_nodes(online_paths(found, domid)))
+            differences = record_differences(toolstack_records(expected, domid, devids),
+                                             toolstack_records(found, domid, devids), removing)
+            if differences:
+                raise _RecordsChanged(differences)
+            if before_commit is not None:
+                before_commit()
             # cleanups first, re-planned on this transaction's view (also after EAGAIN)
             work = read_cleanup_view(reader, cleanups)
             ops = []
@@ -756,43 +976,53 @@ class Reconciler:
                 ops += step
             return ops + fixed
 
-        try:
-            outcome = self.conn.transaction(plan_fn)
-        except XenstoreError as exc:
-            raise ReconcileError(str(exc), errors=[str(exc)]) from None
+        outcome = self.conn.transaction(plan_fn)
+        self.committed = True
         self.retries += outcome.attempts - 1
+        for op in outcome.ops:
+            if _in_toolstack_records(op.path, domid):
+                try:
+                    expected.apply(op)
+                except KeyError:
+                    pass  # permissions of a node the records do not hold
 
     def _waits(self, waits):
-        """Wait for each backend (they progress concurrently: one deadline per phase timeout)."""
-        failed = []
+        """Wait for each backend (they progress concurrently: one deadline per phase timeout).
+        Returns ([(change, phase, message)] of the waits that failed, {id(change)} of the
+        closes that found the backend already removed (by a driver domain or another run))."""
+        failed, gone = [], set()
         start = time.monotonic()
         for change, phase in waits:
             timeout = self.timeout if self.timeout is not None else phase.timeout
             remaining = max(0.0, start + timeout - time.monotonic())
+            # A backend directory that goes away never comes back to the awaited state: only
+            # the toolstack (another run, `xl`) or a driver domain's devd removes it.
             if phase.step == _plan.STEP_WAIT_REMOVED:
                 values, what = (None,), "the driver domain to remove %s" % phase.path
             elif tuple(phase.values) == ("2",):
-                values, what = INIT_REACHED, "the backend to reach InitWait"
+                values, what = INIT_REACHED + (None,), "the backend to reach InitWait"
             else:
-                values, what = tuple(phase.values), "the backend to close"
-                if not phase.path.startswith("/local/domain/0/"):
-                    values += (None,)  # a driver domain's devd may already have removed it
+                values, what = tuple(phase.values) + (None,), "the backend to close"
             try:
-                self.conn.wait_for(phase.path, values, remaining)
-            except XenstoreTimeout as exc:
+                value = self.conn.wait_for(phase.path, values, remaining)
+                if value is None and phase.step == _plan.STEP_WAIT:
+                    if values[:len(INIT_REACHED)] == INIT_REACHED:
+                        failed.append((change, phase, "the backend was removed before it reached InitWait "
+                                       "(%s: missing)" % phase.path))
+                    else:
+                        gone.add(id(change))
+            except XenstoreTimeout as exc:  # any other XenstoreError ends the run (run_xen_disk)
                 last = "missing" if exc.last is None else "%s (%s)" % (
                     exc.last, _plan.state_name(_int(exc.last)))
                 hint = ""
-                if phase.step == _plan.STEP_WAIT and values == INIT_REACHED:
+                if phase.step == _plan.STEP_WAIT and values[:len(INIT_REACHED)] == INIT_REACHED:
                     hint = ": is the backend driver running (blkback, QEMU, the virtio daemon)? " \
                            "The entries stay, as libxl leaves them"
                 elif phase.step == _plan.STEP_WAIT and phase.on_timeout != "continue":
                     hint = self._close_timeout_hint(change)
                 failed.append((change, phase, "timed out after %g s waiting for %s (%s: %s)%s"
                                % (timeout, what, phase.path, last, hint)))
-            except XenstoreError as exc:
-                raise ReconcileError(str(exc), errors=[str(exc)]) from None
-        return failed
+        return failed, gone
 
     # A frontend in these states still holds the disk (blkfront closes once it is unused).
     FRONTEND_HOLDING = ("3", "4", "5")
@@ -1048,67 +1278,83 @@ def guest_diffs(guest, plan, tree, script_dir, names, run_dir=DEFAULT_RUN_DIR):
 
 
 def run_xen_disk(params, check_mode=False, want_diff=False, *, stat=stat_target, run_script=run_hotplug_script):
-    """The xen_disk module without Ansible: returns the result dict or raises ReconcileError."""
+    """The xen_disk module without Ansible: returns the result dict or raises ReconcileError.
+
+    A lost or silent xenstored (XenstoreError at any step) is reported with what the run was
+    doing and what it had already written (`changed`, `disks`)."""
     _check_params(_argspec.xen_disk_param_errors(params))
     guests = guest_requests(params)
     conn = _open(params)
+    rec = Reconciler(conn, params, check_mode=check_mode, want_diff=want_diff, stat=stat,
+                     run_script=run_script)
     try:
-        rec = Reconciler(conn, params, check_mode=check_mode, want_diff=want_diff, stat=stat,
-                         run_script=run_script)
+        rec.stage = "reading the host"
         planned, _tree = rec.plan(guests)
-        names = rec.domains
-        changed = False
-        stale = []
-        diffs = []
-        for guest, _desired, plan in planned:
-            if guest.domid in rec.unsettled:
-                continue
-            changed = changed or plan.acts or bool(guest.config_steps)
-            rec._change_results(guest, plan)
-            rec.config_results(guest, plan)
-            for entry, reasons in plan.stale:
-                stale.append({"domain": guest.name, "domid": guest.domid, "entry": entry,
-                              "reasons": list(reasons), "cleaned": False})
-            for change in plan.changes:
-                if change.stale and change.changed:
-                    stale.append({"domain": guest.name, "domid": guest.domid, "entry": change.vdev,
-                                  "reasons": list(change.stale), "cleaned": True})
-            rec.warnings += ["%s: %s" % (guest.where, w) for w in plan.warnings]
-            rec.warnings += ["%s: the attach did not finish: %s; %s"
-                             % (rec._label(guest, c), c.current.unfinished_reason, "resumed" if c.action == _plan.RESUME
-                                else "not resumed (wait=false)")
-                             for c in plan.changes if c.current is not None and c.current.attach_unfinished
-                             and c.action in (_plan.RESUME, _plan.UNCHANGED, _plan.REPAIR)]
-            if want_diff and (plan or guest.config_steps):
-                diffs += guest_diffs(guest, plan, guest.view, rec.script_dir, names, rec.run_dir)
         if not check_mode:
+            planned = [(g, d, rec.apply(g, p) if (p.acts or g.config_steps) and g.domid not in rec.unsettled else p)
+                       for g, d, p in planned]
             for guest, _desired, plan in planned:
-                if (plan.acts or guest.config_steps) and guest.domid not in rec.unsettled:
-                    rec.apply(guest, plan)
+                rec._change_results(guest, plan)
+            rec.stage = "reading the final states"
             rec.final_states([(g, p) for g, _d, p in planned])
-        result = {
-            "changed": changed,
-            "disks": [r for g, _d, p in planned if g.domid not in rec.unsettled
-                      for r in (rec._result(g, c) for c in p.changes)],
-            "stale": stale,
-            "missing_domains": list(rec.missing),
-            "xenstore_requests": conn.requests,
-            "xenstore_retries": rec.retries,
-            "warnings": rec.warnings,
-        }
-        if params.get("read_back"):
-            # the disks as they are now, exactly as xen_disk_info reports them (its own snapshot)
-            result["guests"] = [] if not planned else run_xen_disk_info({
-                "domains": [str(g.domid) for g, _d, _p in planned], "xenstore_socket": params.get("xenstore_socket"),
-                "script_dir": rec.script_dir, "libxl_dir": rec.libxl_dir})["guests"]
-        if want_diff:
-            result["diff"] = diffs
-        if rec.failures:
-            raise ReconcileError("\n".join(rec.failures), errors=list(rec.failures),
-                                 **{k: v for k, v in result.items() if k != "errors"})
-        return result
+    except XenstoreError as exc:
+        message = "%s (while %s%s)" % (exc, rec.stage, "; changes were already written" if rec.committed else "")
+        raise ReconcileError(message, errors=[message], changed=rec.committed, warnings=rec.warnings,
+                             disks=list(rec.results.values())) from None
     finally:
         conn.close()
+    result = _xen_disk_result(rec, planned, want_diff)
+    result["xenstore_requests"] = conn.requests
+    if params.get("read_back"):
+        # the disks as they are now, exactly as xen_disk_info reports them (its own snapshot)
+        result["guests"] = [] if not planned else run_xen_disk_info({
+            "domains": [str(g.domid) for g, _d, _p in planned], "xenstore_socket": params.get("xenstore_socket"),
+            "script_dir": rec.script_dir, "libxl_dir": rec.libxl_dir})["guests"]
+    if rec.failures:
+        raise ReconcileError("\n".join(rec.failures), errors=list(rec.failures),
+                             **{k: v for k, v in result.items() if k != "errors"})
+    return result
+
+
+def _xen_disk_result(rec, planned, want_diff):
+    """The module's result of the plans carried out (or checked)."""
+    changed = False
+    stale = []
+    diffs = []
+    for guest, _desired, plan in planned:
+        if guest.domid in rec.unsettled:
+            continue
+        changed = changed or plan.acts or bool(guest.config_steps)
+        rec._change_results(guest, plan)
+        rec.config_results(guest, plan)
+        for entry, reasons in plan.stale:
+            stale.append({"domain": guest.name, "domid": guest.domid, "entry": entry,
+                          "reasons": list(reasons), "cleaned": False})
+        for change in plan.changes:
+            if change.stale and change.changed:
+                stale.append({"domain": guest.name, "domid": guest.domid, "entry": change.vdev,
+                              "reasons": list(change.stale), "cleaned": True})
+        rec.warnings += ["%s: %s" % (guest.where, w) for w in plan.warnings]
+        rec.warnings += ["%s: the attach did not finish: %s; %s"
+                         % (rec._label(guest, c), c.current.unfinished_reason, "resumed" if c.action == _plan.RESUME
+                            else "not resumed (wait=false)")
+                         for c in plan.changes if c.current is not None and c.current.attach_unfinished
+                         and c.action in (_plan.RESUME, _plan.UNCHANGED, _plan.REPAIR)]
+        if want_diff and (plan or guest.config_steps):
+            diffs += guest_diffs(guest, plan, guest.view, rec.script_dir, rec.domains, rec.run_dir)
+    result = {
+        "changed": changed or rec.committed,
+        "disks": [r for g, _d, p in planned if g.domid not in rec.unsettled
+                  for r in (rec._result(g, c) for c in p.changes)],
+        "stale": stale,
+        "missing_domains": list(rec.missing),
+        "xenstore_retries": rec.retries,
+        "xenstore_replans": rec.replans,
+        "warnings": rec.warnings,
+    }
+    if want_diff:
+        result["diff"] = diffs
+    return result
 
 
 # -- xen_disk_info ------------------------------------------------------------------------
@@ -1253,7 +1499,8 @@ def run_xen_disk_info(params):
         try:
             snap = conn.snapshot_by_owner(read, _guest_of, observed=frontend_node)
         except XenstoreError as exc:
-            raise ReconcileError(str(exc)) from None
+            message = "%s (while reading the host)" % exc
+            raise ReconcileError(message, errors=[message]) from None
         domains, domids, tree = snap.value
         script_dir = params.get("script_dir") or DEFAULT_SCRIPT_DIR
         libxl_dir = params.get("libxl_dir") or DEFAULT_LIBXL_DIR

@@ -77,6 +77,7 @@ XENSTORE_ABS_PATH_MAX = 3072
 XENSTORE_REL_PATH_MAX = 2048
 
 DEFAULT_TIMEOUT = 30.0
+MAX_TIMEOUT = 86400  # a day: longer waits are mistakes (and overflow the thread waits)
 DEFAULT_RETRIES = 8
 DEFAULT_OWNER_RETRIES = 3  # re-reads when only some owners' nodes changed (snapshot_by_owner)
 DEFAULT_BACKOFF = 0.02
@@ -240,6 +241,7 @@ def _describe_error(action, path, name):
 # -- the transport ---------------------------------------------------------------------------
 
 _LOST = object()  # set on every pending answer and watch when the connection ends
+_SEND_TIMEOUT = object()  # send_batch: the daemon did not take the requests in time
 
 
 class _OpenedUnixTransport(_UnixSocketTransport):
@@ -365,6 +367,8 @@ class _Router(Router):
                             for r in requests)
             try:
                 self.connection.transport.send(data)
+            except socket.timeout:
+                return _SEND_TIMEOUT  # part of the batch may be sent: the stream is unusable
             except OSError:
                 return None
         return batch
@@ -526,11 +530,14 @@ class XenstoreReader(object):
             width = len(ops)
             for i, path in enumerate(level):
                 value, children = answers[i * width], answers[i * width + 1]
-                if value is None or children is None:
-                    continue  # absent (only roots can be: the snapshot is consistent)
+                perms = answers[i * width + 2] if with_perms else b""
+                if value is None or children is None or perms is None:
+                    # absent; or, outside a transaction, removed between this node's requests
+                    # (a watch-validated snapshot sees that change and reads again)
+                    continue
                 tree.values[path] = _decode(value)
                 if with_perms:
-                    tree.perms[path] = _parse_perms(answers[i * width + 2])
+                    tree.perms[path] = _parse_perms(perms)
                 base = path.rstrip("/") + "/"
                 next_level.extend(base + n for n in _parse_names(children))
             level = next_level
@@ -588,7 +595,9 @@ def _connect_unix(path, timeout):
         except OSError as e:
             sock.close()
             raise _open_error(path, e) from None
-    sock.settimeout(None)  # the router blocks in select(), then reads what is there
+    # The router reads only after select() says there is something to read; the timeout
+    # bounds the sends, which block when a stopped daemon no longer reads its socket.
+    sock.settimeout(timeout)
     return sock
 
 
@@ -625,6 +634,7 @@ class XenstoreConnection(XenstoreReader):
         self.requests = 0
         self.round_trips = 0
         self._tokens = 0
+        self._broken = None  # the error that made this connection unusable (a timeout)
 
     @classmethod
     def candidates(cls, socket_path=None, environ=None):
@@ -638,7 +648,17 @@ class XenstoreConnection(XenstoreReader):
 
     @classmethod
     def open(cls, socket_path=None, timeout=DEFAULT_TIMEOUT, environ=None):
-        """Connect to xenstored; raises XenstoreConnectionError with what to check."""
+        """Connect to xenstored; raises XenstoreConnectionError with what to check.
+
+        `timeout` (seconds) bounds the connection and every later request: a daemon that does
+        not answer within it is reported, and the connection is not used again."""
+        if timeout is None:
+            timeout = DEFAULT_TIMEOUT
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) \
+                or not 0 < timeout <= MAX_TIMEOUT:
+            raise XenstoreConnectionError(
+                "invalid xenstore timeout %r: give a number of seconds above 0 and at most %d"
+                % (timeout, MAX_TIMEOUT))
         if not HAS_PYXS:
             raise XenstoreConnectionError("the pyxs Python library is required to talk to xenstore")
         candidates = cls.candidates(socket_path, environ)
@@ -687,11 +707,26 @@ class XenstoreConnection(XenstoreReader):
 
     # -- the wire ----------------------------------------------------------------------------
     def _lost(self):
+        if self._broken is not None:
+            return XenstoreConnectionError(self._broken, self.path)
         reason = self._router.failure
-        detail = ": %s" % reason if reason is not None else ""
+        if isinstance(reason, OSError) and reason.errno == errno.ECONNRESET:
+            detail = ""  # the end of the stream: nothing more to say
+        elif isinstance(reason, OSError):
+            detail = ": %s" % (reason.strerror or reason)
+        else:
+            detail = ": %s" % reason if reason is not None else ""
         return XenstoreConnectionError(
             "lost the connection to xenstored at %s (the daemon stopped or closed the connection%s)"
             % (self.path, detail), self.path)
+
+    def _give_up(self, message):
+        """Stop using this connection after a timeout: its late answers, or a batch sent in
+        part, would be out of step. Closing it also ends its transactions in xenstored. Returns
+        the error to raise; every later request fails at once with the same message."""
+        self._broken = message
+        self.close()
+        return XenstoreConnectionError(message, self.path)
 
     def _exchange(self, requests, tx_id, seqs=None):
         """Send (op, payload) requests in batches, then collect the answers in order: the
@@ -701,7 +736,12 @@ class XenstoreConnection(XenstoreReader):
         for start in range(0, len(requests), BATCH_SIZE):
             chunk = [_Message(op, next_rq_id(), tx_id, payload)
                      for op, payload in requests[start:start + BATCH_SIZE]]
+            if self._broken is not None:
+                raise self._lost()
             batch = self._router.send_batch(chunk)
+            if batch is _SEND_TIMEOUT:
+                raise self._give_up("xenstored at %s did not take requests within %g s: is it stopped "
+                                    "or overloaded?" % (self.path, self.timeout))
             if batch is None:
                 raise self._lost()
             self.requests += len(chunk)
@@ -709,8 +749,8 @@ class XenstoreConnection(XenstoreReader):
             if not batch.done.wait(self.timeout):
                 if self._router.closed:
                     raise self._lost()
-                raise XenstoreConnectionError(
-                    "xenstored at %s did not answer within %g s" % (self.path, self.timeout), self.path)
+                raise self._give_up("xenstored at %s did not answer within %g s: is it stopped or "
+                                    "overloaded?" % (self.path, self.timeout))
             if seqs is not None:
                 seqs.extend(batch.seqs)
             for request, reply in zip(chunk, batch.answers):
@@ -791,7 +831,8 @@ class XenstoreConnection(XenstoreReader):
         """Run plan_fn(reader) in a transaction and apply the XsOps it returns, atomically.
 
         plan_fn returns a list of XsOp, or an object with an `ops` attribute (a Plan). On EAGAIN
-        (at commit, or from any request) everything is re-read and re-planned, up to
+        (at commit, or from any request; or another error once, see _retrying)
+        everything is re-read and re-planned, up to
         `max_retries` more times, after a jittered, doubling pause starting at `backoff` s.
         With apply=False nothing is written, but the commit still checks that every read saw
         one state of xenstore (check mode). Any exception aborts the transaction: nothing is
@@ -894,7 +935,14 @@ class XenstoreConnection(XenstoreReader):
 
     def _retrying(self, fn, max_retries, backoff):
         """(fn(reader), attempts) with fn run in a transaction until its commit succeeds."""
+        # A request may also fail because another writer changed what the transaction read:
+        # xenstored 4.17 answers an rm EIO when the directory, as the transaction saw it, lists
+        # a child removed since, and EINVAL when the node's parent was removed since (verified
+        # against the daemon; the commit would fail with EAGAIN). Such an error goes away when
+        # the transaction is re-read and re-planned; a real one comes back: the same error on
+        # the same path twice in a row is raised.
         attempt = 0
+        last = None
         while True:
             attempt += 1
             tx_id = self._start()
@@ -902,9 +950,12 @@ class XenstoreConnection(XenstoreReader):
                 value = fn(XenstoreReader(self, tx_id))
             except XenstoreError as e:
                 self._abort(tx_id)
-                if e.errno_name != "EAGAIN" or isinstance(e, XenstoreConnectionError):
+                if isinstance(e, XenstoreConnectionError) or e.errno_name is None:
                     raise
-                committed = False
+                if e.errno_name != "EAGAIN" and last is not None and \
+                        (last.errno_name, last.path, str(last)) == (e.errno_name, e.path, str(e)):
+                    raise
+                committed, last = False, e
             except BaseException:
                 self._abort(tx_id)
                 raise
@@ -914,8 +965,8 @@ class XenstoreConnection(XenstoreReader):
                 return value, attempt
             if attempt > max_retries:
                 raise XenstoreConflict(
-                    "xenstore transaction still conflicting with other writers after %d attempts"
-                    % attempt)
+                    "xenstore transaction still conflicting with other writers after %d attempts%s"
+                    % (attempt, " (last: %s)" % last if last is not None and last.errno_name != "EAGAIN" else ""))
             time.sleep(random.uniform(0.5, 1.0) * backoff * (2 ** min(attempt - 1, 6)))
 
     # -- watches -----------------------------------------------------------------------------

@@ -203,11 +203,15 @@ options:
     default: true
   timeout:
     description:
-      - Seconds to wait for each backend state change, and for QEMU during one cdrom media change
-        (connection, answers). Unset means libxl's own timeouts (10 seconds for the handshake and
-        the close, 40 seconds for a hotplug script and for a media change's QMP session).
+      - Seconds to wait for each backend state change, for QEMU during one cdrom media change
+        (connection, answers), and for each answer of xenstored. Unset means libxl's own timeouts
+        (10 seconds for the handshake and the close, 40 seconds for a hotplug script and for a
+        media change's QMP session) and 30 seconds for xenstored.
       - A number above 0 and at most 86400 (a day); anything else (C(.inf), C(nan), 0, a negative
         number) fails the run before anything is read or written.
+      - A xenstored that stops answering (stopped, hung) is reported after this time, naming it;
+        one that dies is reported at once. The message says what the run was doing and whether
+        it had already written changes.
     type: float
   hotplug_scripts:
     description:
@@ -277,6 +281,14 @@ notes:
   - "Not kept in step: the guest's xl.cfg file (see the P(xen.disks.xl_disks#role) role). A guest without libxl's
     file (not created by xl/libxl) gets a warning and xenstore only; no file is invented."
   - Detaching never touches the backing storage.
+  - Concurrent runs (or C(xl)) on one guest are safe. Each transaction of a guest first checks,
+    inside itself as libxl does, that the guest's disk records (and their backends' C(online)
+    nodes) are still those its plan was made from. If another writer changed them before this
+    run wrote anything for the guest, the guest is planned again on a fresh read (reported in
+    RV(xenstore_replans)); a declaration that no longer fits then fails as it would in a new run
+    (for example the same vdev now attached with another target). If they change after this run's
+    first write, the run stops for the guest and fails, naming the change. Each guest is applied
+    in its own transactions, so with several guests each ends as one run's declaration.
 seealso:
   - module: xen.disks.xen_disk_info
   - name: xl-disk-configuration(5)
@@ -559,6 +571,12 @@ xenstore_requests:
 xenstore_retries:
   description: Transactions re-planned because another xenstore client changed what they read
     (EAGAIN).
+  returned: always
+  type: int
+xenstore_replans:
+  description:
+    - Guests planned again because another writer (another run, C(xl)) attached, changed or
+      detached one of their disks between this run's read and its first transaction for the guest.
   returned: always
   type: int
 errors:

@@ -269,6 +269,26 @@ def test_transaction_conflicting_with_a_second_client_retries_and_succeeds(xenst
     assert xenstored.dump("/planned-from")["/planned-from"][0] == "10"
 
 
+def test_rm_after_another_writer_removed_a_listed_child_is_a_conflict(xenstored, xs_conn, xs_client):
+    """xenstored 4.17 answers EIO (not EAGAIN) to an rm inside a transaction whose view of the
+    directory lists a child another client removed since: tried again, it is gone."""
+    xs_client.write(b"/d/c/e", b"1")
+    xs_client.write(b"/d/f", b"1")
+    listed = []
+
+    def plan(reader):
+        listed.append(reader.list_children(["/d"])["/d"])
+        if len(listed) == 1:
+            xs_client.delete(b"/d/c")  # another writer, after this transaction listed /d
+        return [XsOp("rm", "/d"), W("/removed-with", ",".join(listed[-1]))]
+
+    result = xs_conn.transaction(plan, backoff=0.001)
+    assert listed == [["c", "f"], ["f"]]
+    assert result.attempts == 2
+    dump = xenstored.dump("/")
+    assert "/d" not in dump and dump["/removed-with"][0] == "f"
+
+
 def test_transaction_gives_up_after_its_retries(xenstored, xs_conn, xs_client):
     xs_client.write(b"/hot", b"0")
     attempts = []
@@ -286,8 +306,10 @@ def test_transaction_gives_up_after_its_retries(xenstored, xs_conn, xs_client):
 
 def test_failing_op_aborts_and_leaves_no_trace(xenstored, xs_conn):
     ops = [W("/ab/a", "1"), W("/ab/b", "2"), XsOp("set_perms", "/ab/missing", perms=("n0",)), W("/ab/c", "3")]
+    planned = []
     with pytest.raises(XenstoreError, match=r"^xenstore set_perms /ab/missing: ENOENT \(no such node\)$"):
-        xs_conn.transaction(lambda reader: ops)
+        xs_conn.transaction(lambda reader: planned.append(1) or ops)
+    assert len(planned) == 2  # tried again once (a conflict would have gone), then reported
     assert not [p for p in xenstored.dump("/") if p.startswith("/ab")]
 
 
@@ -620,13 +642,28 @@ def test_daemon_going_away_during_a_wait(xenstored, xs_conn):
 def test_daemon_that_does_not_answer(xenstored):
     import signal
 
+    message = r"^xenstored at %s did not answer within 0\.3 s: is it stopped or overloaded\?$" % re.escape(
+        xenstored.socket)
     with XenstoreConnection.open(xenstored.socket, timeout=0.3) as conn:
         os.kill(xenstored.pid, signal.SIGSTOP)
         try:
-            with pytest.raises(XenstoreConnectionError, match=r"^xenstored at %s did not answer within 0\.3 s$" % re.escape(xenstored.socket)):
+            with pytest.raises(XenstoreConnectionError, match=message):
                 conn.read_value("/local")
+            # the connection is not used again (late answers would be out of step): every later
+            # request, a transaction's abort included, fails at once with the same message
+            with pytest.raises(XenstoreConnectionError, match=message):
+                conn.transaction(lambda reader: [])
+            assert conn.round_trips == 1
         finally:
             os.kill(xenstored.pid, signal.SIGCONT)
+    with XenstoreConnection.open(xenstored.socket, timeout=0.3) as conn:  # the daemon is fine again
+        assert conn.read_value("/local") == ""
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("nan"), float("inf"), 1e300, True, "5"])
+def test_timeouts_that_cannot_bound_a_wait_are_refused(xenstored, timeout):
+    with pytest.raises(XenstoreConnectionError, match=r"^invalid xenstore timeout .*: give a number of seconds"):
+        XenstoreConnection.open(xenstored.socket, timeout=timeout)
 
 
 def test_without_pyxs_the_module_imports_and_says_so():
