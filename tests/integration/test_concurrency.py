@@ -56,7 +56,8 @@ def sim(xenstored, tmp_path):
 
 
 def _args(host, guests, **extra):
-    args = {"domains": guests, "xenstore_socket": host.socket, "hotplug_scripts": "skip", "timeout": 10}
+    args = {"domains": guests, "xenstore_socket": host.socket, "libxl_dir": host.libxl_dir, "hotplug_scripts": "skip",
+            "timeout": 10}
     args.update(extra)
     return args
 
@@ -124,8 +125,9 @@ def _exclusive_round(host, pool, rng, guests, stats):
             pytest.fail("runs reported success but %s is none of the declarations:\n%s\nfinal: %s %s\n"
                         "check mode of each: %s"
                         % (name, _report(declarations, results, index), _records(host, domid), _dirs(host, domid),
-                           [c.get("msg") or [(d["vdev"], d["action"], d["differing"], d["frontend_state"],
-                                              d["backend_state"]) for d in c["disks"]] for c in checks]),
+                           [c.get("msg") or (c["changed"], [(d["vdev"], d["action"], d.get("libxl_config"),
+                                                              d["frontend_state"], d["backend_state"])
+                                                             for d in c["disks"]]) for c in checks]),
                         pytrace=False)
         else:  # every run failed, clearly: bring the guest to a known state for the next round
             stats["guest left as no declaration, every run failed"] += 1
