@@ -1,12 +1,12 @@
 # Copyright: xen.disks contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Property-based fuzzing of every option of xen_disk and xen_disk_info, through the real modules
-(AnsibleModule, in-process) against a real xenstored.
+"""Property-based fuzzing of every option of xen_disk, xen_disk_info and xl_cfg_files, through the
+real modules (AnsibleModule, in-process) against a real xenstored.
 
 Properties, for any parameters: the module returns a result (a Python exception escaping main()
 fails the test: it would be a traceback for the user); a failed run names what is wrong and has
-written nothing (the whole xenstore tree and libxl's files compared before and after); check mode
-and xen_disk_info never write. Runs that apply do not wait for a backend (wait false), so that
+written nothing (the whole xenstore tree and libxl's files, or the xl.cfg folder, compared before
+and after); check mode and xen_disk_info never write. Runs that apply do not wait for a backend (wait false), so that
 the only failures are the ones the input explains.
 
 Options come from the argument spec itself: an option added later is fuzzed by its type until it
@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from ansible_collections.xen.disks.plugins.module_utils import _argspec
-from ansible_collections.xen.disks.plugins.modules import xen_disk, xen_disk_info
+from ansible_collections.xen.disks.plugins.modules import xen_disk, xen_disk_info, xl_cfg_files
 from ansible_collections.xen.disks.tests.integration.test_xen_disk_helpers import run_module
 
 pytestmark = pytest.mark.xenstored
@@ -281,3 +281,57 @@ def test_xen_disk_info_any_options(host, data):
     before = snapshot(host)
     result = run_module(xen_disk_info.main, params)
     _check_result(result, before, snapshot(host), wrote_allowed=False)
+
+
+CFG = "name = 'g'\n# hand-written\nmemory = 512\ndisk = [ '/x,raw,xvda,rw' ]\n"
+
+
+def _dir_state(directory):
+    """Every file below `directory`: its bytes and mode (a failed run must leave them all)."""
+    out = {}
+    for top, dirs, names in os.walk(directory):
+        for name in dirs + names:
+            path = os.path.join(top, name)
+            info = os.lstat(path)
+            with_bytes = None
+            if os.path.isfile(path):
+                with open(path, "rb") as handle:
+                    with_bytes = handle.read()
+            out[path] = (info.st_mode, info.st_uid, with_bytes)
+    return out
+
+
+@settings(max_examples=max(10, EXAMPLES // 2), deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data())
+def test_xl_cfg_files_any_options(host, tmp_path_factory, data):
+    """The fleet module: any files and options; a failed run leaves every file as it was."""
+    directory = tmp_path_factory.mktemp("cfg")
+    for name in ("a.cfg", "b.cfg"):
+        (directory / name).write_text(CFG)
+    (directory / "bad.cfg").write_text("disk = [ 'x'\n")
+    paths = [str(directory / n) for n in ("a.cfg", "b.cfg", "bad.cfg", "new.cfg", "sub/x.cfg")] + [str(directory)]
+    good = st.lists(st.sampled_from(["/y,raw,xvdb,rw", "/z,qcow2,xvdc,r", ",,hdc:cdrom,r"]), unique=True, max_size=3)
+    entry = st.fixed_dictionaries({"path": st.sampled_from(paths)}, optional={
+        "name": _text(), "disks": st.one_of(good, good, st.lists(disk_items(host.files), max_size=2)),
+        "content": st.one_of(st.just(CFG), st.sampled_from(["", "memory = 1\n", "disk = [ 'x'\n"]), _text(20)),
+        "create": BOOLS, "owner": st.sampled_from(["root", "nosuchuser", "0"]),
+        "group": st.sampled_from(["root", "nosuchgroup"]), "mode": st.sampled_from(["0644", "u=rw", "999", 420, "x"])})
+    spec = _argspec.xl_cfg_files_argument_spec()
+    named = {"files": st.lists(entry, max_size=3), "create": BOOLS, "backup": BOOLS,
+             "owner": st.sampled_from(["root", "nosuchuser"]), "group": st.sampled_from(["root", "nosuchgroup"]),
+             "mode": st.sampled_from(["0600", "a+x", "77777", 384]),
+             "validate": st.sampled_from(["auto", "never", "always", "sometimes"]),
+             "xl_path": st.sampled_from(["/usr/sbin/xl", "/nonexistent/xl"]),
+             "xenstore_socket": st.just(host.socket), "libxl_dir": st.just(host.libxl_dir)}
+    options = {name: named[name] if name in named else by_type(spec[name]) for name in spec}
+    params = data.draw(st.fixed_dictionaries({"files": options.pop("files")}, optional=options))
+    check = data.draw(st.booleans())
+    before = _dir_state(str(directory))
+    result = run_module(xl_cfg_files.main, params, check=check, diff=data.draw(st.booleans()))
+    after = _dir_state(str(directory))
+    event("failed: " + result.get("msg", "").split(":")[0][:25] if result.get("failed")
+          else "changed" if result.get("changed") else "unchanged")
+    assert "exception" not in result, result.get("exception")
+    if result.get("failed") or check:
+        assert after == before, "wrote with failed=%s: %s" % (result.get("failed"), result.get("msg", "")[:500])
