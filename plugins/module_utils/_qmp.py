@@ -41,12 +41,27 @@ def socket_path(domid, run_dir=None):
     return os.path.join(run_dir or DEFAULT_RUN_DIR, SOCKET_NAME % domid)
 
 
+# yajl_string_encode (yajl 2, as libxl configures it: no solidus escape, no UTF-8 validation)
+_YAJL_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _yajl(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return "%d" % value
+    return '"%s"' % "".join(_YAJL_ESCAPES.get(c) or ("\\u00%02X" % ord(c) if ord(c) < 0x20 else c)
+                            for c in str(value))
+
+
 def encode_command(execute, arguments, message_id):
-    """One command as libxl's qmp_prepare_cmd writes it (yajl, no spaces, CRLF)."""
-    message = {"execute": execute, "id": message_id}
+    """One command as libxl's qmp_prepare_cmd writes it: yajl's compact JSON (control characters
+    as upper-case \\u00XX, `/` and non-ASCII as they are), `arguments` in their order, CRLF.
+    A path's undecodable bytes (surrogate escapes) go out as the bytes they were."""
+    parts = ['"execute":' + _yajl(execute), '"id":' + _yajl(message_id)]
     if arguments:
-        message["arguments"] = dict(arguments)
-    return (json.dumps(message, separators=(",", ":"), ensure_ascii=False) + "\r\n").encode("utf-8")
+        parts.append('"arguments":{%s}' % ",".join(_yajl(k) + ":" + _yajl(v) for k, v in arguments))
+    return ("{" + ",".join(parts) + "}\r\n").encode("utf-8", "surrogateescape")
 
 
 class QmpError(Exception):

@@ -47,7 +47,14 @@ from ansible_collections.xen.disks.plugins.module_utils._layout import (
     cleanup_read_paths,
     libxl_kind_dir,
 )
-from ansible_collections.xen.disks.plugins.module_utils._qmp import DEFAULT_RUN_DIR, QmpError, QmpSession, socket_path
+from ansible_collections.xen.disks.plugins.module_utils._qmp import (
+    DEFAULT_RUN_DIR,
+    QmpCommandError,
+    QmpError,
+    QmpProtocolError,
+    QmpSession,
+    socket_path,
+)
 from ansible_collections.xen.disks.plugins.module_utils._xenstore import (
     XenstoreConnection,
     XenstoreError,
@@ -386,18 +393,32 @@ def _read_set_into(tree, reader, read_set):
 
 
 class QmpRun:
-    """A media change's QMP session, the fd set of its add-fd, and libxl's qmp-socket-lock."""
+    """The QMP connection of one guest's apply: opened by its first QMP command under libxl's
+    qmp-socket-lock (`lock`, not yet held, or None), shared by the guest's media changes (QEMU
+    serves one client at a time), closed after the last of them or after a broken connection.
+    One deadline (`timeout`) from the opening covers the lock wait and every answer."""
 
-    def __init__(self, session, lock):
-        self.session = session
+    def __init__(self, path, timeout, lock=None):
+        self.path = path
+        self.timeout = timeout
         self.lock = lock
-        self.fdset = None
+        self.session = None
+        self.fdsets = {}         # id(change) -> the fd set of its add-fd
+
+    def open(self):
+        if self.session is None:
+            self.session = QmpSession(self.path, self.timeout)
+            if self.lock is not None:
+                self.lock.timeout = self.timeout
+                self.lock.acquire()
+        return self.session
 
     def close(self):
-        self.session.close()
+        if self.session is not None:
+            self.session.close()
+            self.session = None
         if self.lock is not None:
             self.lock.release()
-            self.lock = None
 
 
 # -- the reconcile ------------------------------------------------------------------------
@@ -807,24 +828,25 @@ class Reconciler:
             if guest.files is not None and os.path.isdir(self.libxl_dir) else ({}, [], -1)
         # libxl_cdrom_insert holds the device lock over the whole media change
         devlock = None
-        sessions = {}            # id(change) -> its QmpSession (and qmp-socket-lock), until its last phase
+        timeout = self.timeout if self.timeout is not None else _plan.HOTPLUG_TIMEOUT
+        qmp = QmpRun(socket_path(guest.domid, self.run_dir), timeout,
+                     guest.files.qmp_lock(self._alive(guest)) if guest.files is not None else None)
         try:
             if alone:  # entries missing for attached disks: libxl's file alone, under its lock
                 self._config_update(guest, alone).release()
             if devlock_until >= 0:
                 devlock = guest.files.device_lock(self._alive(guest)).acquire()
             self._apply_phases(guest, plan, changes, remaining, skip_hotplug, config, devlock_until, devlock,
-                               sessions)
+                               qmp)
         except (LibxlFileError, _libxl_json.LibxlConfigError) as exc:
             self.failures.append("%s: libxl's domain configuration: %s" % (guest.where, exc))
         finally:
-            for session in sessions.values():
-                session.close()
+            qmp.close()
             if devlock is not None:
                 devlock.release()
 
     def _apply_phases(self, guest, plan, changes, remaining, skip_hotplug, config, devlock_until, devlock,
-                      sessions):
+                      qmp):
         expected = XsTree({p: v for p, v in guest.view.values.items() if _in_toolstack_records(p, guest.domid)})
         # After the first write, what this plan needs: its own disks' records (every record for
         # exclusive, which answers for the whole set), tolerating the loss of those it removes.
@@ -833,6 +855,7 @@ class Reconciler:
         first = True
         where = "%s %s" % (guest.where, guest.domain)
         index = -1
+        qmp_changes = [id(c) for c in changes if any(ph.step == _plan.STEP_QMP for ph in c.phases)]
         while True:
             index += 1
             if devlock is not None and index > devlock_until:
@@ -841,7 +864,7 @@ class Reconciler:
             if not batch:
                 break
             for change, phase in batch:
-                if phase.step == _plan.STEP_QMP and not self._qmp(guest, change, phase, sessions):
+                if phase.step == _plan.STEP_QMP and not self._qmp(guest, change, phase, qmp):
                     remaining[id(change)] = []
             batch = [(c, ph) for c, ph in batch if ph.step != _plan.STEP_QMP or remaining[id(c)]]
             with_txn, after_txn = [], []
@@ -909,33 +932,29 @@ class Reconciler:
                 self._result(guest, change)["hotplug"] = outcome
                 if outcome not in (HOTPLUG_RAN, HOTPLUG_SKIPPED, HOTPLUG_UDEV, HOTPLUG_NONE):
                     remaining[id(change)] = []
-            for change, _phase in batch:  # libxl keeps QMP open until the change is done
-                if not remaining[id(change)] and id(change) in sessions:
-                    sessions.pop(id(change)).close()
+            if qmp_changes and all(not remaining[i] for i in qmp_changes):
+                qmp.close()  # libxl keeps QMP open until the media change is done
 
-    def _qmp(self, guest, change, phase, sessions):
-        """Send a QMP phase's commands on the change's session (opened by its first command,
-        under libxl's qmp-socket-lock as libxl__ev_qmp connects). False (and a failure
+    def _qmp(self, guest, change, phase, qmp):
+        """Send a QMP phase's commands on the guest's QMP connection. False (and a failure
         recorded) when QEMU is absent, refuses or does not answer."""
         result = self._result(guest, change)
-        run = sessions.get(id(change))
+        if phase is change.phases[0]:
+            result["qmp"] = []
         try:
-            if run is None:
-                timeout = self.timeout if self.timeout is not None else _plan.HOTPLUG_TIMEOUT
-                lock = guest.files.qmp_lock(self._alive(guest)).acquire() if guest.files is not None else None
-                run = sessions[id(change)] = QmpRun(QmpSession(socket_path(guest.domid, self.run_dir), timeout), lock)
-                result["qmp"] = []
+            session = qmp.open()
             for command in phase.qmp:
-                if run.fdset is not None:
-                    command = command.resolved(run.fdset)
-                command = command.for_qemu(run.session.version)
-                answer = run.session.execute(command.execute, command.arguments, command.fd_path or None)
+                if id(change) in qmp.fdsets:
+                    command = command.resolved(qmp.fdsets[id(change)])
+                command = command.for_qemu(session.version)
+                answer = session.execute(command.execute, command.arguments, command.fd_path or None)
                 result["qmp"].append(command.describe())
                 if command.execute == "add-fd":
                     fdset = answer.get("fdset-id") if isinstance(answer, dict) else None
                     if not isinstance(fdset, int):
-                        raise QmpError("QEMU answered add-fd on %s without an fdset-id: %r" % (run.session.path, answer))
-                    run.fdset = fdset
+                        raise QmpProtocolError("QEMU answered add-fd on %s without an fdset-id: %r"
+                                               % (session.path, answer))
+                    qmp.fdsets[id(change)] = fdset
         except (QmpError, LibxlFileError) as exc:
             if phase is change.phases[0]:
                 state = "nothing was changed: QEMU and xenstore keep the old medium"
@@ -943,8 +962,8 @@ class Reconciler:
                 state = ("the drive is left empty in QEMU and in xenstore (libxl leaves it so too); "
                          "a next run inserts the declared medium")
             self.failures.append("%s: media change failed: %s; %s" % (self._label(guest, change), exc, state))
-            if id(change) in sessions:
-                sessions.pop(id(change)).close()
+            if not isinstance(exc, QmpCommandError):
+                qmp.close()  # the connection is unusable; another change opens a new one
             return False
         return True
 

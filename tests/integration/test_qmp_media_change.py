@@ -293,3 +293,31 @@ def test_adapter_when_qemu_dies_mid_session(guest):
         "QEMU closed the QMP connection on %s while the answer to eject was expected" % guest.qemu.qmp_socket,
         "sending eject to QEMU on %s failed: Broken pipe" % guest.qemu.qmp_socket,
         "sending eject to QEMU on %s failed: Connection reset by peer" % guest.qemu.qmp_socket)
+
+
+def test_two_cdroms_of_one_guest_share_one_connection(guest):
+    """QEMU serves one QMP client at a time (and libxl's qmp-socket-lock admits one): both media
+    changes of one run go over one connection, each command answered before the next."""
+    attached = run(guest, [",raw,hdc,cdrom", ",raw,hdd,cdrom"])
+    assert [d["action"] for d in attached["disks"]] == ["unchanged", "attach"], attached
+    guest.qemu.stop()
+    qemu = device_model.DeviceModel(DOMID, guest.run_dir, cdroms=[(DEVID, None), (5696, None)]).start()
+    os.rename(qemu.qmp_socket, qemu.qmp_socket + ".qemu")
+    proxy = device_model.RecordingProxy(qemu.qmp_socket, qemu.qmp_socket + ".qemu")
+    try:
+        both = run(guest, ["%s,raw,hdc,cdrom" % guest.images["d.iso"], "%s,raw,hdd,cdrom" % guest.images["e.iso"]])
+        assert not both.get("failed"), both
+        assert qemu.medium(DEVID)[1] == size(guest, "d.iso")
+        assert qemu.medium(5696)[1] == size(guest, "e.iso")
+    finally:
+        proxy.close()
+        qemu.stop()
+    assert proxy.connections == 1
+    sent = [json.loads(text) for text, _fd_at, _files in proxy.messages()]
+    assert [(m["execute"], m.get("arguments", {}).get("id")) for m in sent] == [
+        ("qmp_capabilities", None), ("query-version", None), ("eject", "ide-5632"),
+        ("query-version", None), ("eject", "ide-5696"),
+        ("add-fd", None), ("blockdev-change-medium", "ide-5632"),
+        ("add-fd", None), ("blockdev-change-medium", "ide-5696")]
+    assert [d["qmp"][-1].split("filename=")[1] for d in both["disks"]] == [
+        "/dev/fdset/0 format=raw", "/dev/fdset/1 format=raw"]

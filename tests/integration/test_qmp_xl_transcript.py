@@ -46,7 +46,10 @@ def media_changes(workdir, images, tool):
                     else:
                         host.xl("cd-eject", str(DOMID), "hdc")
                 else:
-                    result = host.xen_disk(domain="hvm7", disks=["%s,raw,hdc,cdrom" % (target or "")])
+                    disk = {"vdev": "hdc", "devtype": "cdrom", "format": "raw"}
+                    if target:
+                        disk["target"] = target
+                    result = host.xen_disk(domain="hvm7", disks=[disk])
                     assert not result.get("failed") and result["disks"][0]["action"] == "media_change", result
                 host.wait_for(lambda: proxy.connections == len(steps) + 1, what="the QMP connection")
                 steps.append(proxy.messages()[before:])
@@ -63,8 +66,10 @@ def images(tmp_path_factory):
     """The same image files for both hosts (the namespaces share /tmp)."""
     base = tmp_path_factory.mktemp("qmp-xl-images")
     out = {}
-    for name, size in (("d.iso", 3 << 20), ("e.iso", 1 << 20)):
-        out[name] = str(base / name)
+    # e.iso's file name has what JSON escapes (quote, backslash, a control character) and
+    # non-ASCII: both tools must encode it as libxl's yajl does
+    for name, file_name, size in (("d.iso", "d.iso", 3 << 20), ("e.iso", 'e "q" \\ \x1b \u00e9.iso', 1 << 20)):
+        out[name] = str(base / file_name)
         with open(out[name], "wb") as handle:
             handle.truncate(size)
     return out
@@ -88,6 +93,8 @@ def test_xen_disk_sends_exactly_what_xl_sends(transcripts, images):
     steps, media, params = transcripts["xen_disk"]
     assert [len(s) for s in xl_steps] == [5, 5, 3]  # capabilities, query-version, eject[, add-fd, change]
     assert xl_steps[0][3][1:] == (0, [images["d.iso"]])  # the image's fd, with add-fd's first byte
+    assert '"opaque":"raw:%s"' % images["e.iso"].replace("\\", "\\\\").replace('"', '\\"').replace(
+        "\x1b", "\\u001B") in xl_steps[1][3][0]           # yajl's escapes, UTF-8 as is
     assert steps == xl_steps
     assert media == xl_media
     assert params == xl_params
