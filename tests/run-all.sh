@@ -22,24 +22,29 @@ step() { printf '\n==== %s ====\n' "$*"; }
 failed=()
 timings=()
 total_start=$SECONDS
-cpu_seconds() {  # CPU time (user + sys) of the finished child processes so far, in seconds
-  local line
-  line=$(times | tail -n 1)  # "XmY.YYYs XmY.YYYs"
-  awk '{ n = 0; for (i = 1; i <= 2; i++) { split($i, t, "m"); n += t[1] * 60 + t[2] } printf "%d", n }' <<<"$line"
+times_file=$(mktemp)
+trap 'rm -f "$times_file"' EXIT
+child_cpu=0
+update_child_cpu() {  # child_cpu = CPU seconds (user + sys) of the child processes waited for so far
+  times > "$times_file"  # run in this shell: in a $(...) subshell it would see no children
+  child_cpu=$(awk 'END { split($1, u, "m"); split($2, s, "m"); printf "%d", u[1] * 60 + u[2] + s[1] * 60 + s[2] }' \
+    "$times_file")
 }
 run() {  # run NAME CMD...: keep going, report every failing step at the end
   local name=$1 start=$SECONDS cpu_start status=ok; shift
-  cpu_start=$(cpu_seconds)
+  update_child_cpu; cpu_start=$child_cpu
   step "$name"
   if ! "$@"; then status=FAILED; failed+=("$name"); fi
   echo "---- $name: $status ($((SECONDS - start)) s)"
-  timings+=("$(printf '%6d %6d  %s' $((SECONDS - start)) $(($(cpu_seconds) - cpu_start)) "$name")")
+  update_child_cpu
+  timings+=("$(printf '%6d %6d  %s' $((SECONDS - start)) $((child_cpu - cpu_start)) "$name")")
 }
 finish() {
   printf '\n==== time per step (wall and CPU seconds; CPU counts the processes each step waited for) ====\n'
   printf '%6s %6s\n' wall cpu
   printf '%s\n' "${timings[@]}"
-  printf '%6d %6d  total\n' $((SECONDS - total_start)) "$(cpu_seconds)"
+  update_child_cpu
+  printf '%6d %6d  total\n' $((SECONDS - total_start)) "$child_cpu"
   printf 'load average now: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
   if ((${#failed[@]})); then
     printf '\nFAILED: %s\n' "${failed[@]}"
@@ -58,13 +63,14 @@ fi
 # ansible-test needs a real .../ansible_collections/xen/disks directory (a symlinked cwd resolves to
 # the checkout): copy the files git would ship into a scratch layout, one per checkout, refreshed
 # before each ansible-test step. ansible-test keeps its virtual environments in ~/.ansible/test and
-# tests/output/ of the copy (kept between runs: rsync only deletes what it transfers).
+# in tests/output/ of the copy, both reused by later runs.
 key=$(printf '%s' "$here" | sha1sum | cut -c1-12)
 scratch=$XEN_DISKS_CACHE/ansible-test/$key/ansible_collections/xen/disks
 ansible_test() {
   mkdir -p "$scratch"
-  git ls-files -z --cached --others --exclude-standard |
-    rsync -a --delete --from0 --files-from=- ./ "$scratch/"
+  # The files git would ship (.gitignore rules), deleting what the checkout no longer has; the
+  # copy's tests/output (ansible-test's venvs and results) is kept.
+  rsync -a --delete --exclude=/.git --exclude=/tests/output/ --filter=':- .gitignore' ./ "$scratch/"
   (cd "$scratch" && ansible-test "$@" --color no)
 }
 # pytest-xdist: two workers (every daemon, directory and port is per test; builds are atomic).

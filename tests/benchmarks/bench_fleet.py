@@ -32,6 +32,10 @@ class _Host:
         self.rundir = daemon.rundir
         self.socket = daemon.socket
 
+    @property
+    def libxl_dir(self):
+        return launcher.libxl_dir(self.rundir)
+
     def add_guest(self, name, domid, guest_type):
         launcher.add_guest(self.rundir, name, domid, guest_type)
 
