@@ -26,12 +26,13 @@ DEVID = 5632
 
 
 def media_changes(workdir, images, tool):
-    """Insert d.iso, change to e.iso, eject, with `tool` ("xl" or "xen_disk"); returns the proxy's
-    messages per step, the medium QEMU reports after each step, and the xenstore params."""
+    """Insert d.iso, change to e.iso, eject, with `tool` ("xl" or "xen_disk"); returns per step the
+    proxy's messages, the medium QEMU reports after it, what the tool itself wrote to xenstore
+    (request trace) and libxl's JSON `disks` after it."""
     os.makedirs(workdir)
     qemu_dir = os.path.join(workdir, "qemu")
     os.makedirs(qemu_dir)
-    steps, media, params = [], [], []
+    steps, media, writes, configs = [], [], [], []
     with harness.XlHost(os.path.join(workdir, "host")) as host:
         host.add_guest("hvm7", DOMID, "hvm")
         host.xl("block-attach", str(DOMID), ",raw,hdc,cdrom")
@@ -40,6 +41,8 @@ def media_changes(workdir, images, tool):
         try:
             for target in (images["d.iso"], images["e.iso"], None):
                 before = len(proxy.messages())
+                tree = host.dump("/")
+                marker = host.mark("media")
                 if tool == "xl":
                     if target:
                         host.xl("cd-insert", str(DOMID), "hdc", target)
@@ -54,11 +57,13 @@ def media_changes(workdir, images, tool):
                 host.wait_for(lambda: proxy.connections == len(steps) + 1, what="the QMP connection")
                 steps.append(proxy.messages()[before:])
                 media.append(qemu.medium(DEVID))
-                params.append(host.read("/libxl/%d/device/vbd/%d/params" % (DOMID, DEVID)))
+                changed, removed = host.own_writes(marker, tree)
+                writes.append((sorted(changed.items()), sorted(removed)))
+                configs.append(host.domain_config(DOMID)["disks"])
         finally:
             proxy.close()
             qemu.stop()
-    return steps, media, params
+    return steps, media, writes, configs
 
 
 @pytest.fixture(scope="module")
@@ -82,19 +87,29 @@ def transcripts(tmp_path_factory, images):
 
 
 def test_xl_changes_the_medium_as_qemu_reports(transcripts, images):
-    _steps, media, params = transcripts["xl"]
+    _steps, media, writes, configs = transcripts["xl"]
     assert media == [("/dev/fdset/0", 3 << 20), ("/dev/fdset/1", 1 << 20), None]
-    assert params == ["aio:" + images["d.iso"], "aio:" + images["e.iso"], ""]
+    params = [dict(changed).get("/libxl/7/device/vbd/5632/params") for changed, _removed in writes]
+    assert params == [("aio:" + images["d.iso"], ("n0",)), ("aio:" + images["e.iso"], ("n0",)), ("", ("n0",))]
+    assert [c[0].get("pdev_path", "") for c in configs] == [images["d.iso"], images["e.iso"], ""]
 
 
 def test_xen_disk_sends_exactly_what_xl_sends(transcripts, images):
     """Byte for byte, fds and the byte they came with included; nothing normalised."""
-    xl_steps, xl_media, xl_params = transcripts["xl"]
-    steps, media, params = transcripts["xen_disk"]
+    xl_steps, xl_media, _w, _c = transcripts["xl"]
+    steps, media, _w, _c = transcripts["xen_disk"]
     assert [len(s) for s in xl_steps] == [5, 5, 3]  # capabilities, query-version, eject[, add-fd, change]
     assert xl_steps[0][3][1:] == (0, [images["d.iso"]])  # the image's fd, with add-fd's first byte
     assert '"opaque":"raw:%s"' % images["e.iso"].replace("\\", "\\\\").replace('"', '\\"').replace(
         "\x1b", "\\u001B") in xl_steps[1][3][0]           # yajl's escapes, UTF-8 as is
     assert steps == xl_steps
     assert media == xl_media
-    assert params == xl_params
+
+
+def test_xen_disk_writes_what_xl_writes_around_qmp(transcripts):
+    """The same media changes on a qemu-xen guest: xenstore writes (values and permissions, by
+    the request trace) and libxl's JSON disks equal xl's after every step."""
+    _s, _m, xl_writes, xl_configs = transcripts["xl"]
+    _s, _m, writes, configs = transcripts["xen_disk"]
+    assert writes == xl_writes
+    assert configs == xl_configs
