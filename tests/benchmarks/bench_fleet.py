@@ -1,16 +1,26 @@
 # Copyright: xen.disks contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Benchmark: wall time of playbooks/provision.yml over a fleet of simulated dom0 hosts.
+"""Benchmark: playbooks/provision.yml over a fleet of simulated dom0 hosts, beside its floor.
 
-For 1, 5 and 20 forks, a fresh fleet (one real xenstored per host, a PV and an HVM guest each,
-4 disks per host; the fleet of tests/integration/test_fleet.py) is provisioned, then provisioned
-again (a no-op run). Prints figures only; asserts nothing about speed.
-Run: python tests/benchmarks/bench_fleet.py [--apply-only] [hosts] [forks ...]   (defaults: 20 hosts; 1 5 20)
-     python tests/benchmarks/bench_fleet.py --quick   (2 hosts, 2 forks: proves it runs)
+One run regenerates issue 12's table side by side: for forks 5 and 20, a fresh fleet of 20 hosts
+(one real xenstored each, libxl-shaped guests with libxl's domain configuration file, 2 disks per
+guest, 2 guests per host: the fleet of tests/integration/test_fleet.py), on which run in turn
+`ansible.builtin.ping` per host (the floor: one module run per host), `xen.disks.xen_disk_info`
+per host, provision.yml on the new fleet (apply) and provision.yml again (no-op: it must change
+nothing). Then fresh fleets of 10 and 40 guests per host at the largest forks, and the marginal
+cost of one more guest per host (the slope between the fewest and the most guests), as a share of
+the floor. Module runs per host are counted by a callback (callback_plugins/module_runs.py).
+Prints figures only; asserts nothing about speed (a failed run or a no-op that changes something
+stops it).
+
+Run:  python tests/benchmarks/bench_fleet.py           (full: 20 hosts; forks 5, 20; 2, 10, 40 guests)
+      python tests/benchmarks/bench_fleet.py --quick   (2 hosts; forks 2; 2 and 3 guests: proves it runs)
+      options: --hosts N  --forks 5,20  --guests 2,10,40
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -24,13 +34,33 @@ import conftest  # noqa: E402,F401  pylint: disable=unused-import
 from ansible_collections.xen.disks.tests.integration import test_fleet as fleet  # noqa: E402
 from ansible_collections.xen.disks.tests.xenstored import launcher  # noqa: E402
 
+PING = """---
+- name: The floor, one module run per host
+  hosts: xen_hosts
+  gather_facts: false
+  tasks:
+    - name: Ping
+      ansible.builtin.ping:
+"""
+INFO = """---
+- name: Every guest's disks, one module run per host
+  hosts: xen_hosts
+  gather_facts: false
+  tasks:
+    - name: Read the host
+      xen.disks.xen_disk_info:
+        xenstore_socket: "{{ guest_disks_xenstore_socket }}"
+        libxl_dir: "{{ guest_disks_libxl_dir }}"
+"""
+
 
 class _Host:
-    """A started daemon with the add_guest the fleet helpers call."""
+    """A started daemon with what the fleet helpers use."""
 
     def __init__(self, daemon):
         self.rundir = daemon.rundir
         self.socket = daemon.socket
+        self.libxl_dir = launcher.libxl_dir(daemon.rundir)
 
     @property
     def libxl_dir(self):
@@ -40,48 +70,119 @@ class _Host:
         launcher.add_guest(self.rundir, name, domid, guest_type)
 
 
-def measure(hosts_count, forks, noop=True):
-    """(apply seconds, no-op seconds or None) of the provisioning playbook on a fresh fleet."""
+def guests_of(count):
+    """`count` guests per host, PV and HVM in turn (2 disks each, as in the fleet test)."""
+    return [("g%02d" % i, i, "pv" if i % 2 else "hvm") for i in range(1, count + 1)]
+
+
+class Fleet:
+    """A fresh fleet: `hosts` daemons, `guests` guests each; plays timed on it."""
+
+    def __init__(self, base, hosts, guests):
+        self.base = base
+        self.daemons = launcher.start_many(os.path.join(base, "fleet"), hosts, die_with_parent=True)
+        self.inventory = fleet.prepare_fleet([_Host(d) for d in self.daemons], guests_of(guests))
+        self.playbooks = {}
+        for name, text in (("ping", PING), ("info", INFO)):
+            path = os.path.join(base, name + ".yml")
+            with open(path, "w") as handle:
+                handle.write(text)
+            self.playbooks[name] = path
+        self.playbooks["apply"] = self.playbooks["no-op"] = fleet.PROVISION
+
+    def run(self, play, forks):
+        """(seconds, module runs per host) of one play; exits when it fails or a no-op changes."""
+        counts = os.path.join(self.base, "module_runs.json")
+        env = {"ANSIBLE_CALLBACK_PLUGINS": os.path.join(_here, "callback_plugins"),
+               "ANSIBLE_CALLBACKS_ENABLED": "module_runs", "XEN_DISKS_MODULE_RUNS": counts}
+        start = time.perf_counter()
+        code, output = fleet.run_provision(self.inventory, forks, self.playbooks[play], env)
+        seconds = time.perf_counter() - start
+        if code != 0:
+            sys.stdout.write(output[-3000:])
+            raise SystemExit("%s failed (%d forks)" % (play, forks))
+        changed = sum(r[1] for r in fleet.recap(output).values())
+        if play == "no-op" and changed:
+            raise SystemExit("the no-op run changed %d things" % changed)
+        with open(counts) as handle:
+            runs = json.load(handle)
+        return seconds, sorted(set(runs.values()))
+
+    def close(self):
+        launcher.stop_many(os.path.join(self.base, "fleet"))
+
+
+def measure(hosts, forks, guests, plays=("ping", "info", "apply", "no-op")):
+    """{play: (seconds, module runs per host)} of each play, in order, on a fresh fleet."""
     with tempfile.TemporaryDirectory(prefix="xdf-") as base:
-        daemons = launcher.start_many(os.path.join(base, "fleet"), hosts_count, die_with_parent=True)
+        fleet_ = Fleet(base, hosts, guests)
         try:
-            inventory = fleet.prepare_fleet([_Host(d) for d in daemons])
-            apply_s = _timed_run(inventory, forks, "apply")
-            noop_s = _timed_run(inventory, forks, "no-op") if noop else None
-            return apply_s, noop_s
+            return {play: fleet_.run(play, forks) for play in plays}
         finally:
-            launcher.stop_many(os.path.join(base, "fleet"))
+            fleet_.close()
 
 
-def _timed_run(inventory, forks, run):
-    """Seconds one provisioning run took; exits when it fails or a no-op run changes something."""
-    start = time.perf_counter()
-    code, output = fleet.run_provision(inventory, forks)
-    seconds = time.perf_counter() - start
-    changed = sum(r[1] for r in fleet.recap(output).values())
-    if code != 0:
-        sys.stdout.write(output[-3000:])
-        raise SystemExit("provision.yml failed (%s run, %d forks)" % (run, forks))
-    if run == "no-op" and changed:
-        raise SystemExit("the second run changed %d things" % changed)
-    return seconds
+def _runs(values):
+    return "/".join(str(v) for v in values)
+
+
+def _cell(figures, play, floor):
+    seconds, runs = figures[play]
+    ratio = "" if play == "ping" else " (%.1fx)" % (seconds / floor)
+    return "%.1f s%s [%s]" % (seconds, ratio, _runs(runs))
+
+
+def _options(argv):
+    options = {"hosts": fleet.HOSTS, "forks": [5, 20], "guests": [2, 10, 40]}
+    if "--quick" in argv:
+        options.update(hosts=2, forks=[2], guests=[2, 3])
+    args = [a for a in argv[1:] if a != "--quick"]
+    for name, value in zip(args[::2], args[1::2]):
+        key = name.lstrip("-")
+        if key not in options:
+            raise SystemExit("unknown option %s (see the docstring)" % name)
+        options[key] = int(value) if key == "hosts" else [int(v) for v in value.split(",")]
+    return options
 
 
 def main(argv):
-    args = [a for a in argv[1:] if a not in ("--apply-only", "--quick")]
-    if "--quick" in argv:
-        args = ["2", "2"]
-    noop = "--apply-only" not in argv
-    hosts_count = int(args[0]) if args else fleet.HOSTS
-    forks_list = [int(a) for a in args[1:]] or [1, 5, 20]
-    print("provision.yml over %d simulated dom0 hosts (real xenstored each), %d guests and %d disks per host, "
-          "%d CPU(s)" % (hosts_count, len(fleet.GUESTS), 4, os.cpu_count() or 1))
-    print("%6s  %12s  %12s  %16s" % ("forks", "apply (s)", "no-op (s)", "apply per host"))
-    for forks in forks_list:
-        apply_s, noop_s = measure(hosts_count, forks, noop)
-        noop_text = "-" if noop_s is None else format(noop_s, ".1f")
-        print("%6d  %12.1f  %12s  %15.2fs" % (forks, apply_s, noop_text, apply_s / hosts_count))
-        sys.stdout.flush()
+    options = _options(argv)
+    hosts, forks_list, guests_list = options["hosts"], options["forks"], sorted(options["guests"])
+    print("provision.yml over %d simulated dom0 hosts (a real xenstored each), 2 disks per guest; %d CPU(s), "
+          "load average %.1f" % (hosts, os.cpu_count() or 1, os.getloadavg()[0]))
+    print("each cell: wall seconds of the whole play (x the ping floor at the same forks) [module runs per host]")
+    sys.stdout.flush()
+    base_guests = guests_list[0]
+    table = {forks: measure(hosts, forks, base_guests) for forks in forks_list}
+    labels = [("ping", "ansible.builtin.ping per host (the floor)"),
+              ("info", "xen.disks.xen_disk_info per host"),
+              ("no-op", "provision.yml no-op (%d guests/host)" % base_guests),
+              ("apply", "provision.yml apply (%d guests/host)" % base_guests)]
+    print("\n| play | " + " | ".join("forks %d" % f for f in forks_list) + " |")
+    print("|---|" + "---|" * len(forks_list))
+    for play, label in labels:
+        print("| %s | %s |" % (label, " | ".join(_cell(table[f], play, table[f]["ping"][0]) for f in forks_list)))
+    sys.stdout.flush()
+
+    forks = max(forks_list)
+    scaling = {base_guests: table[forks]}
+    for guests in guests_list[1:]:
+        scaling[guests] = measure(hosts, forks, guests, ("ping", "apply", "no-op"))
+    print("\nguests per host, forks %d (fresh fleet each; floor measured on the same fleet)" % forks)
+    print("| guests/host | ping (floor) | no-op | apply |")
+    print("|---|---|---|---|")
+    for guests in guests_list:
+        figures = scaling[guests]
+        floor = figures["ping"][0]
+        print("| %d | %s | %s | %s |" % (guests, _cell(figures, "ping", floor), _cell(figures, "no-op", floor),
+                                         _cell(figures, "apply", floor)))
+    low, high = guests_list[0], guests_list[-1]
+    if high > low:
+        floor = sum(scaling[g]["ping"][0] for g in guests_list) / len(guests_list)
+        for play in ("no-op", "apply"):
+            slope = (scaling[high][play][0] - scaling[low][play][0]) / (high - low)
+            print("marginal cost of one more guest per host, %s: %.3f s for the fleet (%.1f%% of the mean floor "
+                  "%.1f s)" % (play, slope, 100 * slope / floor, floor))
 
 
 if __name__ == "__main__":

@@ -49,15 +49,16 @@ def guest_disks(host_dir, guest, guest_type):
     ]
 
 
-def prepare_fleet(hosts):
-    """Guests, images and an inventory for started XenstoredHost-like objects; returns its path."""
+def prepare_fleet(hosts, guests_per_host=GUESTS):
+    """Guests, images and an inventory for started XenstoredHost-like objects; returns its path.
+    `guests_per_host`: (name, domid, type) of each host's guests."""
     inventory = {}
     for index, host in enumerate(hosts, 1):
         images = os.path.join(host.rundir, "images")
         os.makedirs(images, exist_ok=True)
         os.makedirs(os.path.join(host.rundir, "xen"), exist_ok=True)
         guests = []
-        for guest, domid, guest_type in GUESTS:
+        for guest, domid, guest_type in guests_per_host:
             host.add_guest(guest, domid, guest_type)
             for name in ("%s-root.img" % guest, "%s-data.qcow2" % guest):
                 with open(os.path.join(images, name), "wb") as handle:
@@ -87,12 +88,12 @@ def prepare_fleet(hosts):
     return path
 
 
-def run_provision(inventory, forks):
-    """ansible-playbook provision.yml; returns (returncode, output)."""
-    env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1", ANSIBLE_HOST_KEY_CHECKING="0")
+def run_provision(inventory, forks, playbook=PROVISION, env=None):
+    """ansible-playbook provision.yml (or another playbook); returns (returncode, output)."""
+    env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1", ANSIBLE_HOST_KEY_CHECKING="0", **(env or {}))
     proc = subprocess.run(
         [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", inventory, "-f", str(forks),
-         PROVISION],
+         playbook],
         cwd=COLLECTION, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
     return proc.returncode, proc.stdout
 
