@@ -15,13 +15,13 @@ description:
     the P(xen.disks.xl_cfg_set_disks#filter) filter gives). The roles
     P(xen.disks.xl_disks#role) and P(xen.disks.guest_disks#role) write their files with it, so a
     host costs one module run whatever its number of guests.
-  - Without O(files[].content), only the disk setting of an existing file changes: every other line
+  - Without O(files[].content), only the disk setting of an existing file changes; every other line
     and comment is kept byte for byte. With it, the file becomes that text (for example rendered from
     a template on the controller) with its disk setting set.
   - A file whose disks already mean the declared ones (whatever their spelling) is left as it is.
-  - Every file and every disk is checked first, then every new file is validated with Xen's own
+  - "Every file and every disk is checked first, then every new file is validated with Xen's own
     parser (C(xl create --dryrun)) where C(xl) is installed; one error means no file is written, and
-    the error names the file and the disk (for example C(files[1] (/etc/xen/web1.cfg): disks[2].vdev)).
+    the error names the file and the disk (for example C(files[1] (/etc/xen/web1.cfg): disks[2].vdev))."
   - A file whose O(files[].disks) are not given is only read, for its disks and text in the result.
 author:
   - xen.disks contributors (@xen-disks)
@@ -36,6 +36,7 @@ attributes:
   platform:
     platforms: posix
     support: full
+    description: Runs on the host that holds the guests' files (the dom0).
   action_group:
     support: full
     description: Use C(group/xen.disks.xen) in C(module_defaults).
