@@ -421,3 +421,21 @@ class _BackendWatch:
         self.stopping.set()
         self.thread.join()
         self.client.close()
+
+
+@pytest.mark.parametrize("mode", ["flap-state", "random"])
+def test_the_hostile_guests_own_detach_and_attach_succeed_while_it_mutates_its_nodes(host, mode):
+    """Its frontend is never read inside a transaction: its writes cannot make ours conflict."""
+    with backend_sim.running(host.socket, "connect", udev=False):
+        domains = attach_everyone(host)
+        with hostile_guest.running(host.socket, HOSTILE, mode=mode, rate=200, seed=SEED, pause=0.004,
+                                   others=OTHERS):
+            for _round in range(2):
+                extra = [spec(host, "d.img", "xvdc"), spec(host, "e.img", "xvdd")]
+                added = ok(xen_disk_run(host, domain="guest5", disks=domains[0]["disks"] + extra,
+                                        hotplug_scripts="run", force=True))
+                assert [d["action"] for d in added["disks"]][1:] == ["attach", "attach"]
+                gone = ok(xen_disk_run(host, domain="guest5", disks=extra, state="absent", force=True,
+                                       hotplug_scripts="run"))
+                assert [d["action"] for d in gone["disks"]] == ["detach", "detach"]
+    assert read(host, BACK + "/state") == "4"
