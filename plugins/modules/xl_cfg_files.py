@@ -78,6 +78,7 @@ options:
         type: bool
       owner:
         description: Owner of the file; unset keeps an existing file's owner. Defaults to O(owner).
+          Owner, group and mode are left alone on a file only read.
         type: str
       group:
         description: Group of the file; unset keeps an existing file's group. Defaults to O(group).
@@ -381,7 +382,7 @@ def main():
                         result["backup_file"] = module.backup_local(edit.path)
                     module.atomic_move(files.temp.pop(index), edit.path)
             exists = edit.old_text is not None or (edit.write and not module.check_mode)
-            if exists:
+            if exists and entry["disks"] is not None:  # a file only read keeps its attributes
                 result["changed"] = _attributes(module, edit.path, entry, result["changed"])
             text = edit.old_text if module.check_mode else edit.text
             result.update(exists=exists, content=text or "",

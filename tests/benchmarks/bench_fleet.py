@@ -60,7 +60,6 @@ class _Host:
     def __init__(self, daemon):
         self.rundir = daemon.rundir
         self.socket = daemon.socket
-        self.libxl_dir = launcher.libxl_dir(daemon.rundir)
 
     @property
     def libxl_dir(self):

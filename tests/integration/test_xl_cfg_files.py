@@ -151,6 +151,10 @@ def test_attributes_of_a_file(fleet_files):
     assert again["changed"] is True and read(folder / "web1.cfg") == text
     assert os.stat(folder / "web1.cfg").st_mode & 0o777 == 0o644
     assert files_run(files=[dict(files[0], mode="0644")])["changed"] is False
+    # a file only read keeps its attributes, whatever the defaults say
+    os.chmod(folder / "app1.cfg", 0o600)
+    assert files_run(files=[files[3]], mode="0644")["changed"] is False
+    assert os.stat(folder / "app1.cfg").st_mode & 0o777 == 0o600
     # an existing file keeps its mode when none is given
     os.chmod(folder / "web1.cfg", 0o600)
     files_run(files=[dict(files[0], disks=[ROOT])])
