@@ -116,8 +116,8 @@ options:
     description:
       - Detach without the guest's cooperation, as C(xl block-detach -f) does (the frontend
         directory is removed first and the backend's answer is not required).
-      - A detach left unfinished (the backend Closing while the guest's frontend is still live,
-        as a detach that timed out leaves it) is never cleaned up without O(force). A run that
+      - A detach left unfinished (the backend Closing, as a detach that timed out leaves it,
+        whatever the guest's frontend says) is never cleaned up without O(force). A run that
         removes the disk continues that detach; a run that declares it present fails naming
         it, and with O(force) detaches it by force and attaches it again.
     type: bool
