@@ -82,6 +82,7 @@ DEFAULT_RETRIES = 8
 DEFAULT_OWNER_RETRIES = 3  # re-reads when only some owners' nodes changed (snapshot_by_owner)
 DEFAULT_BACKOFF = 0.02
 BATCH_SIZE = 1024  # requests in flight at once
+PROBE_INTERVAL = 1.0  # a wait without events checks this often (at most) that xenstored answers
 
 _COMPONENT_RE = re.compile(r"^[A-Za-z0-9_@-]+$")
 _VALID_PATH_RE = re.compile(r"(?:/[A-Za-z0-9_@-]+)+\Z")
@@ -993,6 +994,7 @@ class XenstoreConnection(XenstoreReader):
             self._router.subscribe(token, sink)
         deadline = time.monotonic() + timeout
         seen, done = {}, {}
+        probe = _Probe(self, min(PROBE_INTERVAL, timeout / 4.0))
         try:
             self._watch_all(tokens, Op.WATCH)
             to_read = list(wanted)
@@ -1003,8 +1005,13 @@ class XenstoreConnection(XenstoreReader):
                         done[path] = seen[path]
                 if len(done) == len(wanted):
                     return done
-                to_read = self._next_events(sink, tokens, deadline)
+                to_read = self._next_events(sink, tokens, deadline, probe)
                 if to_read is None:
+                    silent = probe.silent()
+                    if silent is not None:  # the daemon, not the backend, stopped answering
+                        raise self._give_up(
+                            "xenstored at %s did not answer for %.1f s of a %g s wait for %s: is it stopped "
+                            "or overloaded?" % (self.path, silent, timeout, next(p for p in wanted if p not in done)))
                     path = next(p for p in wanted if p not in done)
                     shown = "missing" if seen[path] is None else repr(seen[path])
                     raise XenstoreTimeout(
@@ -1027,15 +1034,18 @@ class XenstoreConnection(XenstoreReader):
             if isinstance(answer, XenstoreError):
                 raise XenstoreError(_describe_error("watch", path, answer.errno_name), path, answer.errno_name)
 
-    def _next_events(self, sink, tokens, deadline):
-        """Paths named by the next events (all that are queued); None at the deadline."""
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return None
-        try:
-            events = [sink.events.get(timeout=remaining)]
-        except queue.Empty:
-            return None
+    def _next_events(self, sink, tokens, deadline, probe):
+        """Paths named by the next events (all that are queued); None at the deadline. While no
+        event comes, `probe` checks now and then that the daemon still answers."""
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            try:
+                events = [sink.events.get(timeout=min(remaining, probe.interval))]
+                break
+            except queue.Empty:
+                probe.send()
         while True:
             try:
                 events.append(sink.events.get_nowait())
@@ -1044,6 +1054,32 @@ class XenstoreConnection(XenstoreReader):
         if any(e is _LOST for e in events):
             raise self._lost()
         return _unique(tokens[e.token] for e in events if isinstance(e, _Event) and e.token in tokens)
+
+
+class _Probe(object):
+    """A long wait's check that xenstored still answers: every `interval` without a watch event,
+    one READ of "/" is sent (never waited for); `silent()` is how long the one still unanswered
+    has been waiting, if it had at least `interval` to be answered (else None)."""
+
+    def __init__(self, conn, interval):
+        self.conn = conn
+        self.interval = interval
+        self.batch = None
+        self.sent = None
+
+    def send(self):
+        if self.batch is not None and not self.batch.done.is_set():
+            return  # one at a time: the oldest unanswered one says how long the daemon is silent
+        batch = self.conn._router.send_batch([_Message(Op.READ, next_rq_id(), 0, b"/" + NUL)])
+        if batch is not None and batch is not _SEND_TIMEOUT:
+            self.conn.requests += 1
+            self.batch, self.sent = batch, time.monotonic()
+
+    def silent(self):
+        if self.batch is None or self.batch.done.is_set():
+            return None
+        waited = time.monotonic() - self.sent
+        return waited if waited >= self.interval else None
 
 
 def _owners_changed(record, events, owner_of):

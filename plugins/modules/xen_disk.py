@@ -209,7 +209,8 @@ options:
         media change's QMP session) and 30 seconds for xenstored.
       - A number above 0 and at most 86400 (a day); anything else (C(.inf), C(nan), 0, a negative
         number) fails the run before anything is read or written.
-      - A xenstored that stops answering (stopped, hung) is reported after this time, naming it;
+      - A xenstored that stops answering (stopped, hung) is reported after this time, naming it,
+        also during a wait for a backend (the wait checks now and then that xenstored answers);
         one that dies is reported at once. The message says what the run was doing and whether
         it had already written changes.
     type: float

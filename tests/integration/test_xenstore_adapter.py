@@ -660,6 +660,32 @@ def test_daemon_that_does_not_answer(xenstored):
         assert conn.read_value("/local") == ""
 
 
+def test_daemon_that_stops_answering_during_a_wait(xenstored):
+    """A wait for a node is also a wait for the daemon: a stopped xenstored is reported at the
+    wait's end (not a timeout of the awaited node, then another of the next request)."""
+    import signal
+
+    with XenstoreConnection.open(xenstored.socket, timeout=1.2) as conn:
+        stopper = later(0.1, lambda: os.kill(xenstored.pid, signal.SIGSTOP))
+        try:
+            with pytest.raises(XenstoreConnectionError, match=r"^xenstored at %s did not answer for [0-9.]+ s of a "
+                               r"1\.2 s wait for /never: is it stopped or overloaded\?$" % re.escape(xenstored.socket)):
+                conn.wait_for("/never", ["1"], timeout=1.2)
+            requests = conn.requests
+            with pytest.raises(XenstoreConnectionError, match=r"did not answer for"):
+                conn.read_value("/")  # not used again
+            assert conn.requests == requests
+        finally:
+            stopper.join()
+            os.kill(xenstored.pid, signal.SIGCONT)
+
+
+def test_a_wait_for_a_node_that_never_comes_still_times_out(xenstored, xs_conn):
+    with pytest.raises(XenstoreTimeout, match=r"^timed out after 0\.8 s waiting for /never to be '1' \(last value: missing\)$"):
+        xs_conn.wait_for("/never", ["1"], timeout=0.8)
+    assert xs_conn.read_value("/never") is None  # the connection is fine
+
+
 @pytest.mark.parametrize("timeout", [0, -1, float("nan"), float("inf"), 1e300, True, "5"])
 def test_timeouts_that_cannot_bound_a_wait_are_refused(xenstored, timeout):
     with pytest.raises(XenstoreConnectionError, match=r"^invalid xenstore timeout .*: give a number of seconds"):
