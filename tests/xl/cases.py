@@ -24,10 +24,12 @@ GUESTS = [
     (5, "guest5", "pv", 64, False),
     (6, "guest6", "pv", 32, False),
     (7, "guest7", "hvm", 64, False),
+    (8, "guest8", "hvm", 64, False),  # its device model is qemu-traditional: no QMP (media change)
 ]
+DEVICE_MODEL_VERSION = {8: "qemu_xen_traditional"}
 IMAGES = {"a.img": 1 << 20, "b.img": 2 << 20, "c.qcow2": 1 << 20, "d.iso": 3 << 20, "e.iso": 1 << 20,
-          "f.vhd": 1 << 20, "g.img": 1 << 20}
-WORKERS = int(os.environ.get("XEN_DISKS_XL_WORKERS", "4"))
+          "f.vhd": 1 << 20, "g,h.img": 1 << 20}
+WORKERS = int(os.environ.get("XEN_DISKS_XL_WORKERS", "6"))
 
 
 @dataclass
@@ -60,11 +62,12 @@ def make_images(directory):
 def prepare(workdir):
     host = XlHost(workdir)
     for domid, name, guest_type, width, driver in GUESTS:
-        host.add_guest(name, domid, guest_type, width, driver_domain=driver)
+        host.add_guest(name, domid, guest_type, width, driver_domain=driver,
+                       dm_version=DEVICE_MODEL_VERSION.get(domid, "qemu_xen"))
     return host
 
 
-def settle(host, timeout=20.0):
+def settle(host, timeout=30.0):
     """Wait until the simulated backends stop moving (no write for a while): the next step then
     starts from a quiet tree, as an administrator's next command would."""
     deadline = time.monotonic() + timeout
@@ -75,7 +78,7 @@ def settle(host, timeout=20.0):
         now = host.dump("/local/domain")
         if now != last:
             last, quiet_since = now, time.monotonic()
-        elif time.monotonic() - quiet_since >= 0.3:
+        elif time.monotonic() - quiet_since >= 0.2:
             return
     raise AssertionError("backends still moving after %.0f s" % timeout)
 
@@ -85,8 +88,14 @@ def run_side(workdir, case, tool):
     side = Side()
     try:
         side.host = prepare(workdir)
-        for index, step in enumerate(case.steps):
+        for step in case.setup:  # the same on both sides: made with xl
+            result = side.host.xl(*step.xl_args(case), check=False)
+            if result.returncode != 0:
+                raise AssertionError("setup step %s failed: %s" % (step, result.stderr))
             settle(side.host)
+        for index, step in enumerate(case.steps):
+            if index:
+                settle(side.host)
             before = side.host.dump("/")
             marker = side.host.mark("step%d" % index)
             if tool == "xl":
@@ -156,12 +165,13 @@ class Attach:
 class Detach:
     vdev: str
     force: bool = False
+    ours_vdev: str = None  # another spelling of the same device, for xen_disk
 
     def xl_args(self, case):
         return ["block-detach"] + (["-f"] if self.force else []) + [str(case.domid), self.vdev]
 
     def module_args(self, case):
-        return dict(domain=case.domain_name, disks=[self.vdev], state="absent", force=self.force,
+        return dict(domain=case.domain_name, disks=[self.ours_vdev or self.vdev], state="absent", force=self.force,
                     width=case.width)
 
 
@@ -197,6 +207,7 @@ class Case:
     id: str
     domid: int
     steps: list
+    setup: list = field(default_factory=list)  # steps made with xl on both hosts first
     images: str = None
 
     @property

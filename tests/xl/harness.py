@@ -342,6 +342,11 @@ def effect(before, after):
 
 # -- one simulated dom0 with xl ------------------------------------------------------------------
 
+# `xl -N create` output per (name, type), with the uuid it was made for: a guest differs only by
+# its uuid from one host to the next.
+_INITIAL_CONFIGS = {}
+
+
 def collections_path():
     return os.pathsep.join(p for p in sys.path if os.path.isdir(os.path.join(p, "ansible_collections", "xen", "disks")))
 
@@ -453,13 +458,16 @@ class XlHost:
         return self.module("xen_disk", args, check=check, diff=diff)
 
     # -- guests ------------------------------------------------------------------------------
-    def add_guest(self, name, domid, guest_type="pv", width=64, driver_domain=False, device_model=None):
-        """Create a guest as libxl does, with what xl needs to manage its disks."""
+    def add_guest(self, name, domid, guest_type="pv", width=64, driver_domain=False, device_model=None,
+                  dm_version="qemu_xen"):
+        """Create a guest as libxl does, with what xl needs to manage its disks. `dm_version`
+        None leaves /libxl/D/dm-version out (libxl then assumes qemu-traditional)."""
         info = launcher.add_guest(self.daemon.rundir, name, domid, guest_type, width, driver_domain=driver_domain)
         if device_model is None:
             device_model = guest_type == "hvm"
         with launcher.WireClient(self.socket) as client:
-            client.write("/libxl/%d/dm-version" % domid, "qemu_xen")
+            if dm_version:
+                client.write("/libxl/%d/dm-version" % domid, dm_version)
             # libxl__build_pre; `xl list -l` reads the target back
             for node in ("static-max", "target"):
                 client.write("/local/domain/%d/memory/%s" % (domid, node), "262144")
@@ -479,8 +487,11 @@ class XlHost:
         path = os.path.join(self.workdir, "guest-%d.cfg" % domid)
         with open(path, "w") as handle:
             handle.write("\n".join(cfg) + "\n")
-        text = self.xl("-N", "create", path).stdout
-        config = json.loads(text)
+        key = (guest["name"], guest["type"], guest["uuid"])
+        if key[:2] not in _INITIAL_CONFIGS:
+            _INITIAL_CONFIGS[key[:2]] = (guest["uuid"], self.xl("-N", "create", path).stdout)
+        uuid, text = _INITIAL_CONFIGS[key[:2]]
+        config = json.loads(text.replace(uuid, guest["uuid"]))
 
         return config
 
