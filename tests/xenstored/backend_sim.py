@@ -25,7 +25,7 @@ With --no-udev, a vbd backend waits for the hotplug script the toolstack runs (x
 hotplug_scripts=run) to write physical-device, as blkback does.
 
 CLI: backend_sim.py --socket PATH [--mode connect|never|slow] [--delay S] [--no-udev]
-                    [--pidfile F] [--daemon]
+                    [--devd-delay S] [--pidfile F] [--daemon]
 """
 
 from __future__ import annotations
@@ -79,13 +79,14 @@ def info_flags(device_type, removable, mode):
 class BackendSimulator:
     """Watch /local/domain and move every disk device along the XenbusState handshake."""
 
-    def __init__(self, socket_path, mode="connect", delay=0.2, udev=True):
+    def __init__(self, socket_path, mode="connect", delay=0.2, udev=True, devd_delay=0.0):
         if mode not in MODES:
             raise ValueError("mode must be one of %s, got %r" % (", ".join(MODES), mode))
         self.socket_path = socket_path
         self.mode = mode
         self.delay = delay
         self.udev = udev
+        self.devd_delay = devd_delay
         self.client = None
         self.monitor = None
 
@@ -106,6 +107,11 @@ class BackendSimulator:
         meanwhile (libxl closing the device, say) conflicts at commit and is decided again."""
         if self.mode == "slow":
             time.sleep(self.delay)
+        if self.devd_delay and bpath.split("/")[3] != "0" and self._read(bpath + "/state") == "6" \
+                and self._read(bpath + "/online") == "0":
+            # `xl devd` takes a while before it removes a closed backend (its hotplug script);
+            # libxl, still waiting to read Closed, would otherwise find the backend gone
+            time.sleep(self.devd_delay)
         for _attempt in range(50):
             self.client.transaction()
             try:
@@ -269,10 +275,11 @@ class BackendSimulator:
 
 
 @contextlib.contextmanager
-def running(socket_path, mode="connect", delay=0.2, udev=True):
+def running(socket_path, mode="connect", delay=0.2, udev=True, devd_delay=0.0):
     """Run the simulator as a child process for the duration of a `with` block (tests)."""
     proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--socket", socket_path,
-                             "--mode", mode, "--delay", str(delay), "--ready-fd", "1"]
+                             "--mode", mode, "--delay", str(delay), "--ready-fd", "1",
+                             "--devd-delay", str(devd_delay)]
                             + ([] if udev else ["--no-udev"]),
                             stdout=subprocess.PIPE)
     try:
@@ -311,6 +318,8 @@ def main(argv=None):
     parser.add_argument("--delay", type=float, default=0.2, help="seconds per step in slow mode")
     parser.add_argument("--no-udev", dest="udev", action="store_false",
                         help="vbd backends wait for the toolstack's hotplug script")
+    parser.add_argument("--devd-delay", type=float, default=0.0,
+                        help="seconds a driver domain's xl devd takes before removing a closed backend")
     parser.add_argument("--pidfile", help="write the simulator's pid here")
     parser.add_argument("--daemon", action="store_true", help="detach into the background")
     parser.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
@@ -326,7 +335,7 @@ def main(argv=None):
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
-    sim = BackendSimulator(args.socket, args.mode, args.delay, args.udev)
+    sim = BackendSimulator(args.socket, args.mode, args.delay, args.udev, args.devd_delay)
     announce = _announce(args.ready_fd) if args.ready_fd is not None else (lambda: False)
     # stop() is first called after the watch is registered: "ready" means nothing is missed
     sim.serve(stop=lambda: announce() or bool(stopping))

@@ -10,6 +10,7 @@ Cases run concurrently (each host has its own daemon, backend simulator and moun
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import os
 import time
 import traceback
@@ -40,6 +41,7 @@ class Side:
     results: list = field(default_factory=list)
     writes: list = field(default_factory=list)  # per step: (changed, removed)
     configs: list = field(default_factory=list)  # per step: libxl's JSON of the case's guest
+    requests: list = field(default_factory=list)  # per step: the tool's own requests (diagnosis)
     error: str = None
 
 
@@ -104,10 +106,19 @@ def run_side(workdir, case, tool):
             else:
                 side.results.append(side.host.xen_disk(**step.module_args(case)))
             side.writes.append(side.host.own_writes(marker, before))
-            side.configs.append(side.host.domain_config(case.domid))
+            side.requests.append(side.host.own_requests(marker))
+            side.configs.append(_without_uuid(side.host.domain_config(case.domid),
+                                              side.host.guests[case.domid]["uuid"]))
     except Exception:  # noqa: BLE001 - reported per case by the test
         side.error = traceback.format_exc()
     return side
+
+
+def _without_uuid(config, uuid):
+    """The two hosts' guests differ only by their uuid."""
+    if config is None:
+        return None
+    return json.loads(json.dumps(config).replace(uuid, "<uuid>"))
 
 
 def run_cases(base, cases, workers=WORKERS):

@@ -48,6 +48,7 @@ STUB_PREFIXES = ("xc_", "xenevtchn_", "xenhypfs_")
 XL_RELATIVE = "usr/lib/xen-4.17/bin/xl"
 XL_TIMEOUT = 120.0
 USERDATA_DIR = "/var/lib/xen"
+DEVD_DELAY = 2.0  # seconds the simulated `xl devd` of a driver domain waits before removing
 
 
 class HarnessError(Exception):
@@ -389,7 +390,7 @@ class XlHost:
 
     def start_sim(self, mode="connect", udev=False):
         self.stop_sim()
-        self._sim_cm = backend_sim.running(self.socket, mode, udev=udev)
+        self._sim_cm = backend_sim.running(self.socket, mode, udev=udev, devd_delay=DEVD_DELAY)
         self.sim = self._sim_cm.__enter__()
 
     def stop_sim(self):
@@ -462,7 +463,9 @@ class XlHost:
                   dm_version="qemu_xen"):
         """Create a guest as libxl does, with what xl needs to manage its disks. `dm_version`
         None leaves /libxl/D/dm-version out (libxl then assumes qemu-traditional)."""
-        info = launcher.add_guest(self.daemon.rundir, name, domid, guest_type, width, driver_domain=driver_domain)
+        # libxl's file is made here, by the real xl, in the namespace's /var/lib/xen
+        info = launcher.add_guest(self.daemon.rundir, name, domid, guest_type, width, driver_domain=driver_domain,
+                                  libxl_config=False)
         if device_model is None:
             device_model = guest_type == "hvm"
         with launcher.WireClient(self.socket) as client:
@@ -542,6 +545,11 @@ class XlHost:
         on the tree `before` the step: (changed {path: (value, perms)}, removed {paths})."""
         conn = Trace.read(self.trace_file).client_after(marker)
         return effect(before, replay(before, conn.committed_writes()))
+
+    def own_requests(self, marker):
+        """The requests of the same connection, as text lines (to show when a case fails)."""
+        conn = Trace.read(self.trace_file).client_after(marker)
+        return ["%s %s -> %s %s" % tuple(r) for r in conn.requests]
 
     def mark(self, label):
         """A marker in the request trace; returns it."""
