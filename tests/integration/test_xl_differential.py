@@ -13,7 +13,8 @@ import pytest
 
 from ansible_collections.xen.disks.tests.xl.cases import Attach, Case, Detach, Eject, Insert, run_cases
 
-pytestmark = [pytest.mark.xenstored, pytest.mark.xl]
+# One worker runs the whole batch (its cases run concurrently inside it): see tests/run-all.sh.
+pytestmark = [pytest.mark.xenstored, pytest.mark.xl, pytest.mark.xdist_group("xl-differential")]
 
 A = "{i}/a.img"
 
