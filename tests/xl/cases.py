@@ -42,6 +42,7 @@ class Side:
     writes: list = field(default_factory=list)  # per step: (changed, removed)
     configs: list = field(default_factory=list)  # per step: libxl's JSON of the case's guest
     requests: list = field(default_factory=list)  # per step: the tool's own requests (diagnosis)
+    before_configs: list = field(default_factory=list)  # per step: libxl's JSON before it
     error: str = None
 
 
@@ -99,6 +100,8 @@ def run_side(workdir, case, tool):
             if index:
                 settle(side.host)
             before = side.host.dump("/")
+            side.before_configs.append(_without_uuid(side.host.domain_config(case.domid),
+                                                     side.host.guests[case.domid]["uuid"]))
             marker = side.host.mark("step%d" % index)
             if tool == "xl":
                 result = side.host.xl(*step.xl_args(case), check=False)
@@ -161,6 +164,7 @@ class Attach:
     tokens: tuple
     disks: list = None  # default: the tokens joined by commas, as one xl disk spec string
     args: dict = field(default_factory=dict)
+    fails: bool = False  # both tools must refuse it
 
     def xl_args(self, case):
         return ["block-attach", str(case.domid)] + [_fill(case, t) for t in self.tokens]
@@ -193,6 +197,7 @@ class Insert:
     vdev: str
     target: str
     declared: str  # the whole disk as declared to xen_disk
+    fails: bool = False
 
     def xl_args(self, case):
         return ["cd-insert", str(case.domid), self.vdev, _fill(case, self.target)]
