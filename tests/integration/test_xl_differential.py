@@ -94,8 +94,6 @@ ATTACH = [
 ]
 
 
-
-
 def detach(case_id, domid, spec, vdev, ours_vdev=None):
     """Attached with xl on both hosts; detached by xl on one, by xen_disk on the other."""
     case = Case(case_id, domid, [Detach(vdev)], setup=[Attach((spec,))])

@@ -27,7 +27,6 @@ opens as /var/run/xen/qmp-libxl-<domid> inside the namespace.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -36,7 +35,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 from ansible_collections.xen.disks.tests.xenstored import backend_sim, launcher
@@ -439,8 +437,8 @@ class XlHost:
         if "xl-shim: unimplemented" in result.stderr:
             raise HarnessError("xl %s reached the hypervisor:\n%s" % (" ".join(args), result.stderr))
         if check and result.returncode != 0:
-            raise HarnessError("xl %s failed (rc %d):\n%s%s" % (" ".join(args), result.returncode,
-                                                               result.stdout, result.stderr))
+            raise HarnessError("xl %s failed (rc %d):\n%s%s"
+                               % (" ".join(args), result.returncode, result.stdout, result.stderr))
         return result
 
     def module(self, name, args, check=False, diff=False, timeout=XL_TIMEOUT):
