@@ -91,6 +91,10 @@ ATTACH = [
     attach("prefix-qcow2", 5, "qcow2:{i}/c.qcow2,xvdb,w"),
     attach("prefix-vhd", 5, "vhd:{i}/f.vhd,xvdb,w"),
     attach("target-with-commas", 5, "vdev=xvdb,target={i}/g,h.img"),
+    attach("cdrom-keyed-no-target-hvm", 7, "vdev=hdd,devtype=cdrom"),
+    attach("keyed-backendtype-qdisk-hvm", 7, "vdev=xvdc,backendtype=qdisk,access=ro,target=" + A),
+    attach("prefix-raw", 5, "raw:" + A + ",xvdb,w"),
+    attach("keyed-script-discard", 5, "vdev=xvdb,script=block,discard,target=" + A),
 ]
 
 
@@ -116,6 +120,8 @@ DETACH = [
     detach("detach-partition", 5, A + ",raw,xvdb3,rw", "xvdb3"),
     detach("detach-by-alias", 5, A + ",raw,xvdb,rw", "xvdb", ours_vdev="d1p0"),
     detach("detach-by-number", 5, A + ",raw,xvdb,rw", "51728"),
+    Case("detach-force", 5, [Detach("xvdb", force=True)], setup=[Attach((A + ",raw,xvdb,rw",))]),
+    Case("detach-force-qdisk-hvm", 7, [Detach("xvdb", force=True)], setup=[Attach(("{i}/c.qcow2,qcow2,xvdb",))]),
 ]
 
 ISO_D, ISO_E = "{i}/d.iso", "{i}/e.iso"
