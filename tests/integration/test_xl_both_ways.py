@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import subprocess
+import sys
+import threading
 import time
 
 import pytest
@@ -212,3 +215,54 @@ def test_race_xl_block_attach_and_xen_disk(host):
     settle(host)
     assert_in_step(host, 5, [])
     assert no_disk_nodes_left(host, 5) == []
+
+
+# Holds one of libxl's lock files as libxl does (open O_RDWR|O_CREAT 0666, flock LOCK_EX; release:
+# unlink, LOCK_UN, close) until a line arrives on stdin.
+_HOLD_LOCK = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o666)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("held", flush=True)
+sys.stdin.readline()
+os.unlink(sys.argv[1])
+fcntl.flock(fd, fcntl.LOCK_UN)
+os.close(fd)
+"""
+LOCK_HELD_FOR = 2.0  # seconds the lock is kept while the tool runs
+
+
+@pytest.mark.parametrize("tool", ["xl", "xen_disk"])
+def test_attach_waits_for_libxl_userdata_lock(host, tool):
+    """Both tools wait while another holds libxl's domain-userdata-lock of the guest, then attach.
+    (A tool ignoring the lock would be done before it is released: the check below can only fail
+    for such a tool, however loaded the machine.)"""
+    lock = host.userdata_path(5, key="domain-userdata-lock", kind="l")
+    holder = subprocess.Popen(host.ns.command([sys.executable, "-c", _HOLD_LOCK, lock]),
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        results = []
+        target = "%s,raw,xvdb,rw" % img(host, "a.img")
+        if tool == "xl":
+            run = threading.Thread(target=lambda: results.append(host.xl("block-attach", "5", target, check=False)))
+        else:
+            run = threading.Thread(target=lambda: results.append(host.xen_disk(domain="guest5", disks=[target])))
+        run.start()
+        time.sleep(LOCK_HELD_FOR)
+        assert run.is_alive() and not results, "%s did not wait for libxl's lock" % tool
+        assert devices(host, 5) == {}
+    finally:
+        holder.stdin.write("release\n")
+        holder.stdin.close()
+        holder.wait(30)
+        holder.stdout.close()
+    run.join(120)
+    assert not run.is_alive()
+    result = results[0]
+    if tool == "xl":
+        assert result.returncode == 0, result.stderr
+    else:
+        ok(result)
+    settle(host)
+    assert_in_step(host, 5, ["xvdb"])
