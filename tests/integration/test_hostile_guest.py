@@ -351,7 +351,8 @@ def test_hostile_guest_randomized(host, capsys):
                 kind = rng.randrange(4)
                 dirs = []
                 if kind == 0:  # the hostile guest, its declaration unchanged (check mode or not)
-                    result = xen_disk_run(host, check=rng.random() < 0.3, hotplug_scripts="run", **hostile)
+                    result = xen_disk_run(host, check=rng.random() < 0.3, diff=rng.random() < 0.5,
+                                          hotplug_scripts="run", **hostile)
                 elif kind == 3:
                     result = xen_disk_info_run(host)
                 else:  # another guest, a random set of its disks (with or without the hostile one)
