@@ -28,6 +28,7 @@ import errno
 import json
 import os
 import socket
+import stat
 import time
 
 DEFAULT_RUN_DIR = "/var/run/xen"
@@ -39,6 +40,14 @@ MAX_MESSAGE = 1024 * 1024        # libxl's QMP_MAX_SIZE_RX_BUF
 def socket_path(domid, run_dir=None):
     """libxl__qemu_qmp_path: the QMP socket libxl's device model of `domid` listens on."""
     return os.path.join(run_dir or DEFAULT_RUN_DIR, SOCKET_NAME % domid)
+
+
+def socket_listening_path(path):
+    """Whether `path` is a unix socket (what check mode can tell without connecting)."""
+    try:
+        return stat.S_ISSOCK(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 # yajl_string_encode (yajl 2, as libxl configures it: no solidus escape, no UTF-8 validation)

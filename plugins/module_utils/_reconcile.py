@@ -53,6 +53,7 @@ from ansible_collections.xen.disks.plugins.module_utils._qmp import (
     QmpError,
     QmpProtocolError,
     QmpSession,
+    socket_listening_path,
     socket_path,
 )
 from ansible_collections.xen.disks.plugins.module_utils._xenstore import (
@@ -1359,6 +1360,11 @@ def _xen_disk_result(rec, planned, want_diff):
                             else "not resumed (wait=false)")
                          for c in plan.changes if c.current is not None and c.current.attach_unfinished
                          and c.action in (_plan.RESUME, _plan.UNCHANGED, _plan.REPAIR)]
+        path = socket_path(guest.domid, rec.run_dir)
+        for change in plan.changes:
+            if rec.check_mode and change.changed and qmp_commands(change) and not socket_listening_path(path):
+                rec.warnings.append("%s: the media change needs the guest's QEMU, but %s is not a socket: an "
+                                    "apply would fail (is the device model running?)" % (rec._label(guest, change), path))
         if want_diff and (plan or guest.config_steps):
             diffs += guest_diffs(guest, plan, guest.view, rec.script_dir, rec.domains, rec.run_dir)
     result = {

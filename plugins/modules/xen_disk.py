@@ -33,7 +33,8 @@ description:
     is written. An empty new medium is only ejected. If QEMU is not running, refuses or does not
     answer within libxl's 40 seconds, the module fails naming the socket, or QEMU's error class and
     description; a failure before the eject changes nothing, a failure after it leaves the drive
-    empty (as libxl does) and a next run inserts the declared medium.
+    empty (as libxl does) and a next run inserts the declared medium. Check mode lists the commands
+    and warns when the QMP socket is not there.
   - Without C(dm-version) or with C(qemu_xen_traditional), libxl assumes qemu-traditional and only
     xenstore changes, as here. A guest whose device model runs in a stub domain is refused, as
     libxl 4.17 refuses C(cd-insert) there.

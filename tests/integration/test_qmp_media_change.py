@@ -179,6 +179,11 @@ def test_qemu_absent_refused_or_refusing(guest):
     # no socket at all (another run directory)
     other = os.path.join(guest.run_dir, "elsewhere")
     os.mkdir(other)
+    check = run(guest, [spec], check=True, libxl_run_dir=other)
+    assert check["changed"] is True and not check.get("failed")
+    assert "disks[0] (hdc): the media change needs the guest's QEMU, but %s/qmp-libxl-7 is not a socket: an apply " \
+        "would fail (is the device model running?)" % other in "\n".join(check["warnings"])
+    assert not any("QEMU" in w for w in run(guest, [spec], check=True)["warnings"])  # QEMU listens there
     absent = run(guest, [spec], libxl_run_dir=other)
     assert absent["failed"] is True
     assert absent["msg"] == (
