@@ -162,7 +162,19 @@ class DeviceModel:
         return out
 
     def pause(self):
+        """SIGSTOP, and wait until every thread of QEMU is stopped (state T in /proc)."""
         os.kill(self.proc.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + START_TIMEOUT
+        task_dir = "/proc/%d/task" % self.proc.pid
+        while time.monotonic() < deadline:
+            states = []
+            for tid in os.listdir(task_dir):
+                with open("%s/%s/stat" % (task_dir, tid)) as handle:
+                    states.append(handle.read().rsplit(")", 1)[1].split()[0])
+            if all(state in ("T", "t") for state in states):
+                return
+            time.sleep(0.01)
+        raise RuntimeError("QEMU %d did not stop" % self.proc.pid)
 
     def resume(self):
         os.kill(self.proc.pid, signal.SIGCONT)
