@@ -181,3 +181,33 @@ def test_execution_environment_build_context(built, installed, tmp_path):
     assert pip_out.read_text().split("\n")[0].startswith("pyxs>=")
     assert "python3-pyxs [platform:dpkg]" in bindep_out.read_text()
     assert "xen.disks" in pip_out.read_text()  # attributed to this collection
+
+
+def tracked_texts():
+    names = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout.split()
+    for name in names:
+        try:
+            with open(os.path.join(ROOT, name), encoding="utf-8") as handle:
+                yield name, handle.read()
+        except (OSError, UnicodeDecodeError):  # deleted in the work tree, or binary
+            continue
+
+
+def test_the_repository_points_at_nothing_outside_it():
+    """No machine paths and no documents of a surrounding directory: what the project cites, it carries."""
+    pieces = ("../" + "shared", "shared" + "/docs", "/wo" + "rk/")  # split so this line does not match
+    outside = re.compile("|".join(re.escape(p) for p in pieces))
+    hits = ["%s: %s" % (name, line.strip()) for name, text in tracked_texts() for line in text.splitlines()
+            if outside.search(line)]
+    assert hits == []
+
+
+def test_every_cited_section_exists_in_the_layout_reference():
+    """`§1.3`-style references in code, tests and docs name sections of docs/XENSTORE-LAYOUT.md."""
+    with open(os.path.join(ROOT, "docs", "XENSTORE-LAYOUT.md"), encoding="utf-8") as handle:
+        sections = set(re.findall(r"^#+ (\d+(?:\.\d+)*)\.? ", handle.read(), re.M))
+    dangling = sorted("%s: §%s" % (name, number) for name, text in tracked_texts()
+                      if name != "docs/XENSTORE-LAYOUT.md"
+                      for number in re.findall(r"§\s?(\d+(?:\.\d+)*)", text) if number not in sections)
+    assert dangling == []
