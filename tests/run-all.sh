@@ -3,7 +3,7 @@
 # pytest (property, Xen-oracle, packaging and integration tests against real xenstored daemons),
 # ansible-test units, integration and sanity, molecule scenarios, ansible-lint, the collection docs
 # lint, the changelog lint, and each benchmark in its quick mode (proof that it runs; figures only).
-#   ./tests/run-all.sh           every check (about 10 minutes on 2 CPUs)
+#   ./tests/run-all.sh           every check; prints wall and CPU seconds per step at the end
 #   ./tests/run-all.sh --bench   the full benchmarks only (figures; they assert nothing about speed)
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
