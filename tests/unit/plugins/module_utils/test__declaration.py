@@ -174,3 +174,17 @@ def test_a_bad_stat_answer_is_a_programming_error():
     with pytest.raises(ValueError, match=re.escape("stat_target gave 'dir' for '/dev/a': expected one of block, "
                                                    "file, other, missing, unknown")):
         validate_declaration(one_guest("/dev/a,,xvda"), stat_target={"/dev/a": "dir"})
+
+
+@pytest.mark.parametrize("backend, message", [
+    ("42", "domains[1].disks[0].backend: no domain with id 42 on this host"),
+    ("99999", "domains[1].disks[0].backend: no domain with id 99999 (domain ids end at 32751)"),
+    ("9" * 5000, "domains[1].disks[0].backend: no domain with id 999999999999... (5000 digits; domain ids end at 32751)"),
+    ("stor9", "domains[1].disks[0].backend: unknown backend domain 'stor9'"),
+])
+def test_a_backend_domain_must_exist_for_every_guest(backend, message):
+    guests = [GuestDeclaration(5, ("/dev/a,,xvdb",), prefix="domains[0]."),
+              GuestDeclaration(7, ("/dev/b,,xvdb,backend=%s" % backend,), prefix="domains[1].")]
+    with pytest.raises(DeclarationError) as info:
+        validate_declaration(guests, stat_target=STAT, resolve_domain={"stor2": 2, "2": 2, "0": 0})
+    assert info.value.messages == (message,)
