@@ -227,7 +227,10 @@ errors:
   elements: str
 """
 
+import grp
 import os
+import pwd
+import re
 import shlex
 import tempfile
 
@@ -255,6 +258,27 @@ def _where(index, path):
     return "files[%d] (%s)" % (index, path)
 
 
+_SYMBOLIC_MODE = re.compile(r"[ugoa]*[-+=](?:[rwxXst]*|[ugo])(?:,[ugoa]*[-+=](?:[rwxXst]*|[ugo]))*\Z")
+
+
+def _attribute_errors(entry):
+    """Owner, group and mode that could not be set: known before any file is written."""
+    errors = []
+    for name, lookup in (("owner", pwd.getpwnam), ("group", grp.getgrnam)):
+        value = entry[name]
+        if value and not value.isdigit():
+            try:
+                lookup(value)
+            except KeyError:
+                errors.append("%s: no %s named %r on this host" % (name, "user" if name == "owner" else "group", value))
+    mode = entry["mode"]
+    if mode is not None and not (isinstance(mode, int) and not isinstance(mode, bool) and 0 <= mode <= 0o7777):
+        text = str(mode) if isinstance(mode, str) else ""
+        if not (re.fullmatch(r"[0-7]{1,5}", text) and int(text, 8) <= 0o7777) and not _SYMBOLIC_MODE.match(text):
+            errors.append("mode: %r is neither an octal mode nor a symbolic one (e.g. u=rw,g=r)" % (mode,))
+    return errors
+
+
 class _Files:
     def __init__(self, module):
         self.module = module
@@ -280,6 +304,10 @@ class _Files:
                 errors.append("%s: the same file as %s" % (where, seen[path]))
                 continue
             seen[path] = where
+            problems = _attribute_errors(entry) if entry["disks"] is not None else []  # a file only read keeps its own
+            if problems:
+                errors += ["%s: %s" % (where, problem) for problem in problems]
+                continue
             try:
                 old_text = _read(path)
                 edit = _xl_cfg_disks.plan_file(path, old_text, entry["disks"], content=entry["content"],
