@@ -11,7 +11,7 @@ venv=$cache/venv
 mkdir -p "$cache"
 
 apt_packages=(gcc libc6-dev libxen-dev libxenmisc4.17 libxenevtchn1 libxengnttab1 xenstore-utils
-              python3-venv git rsync shellcheck qemu-system-x86)
+              python3-venv git rsync shellcheck qemu-system-x86 qemu-utils)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

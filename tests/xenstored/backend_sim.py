@@ -14,6 +14,9 @@ XenbusState handshake that is not the toolstack (docs/XENSTORE-LAYOUT.md §3.3, 
 - frontend 3 while the backend is 2 (vbd: once physical-device exists, as blkback needs) ->
   feature-*, sectors, sector-size, physical-sector-size, info, backend state 4;
 - backend 4 -> frontend 4;
+- a connected vbd whose `physical-device-path` is a real block device (a loop device): its size
+  checked again while idle, and `sectors` republished when it changed, as blkback's
+  xen_vbd_resize does after `losetup -c` (a fake path such as /dev/dm-3 is never re-read);
 - backend 5 (libxl's close) -> frontend 5 then 6 -> backend 6 (also when the frontend directory
   was removed, as FORCE_ON does); in a driver domain (B != 0), a Closed backend with online=0 is
   then removed, as `xl devd` does.
@@ -37,6 +40,7 @@ import os
 import queue
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -64,6 +68,11 @@ def _sectors_of(target):
     return size // 512 or DEFAULT_SECTORS
 
 
+def kind_connected(items):
+    """Whether a step's writes move a vbd backend to Connected."""
+    return any(path.endswith("/state") and value == "4" and "/backend/vbd/" in path for path, value in items)
+
+
 def info_flags(device_type, removable, mode):
     """blkif `info` bit flags from the backend's own nodes."""
     flags = 0
@@ -89,6 +98,7 @@ class BackendSimulator:
         self.devd_delay = devd_delay
         self.client = None
         self.monitor = None
+        self.connected = set()   # vbd backends moved to Connected: their size is watched
 
     # -- xenstore helpers (privileged dom0 client) ---------------------------------------------
     def _read(self, path):
@@ -132,8 +142,33 @@ class BackendSimulator:
                 self.client.rollback()
                 raise
             if self.client.commit():
+                if kind_connected(items):
+                    self.connected.add(bpath)
                 return bool(items)
         return False
+
+    def _block_sectors(self, bpath):
+        """Sectors of the backend's physical device when it is a real block device, else None."""
+        device = self._read(bpath + "/physical-device-path")
+        if not device or not device.startswith("/dev/"):
+            return None
+        try:
+            if not stat.S_ISBLK(os.stat(device).st_mode):
+                return None
+            with open(device, "rb") as handle:
+                return handle.seek(0, os.SEEK_END) // 512
+        except OSError:
+            return None
+
+    def republish_sizes(self):
+        """blkback's xen_vbd_resize: a Connected vbd whose device changed size publishes it."""
+        for bpath in sorted(self.connected):
+            if self._read(bpath + "/state") != "4":
+                self.connected.discard(bpath)
+                continue
+            sectors = self._block_sectors(bpath)
+            if sectors is not None and str(sectors) != self._read(bpath + "/sectors"):
+                self.client.write((bpath + "/sectors").encode(), str(sectors).encode())
 
     def _decide(self, bpath):
         """The nodes the next step writes (in order), from the current states; [] for none."""
@@ -200,6 +235,8 @@ class BackendSimulator:
         info = info_flags(self._read(bpath + "/device-type"), self._read(bpath + "/removable"),
                           self._read(bpath + "/mode"))
         sectors = 0 if params in ("", "aio:") else _sectors_of(target)
+        if kind == "vbd" and self._block_sectors(bpath) is not None:
+            sectors = self._block_sectors(bpath)
         nodes += [(bpath + "/feature-persistent", "1"),
                   (bpath + "/sectors", str(sectors)),
                   (bpath + "/sector-size", "512"),
@@ -251,6 +288,9 @@ class BackendSimulator:
                 except queue.Empty:
                     if not self.client.router.thread.is_alive():
                         return  # xenstored went away: nothing left to simulate
+                    if self.connected and self.mode != "never":
+                        with contextlib.suppress(PyXSError):
+                            self.republish_sizes()
                     continue
                 paths = {event[0].decode()}
                 while True:  # coalesce a burst (one transaction fires many events)
