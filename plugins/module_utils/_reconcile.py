@@ -1571,6 +1571,11 @@ def run_xen_disk_info(params):
                 if entry is not None:
                     recorded.add(vdev)
                 disk["libxl_config"] = entry
+                image = target_image(disk)
+                if image is not None:
+                    disk["image"] = image
+                    if image.get("format_mismatch"):
+                        disk["warnings"].append("%s: %s" % (image["path"], image["format_mismatch"]))
                 disk["survives_xl_reboot"] = entry is not None
                 if config is not None and entry is None:
                     disk["warnings"].append(
@@ -1659,6 +1664,12 @@ class ImageRun:
                 except _qemu_img.ImageError as exc:
                     errors.append("%s.target: %s" % (label, exc))
                     continue
+                if facts.kind != "file":
+                    try:  # a missing directory, a directory, a device: said now, not as libxl's stat
+                        _storage.plan_image(spec, facts)
+                    except ValueError as exc:
+                        errors.append(str(exc))
+                        continue
                 self.entries.append(ImageEntry(guest, index, spec, facts))
                 if facts.kind == "missing" and spec.create and facts.parent_kind == "directory":
                     self.creating.add(spec.path)
@@ -1942,3 +1953,47 @@ def _owner_ids(spec):
         else:
             gid = number
     return uid, gid, errors
+
+
+def target_image(disk):
+    """xen_disk_info's `image` of a dom0 disk's target: a file's format, sizes, backing chain and
+    flags (raw: from stat alone; other formats: one `qemu-img info` with the header's format, not
+    run when the header contradicts the declared format, so a guest-written header never makes dom0
+    open a file of its choosing), a block device's size. None for other disks."""
+    settings = disk.get("settings") or {}
+    path = settings.get("target")
+    declared = settings.get("format") or "raw"
+    if disk.get("backend_domid") != 0 or not path or not path.startswith("/") or declared == "empty":
+        return None
+    try:
+        facts = _qemu_img.inspect(path)
+    except _qemu_img.ImageError as exc:
+        return {"path": path, "kind": "unknown", "error": str(exc)}
+    out = {"path": path, "kind": facts.kind}
+    if facts.kind == "block":
+        out["size"] = facts.virtual_size
+        return out
+    if facts.kind != "file":
+        return out
+    mismatch = _storage.format_mismatch(declared, facts.format)
+    out.update(format=facts.format, declared_format=declared, virtual_size=facts.virtual_size,
+               actual_size=facts.actual_size, backing_chain=[], dirty=None, corrupt=None, format_mismatch=mismatch)
+    if facts.format == "raw" or mismatch:
+        out["dirty"], out["corrupt"] = (False, False) if facts.format == "raw" else (None, None)
+        if mismatch and facts.backing_file:
+            out["backing_file_in_header"] = facts.backing_file
+        return out
+    try:
+        chain = _qemu_img.info(path, facts.format)
+    except _qemu_img.ImageError as exc:
+        out["error"] = str(exc)
+        return out
+    top = chain[0] if chain else {}
+    out["virtual_size"] = top.get("virtual-size", facts.virtual_size)
+    out["actual_size"] = top.get("actual-size", facts.actual_size)
+    out["dirty"] = bool(top.get("dirty-flag", False))
+    out["corrupt"] = bool(((top.get("format-specific") or {}).get("data") or {}).get("corrupt", False))
+    out["backing_chain"] = [{"filename": e.get("filename"), "format": e.get("format"),
+                             "virtual_size": e.get("virtual-size"), "actual_size": e.get("actual-size")}
+                            for e in chain[1:]]
+    return out

@@ -83,6 +83,28 @@ options:
         C(direct-io-safe), C(trusted), C(colo) ..., plus C(transport) and C(driver_subtype)).
       - With O(state=absent) only the C(vdev) of each item matters; a plain vdev string such as
         C(xvdb) is accepted there.
+      - "A dictionary may also declare the storage behind a dom0 file target (formats raw, qcow2 and
+        vhd; qemu-img of Debian's C(qemu-utils) must be installed):
+        C(size) (bytes, or a number and a unit: C(20G), C(512MiB), C(1.5T); K, M, G, T, P, E and
+        KiB ... EiB are powers of 1024, KB ... EB powers of 1000; rounded up to 512-byte sectors),
+        C(create) (default true when C(size) or C(backing_file) is given: a missing image is created
+        with qemu-img under a temporary name in the same directory, then linked to its name),
+        C(preallocation) (off, metadata (qcow2), falloc, full),
+        C(backing_file) and C(backing_format) (a qcow2 overlay; the backing format is required),
+        C(mode), C(owner), C(group) (of the image file),
+        C(allow_shrink) (a smaller C(size) is an error unless true, and is refused for an attached disk),
+        C(format_mismatch) (C(error) (default) or C(ignore): an image whose header names another
+        format than the declared one is an error, so that a guest that wrote a qcow2 header into its
+        raw image never makes dom0 open a backing file of the guest's choosing; checked for every dom0
+        file target), and, with O(state=absent), C(remove_storage) (remove the image file after the
+        detach; refused while another disk of the host or of the declaration uses it)."
+      - A smaller image is grown (C(qemu-img resize)), a larger one is never shrunk without
+        C(allow_shrink). After growing the image of an attached C(phy) disk served by a loop device,
+        the module runs C(losetup -c) on it and waits (bounded by O(timeout)) until the backend
+        publishes the new C(sectors); other backends are reported as not told.
+      - Block devices and LVM volumes are not created (use M(community.general.lvol) before this module).
+      - Storage options are checked and images inspected before anything is written; images are
+        created and grown before the guest's xenstore transaction; check and diff modes show the steps.
     type: list
     elements: raw
     default: []
@@ -368,6 +390,49 @@ EXAMPLES = r"""
         disks:
           - xvdc
 
+- name: Create (or grow) a 20 GiB qcow2 image and attach it
+  xen.disks.xen_disk:
+    domain: web1
+    disks:
+      - target: /var/lib/xen/images/web1-data.qcow2
+        format: qcow2
+        vdev: xvdb
+        size: 20G
+        preallocation: metadata
+        mode: "0600"
+
+- name: A qcow2 overlay over a shared read-only base image
+  xen.disks.xen_disk:
+    domain: web2
+    disks:
+      - target: /var/lib/xen/images/web2-root.qcow2
+        format: qcow2
+        vdev: xvda
+        backing_file: /var/lib/xen/images/debian-base.qcow2
+        backing_format: qcow2
+
+- name: An LVM volume is made by community.general.lvol, then attached
+  block:
+    - name: The logical volume
+      community.general.lvol:
+        vg: vg0
+        lv: web1-logs
+        size: 10g
+    - name: Attached to web1
+      xen.disks.xen_disk:
+        domain: web1
+        disks:
+          - /dev/vg0/web1-logs,raw,xvdc,w
+
+- name: Detach a disk and remove its image file
+  xen.disks.xen_disk:
+    domain: web1
+    state: absent
+    disks:
+      - vdev: xvdb
+        target: /var/lib/xen/images/web1-data.qcow2
+        remove_storage: true
+
 - name: Disk served by the storage driver domain stor1, on hosts where udev runs the scripts
   xen.disks.xen_disk:
     domain: web1
@@ -382,6 +447,46 @@ changed:
   description: Whether anything was (or, in check mode, would be) written.
   returned: always
   type: bool
+images:
+  description:
+    - One entry per disk with storage options, then one per disk declared absent with C(remove_storage).
+    - In check mode, what the run would do.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    label:
+      description: The disk's place in the declaration.
+      type: str
+      sample: disks[0]
+    path:
+      description: The image file.
+      type: str
+      sample: /var/lib/xen/images/web1-data.qcow2
+    action:
+      description: V(create), V(grow), V(shrink), V(remove) or V(unchanged).
+      type: str
+      sample: grow
+    size_before:
+      description: Virtual size in bytes before the run (null for a new image).
+      type: int
+      sample: 10737418240
+    size_after:
+      description: Virtual size in bytes after the run.
+      type: int
+      sample: 21474836480
+    attributes:
+      description: File attributes set (C(mode), C(uid), C(gid)).
+      type: dict
+    description:
+      description: The step in words (as diff mode shows it).
+      type: str
+    backend:
+      description:
+        - For a grown image of an attached disk, what its backend was told (C(told), e.g.
+          C(losetup -c /dev/loop3), or null with a C(note)), and C(sectors_before) / C(sectors_after)
+          as the backend published them.
+      type: dict
 disks:
   description:
     - One entry per disk considered, for every guest, in guest then device-number order.

@@ -192,6 +192,20 @@ guests:
         backend_state:
           description: The backend XenbusState, as RV(guests[].disks[].frontend_state).
           type: dict
+        image:
+          description:
+            - The storage behind a disk served by dom0 (absent for other disks).
+            - For a file, C(kind=file), C(format) (what its header says, as qemu-img names it),
+              C(declared_format), C(virtual_size) and C(actual_size) in bytes, C(backing_chain) (the
+              backing files, nearest first, each with C(filename), C(format), C(virtual_size),
+              C(actual_size)), C(dirty) and C(corrupt) (qcow2 flags), and C(format_mismatch) (why the
+              header contradicts the declared format, or null; the backing chain is then not followed,
+              and the disk's RV(guests[].disks[].warnings) say so).
+            - For a block device (an LVM volume, a loop device), C(kind=block) and C(size) in bytes;
+              C(kind=missing) when the target does not exist.
+            - Raw files are read with stat() alone, other formats with one C(qemu-img info) per file.
+          type: dict
+          returned: for disks whose backend is dom0 and that have a target
         published:
           description: What the backend published (absent keys were not published).
           type: dict
