@@ -1807,7 +1807,7 @@ class ImageRun:
         result = {"label": spec.label, "domain": entry.guest.name, "domid": entry.guest.domid, "path": spec.path,
                   "format": spec.format, "action": step.action, "size_before": step.size_before,
                   "size_after": step.size_after, "changed": step.changed, "description": step.describe(),
-                  "attributes": {name: value for name, value in step.attributes}}
+                  "attributes": dict(step.attributes)}
         if entry.current is not None and step.action == _storage.GROW:
             result["backend"] = {"kind": entry.current.placement.backend_kind, "path": entry.current.placement.backend_path}
         return result

@@ -17,6 +17,7 @@ do as an `ImageStep` that `_reconcile.py` executes through `_qemu_img.py`.
 
 from __future__ import annotations
 
+import math
 import posixpath
 import re
 from dataclasses import dataclass, field
@@ -58,7 +59,7 @@ def parse_size(value):
     if isinstance(value, int):
         number = Decimal(value) if value.bit_length() < 80 else Decimal(MAX_SIZE + 1)
     elif isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
+        if math.isnan(value) or math.isinf(value):
             raise SizeError("%r is not a size" % value)
         number = Decimal(repr(value)) if abs(value) < 1e30 else Decimal(MAX_SIZE + 1)
     elif isinstance(value, str):

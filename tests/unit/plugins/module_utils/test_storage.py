@@ -49,11 +49,17 @@ def test_bad_sizes_are_explained(value, message):
         parse_size(value)
 
 
-def _spec(**keys):
+def _checked(**keys):
     item = {"vdev": "xvdb", "target": "/srv/a.img", "format": "raw"}
     item.update(keys)
     disk_item, storage = split_storage(item)
     return storage_spec(storage, disk_from_dict(disk_item), "disks[0]")
+
+
+def _spec(**keys):
+    spec, errors = _checked(**keys)
+    assert not errors
+    return spec
 
 
 def test_split_keeps_xl_options_apart():
@@ -77,7 +83,7 @@ def test_split_keeps_xl_options_apart():
     ({"size": "1G", "format_mismatch": "warn"}, r"disks\[0\]\.format_mismatch"),
 ])
 def test_option_errors_are_located(keys, message):
-    spec, errors = _spec(**keys)
+    spec, errors = _checked(**keys)
     assert spec is None
     assert any(__import__("re").search(message, e) for e in errors), errors
 
@@ -86,48 +92,48 @@ FILE_1G = ImageFacts("/srv/a.img", "file", format="raw", virtual_size=G)
 
 
 def test_decisions():
-    spec, _ = _spec(size="2G")
+    spec = _spec(size="2G")
     assert plan_image(spec, ImageFacts("/srv/a.img", "missing")).action == CREATE
     step = plan_image(spec, FILE_1G)
     assert (step.action, step.size_before, step.size_after) == (GROW, G, 2 * G)
-    same, _ = _spec(size="1G")
+    same = _spec(size="1G")
     assert plan_image(same, FILE_1G).action == LEAVE
     assert not plan_image(same, FILE_1G).changed
 
 
 def test_shrink_refused_unless_allowed_and_detached():
-    spec, _ = _spec(size="512M")
+    spec = _spec(size="512M")
     with pytest.raises(ValueError, match=r"disks\[0\]\.size: .* never shrunk"):
         plan_image(spec, FILE_1G)
-    allowed, _ = _spec(size="512M", allow_shrink=True)
+    allowed = _spec(size="512M", allow_shrink=True)
     assert plan_image(allowed, FILE_1G).action == SHRINK
     with pytest.raises(ValueError, match="attached to its guest"):
         plan_image(allowed, FILE_1G, attached=True)
 
 
 def test_missing_directory_and_directory_target():
-    spec, _ = _spec(size="1G")
+    spec = _spec(size="1G")
     with pytest.raises(ValueError, match="its directory /srv does not exist"):
         plan_image(spec, ImageFacts("/srv/a.img", "missing", parent_kind="missing"))
     with pytest.raises(ValueError, match="is a directory"):
         plan_image(spec, ImageFacts("/srv/a.img", "directory"))
-    no_create, _ = _spec(size="1G", create=False)
+    no_create = _spec(size="1G", create=False)
     with pytest.raises(ValueError, match="does not exist"):
         plan_image(no_create, ImageFacts("/srv/a.img", "missing"))
 
 
 def test_format_mismatch_is_an_error_unless_ignored():
-    spec, _ = _spec(size="2G")
+    spec = _spec(size="2G")
     qcow = ImageFacts("/srv/a.img", "file", format="qcow2", virtual_size=G)
     with pytest.raises(ValueError, match=r"disks\[0\]\.format: .*declared raw but the file is a qcow2 image"):
         plan_image(spec, qcow)
-    ignored, _ = _spec(size="2G", format_mismatch="ignore")
+    ignored = _spec(size="2G", format_mismatch="ignore")
     step = plan_image(ignored, qcow)
     assert step.action == LEAVE and step.warnings
 
 
 def test_attributes_planned():
-    spec, _ = _spec(size="1G", mode="0600")
+    spec = _spec(size="1G", mode="0600")
     step = plan_image(spec, ImageFacts("/srv/a.img", "file", format="raw", virtual_size=G, mode=0o644), uid=0)
     assert step.action == LEAVE and step.changed
     assert dict(step.attributes) == {"mode": 0o600, "uid": 0}
