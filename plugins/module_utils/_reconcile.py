@@ -1331,7 +1331,7 @@ def run_xen_disk(params, check_mode=False, want_diff=False, *, stat=stat_target,
                         and g.domid not in images.failed else p)
                        for g, d, p in planned]
             rec.stage = "telling backends of grown images"
-            images.notify(conn, rec.timeout, rec.failures)
+            images.notify(conn, rec.timeout, rec.failures, rec)
             for guest, _desired, plan in planned:
                 rec._change_results(guest, plan)
             rec.stage = "reading the final states"
@@ -1836,6 +1836,11 @@ class ImageRun:
             step, spec = entry.step, entry.spec
             if step is None or not step.changed or entry.guest.domid in self.failed:
                 continue
+            if step.action == _storage.GROW and entry.current is not None \
+                    and entry.current.placement.backend_kind == "qdisk" and not step.attributes:
+                # QEMU holds the image (and its lock): it grows it itself (block_resize), after
+                entry.result["deferred"] = True
+                continue
             try:
                 if step.action == _storage.CREATE:
                     attrs = dict(step.attributes)
@@ -1856,15 +1861,64 @@ class ImageRun:
                 failures.append(message)
                 self.failed.add(entry.guest.domid)
 
-    def notify(self, conn, timeout, failures):
+    def notify(self, conn, timeout, failures, rec=None):
         """Tell the backend of each attached disk that grew, and wait for its new `sectors`."""
         for entry in self.entries:
             if entry.current is None or entry.step is None or entry.step.action != _storage.GROW \
-                    or not entry.result.get("done"):
+                    or not (entry.result.get("done") or entry.result.get("deferred")):
                 continue
-            entry.result["backend"] = self._notify(conn, entry, timeout, failures)
+            entry.result["backend"] = self._notify(conn, entry, timeout, failures, rec)
 
-    def _notify(self, conn, entry, timeout, failures):
+    def _block_resize(self, conn, entry, out, rec, failures):
+        """qdisk: QEMU is told as libxl names its drive (an HVM guest's emulated disk, qemu-xen
+        without a stub domain); anything else is said, not guessed."""
+        guest, current = entry.guest, entry.current
+        version_path, stubdom_path = _plan.device_model_paths(guest.domid)
+        version = conn.read_value(version_path)
+        drive = _storage.emulated_drive_id(current.vdev, current.devid, _hdtype(guest.config))
+        out["told"] = None
+        if guest.guest_type != "hvm" or drive is None:
+            out["note"] = ("QEMU's qdisk backend of %s has no drive libxl names for QMP: the guest sees the new "
+                           "size when the disk is attached again" % current.vdev)
+        elif version != _plan.DM_QEMU_XEN:
+            out["note"] = ("the device model is qemu-traditional (no QMP block_resize): the guest sees the new "
+                           "size when the disk is attached again")
+        elif conn.read_value(stubdom_path) is not None:
+            out["note"] = "the device model runs in a stub domain: not told"
+        if out.get("note"):
+            self.warnings.append("%s: %s" % (entry.spec.label, out["note"]))
+            self._resize_deferred(entry, failures)
+            return out
+        qmp = QmpRun(socket_path(guest.domid, rec.run_dir), rec.timeout if rec.timeout is not None
+                     else _plan.HOTPLUG_TIMEOUT,
+                     guest.files.qmp_lock(rec._alive(guest)) if guest.files is not None
+                     and os.path.isdir(rec.libxl_dir) else None)
+        try:
+            qmp.open().execute("block_resize", (("device", drive), ("size", entry.step.size_after)))
+            out["told"] = "block_resize device=%s size=%d" % (drive, entry.step.size_after)
+            entry.result["done"] = True
+        except (QmpError, LibxlFileError) as exc:
+            out["note"] = "QMP block_resize of %s failed: %s" % (drive, exc)
+            message = "%s: %s: the image was not grown" % (entry.spec.label, out["note"])
+            entry.result["error"] = message
+            failures.append(message)
+        finally:
+            qmp.close()
+        return out
+
+    def _resize_deferred(self, entry, failures):
+        """An image QEMU may hold, that QMP cannot grow: qemu-img is tried (it fails on QEMU's lock)."""
+        try:
+            _qemu_img.resize(entry.spec.path, entry.spec.qemu_format, entry.step.size_after,
+                             preallocation=entry.spec.preallocation)
+            entry.result["done"] = True
+        except _qemu_img.ImageError as exc:
+            message = ("%s: %s (the device model holds the image: detach the disk, or grow it with the guest "
+                       "shut down)" % (entry.spec.label, exc))
+            entry.result["error"] = message
+            failures.append(message)
+
+    def _notify(self, conn, entry, timeout, failures, rec):
         placement = entry.current.placement
         out = {"kind": placement.backend_kind, "path": placement.backend_path,
                "sectors_before": _int(conn.read_value(placement.backend_path + "/sectors"))}
@@ -1886,6 +1940,8 @@ class ImageRun:
                 out["note"] = ("the backend serves %s, not a loop device of the image: nothing to tell (a block "
                                "device's size is the device's)" % (device or "an unknown device"))
                 return out
+        elif placement.backend_kind == "qdisk":
+            return self._block_resize(conn, entry, out, rec, failures)
         else:
             out["told"] = None
             out["note"] = ("a %s backend is not told of the growth by this module: the guest sees the new size "
@@ -1920,6 +1976,14 @@ class ImageRun:
             except _qemu_img.ImageError as exc:
                 entry.result["error"] = str(exc)
                 failures.append("%s.remove_storage: %s" % (entry.result["label"], exc))
+
+
+def _hdtype(config):
+    """b_info.type.hdtype of libxl's domain configuration (ide when unknown)."""
+    try:
+        return (config or {}).get("b_info", {}).get("type", {}).get("hdtype") or "ide"
+    except AttributeError:
+        return "ide"
 
 
 def _vdev_of(item):

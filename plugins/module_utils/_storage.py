@@ -377,3 +377,35 @@ def plan_image(spec, facts, *, attached=False, uid=None, gid=None):
         raise ValueError("%s.size: %s is attached to its guest: a shrink is refused even with allow_shrink (the "
                          "guest's file system would lose its end while it uses it)" % (where, spec.path))
     return ImageStep(spec, SHRINK, before, spec.size, tuple(attributes), warnings)
+
+
+def emulated_disk_index(vdev, devid):
+    """libxl__device_disk_dev_number's `disk` (the emulated disk number) of a vdev, or None."""
+    major = (devid >> 8) & 0xFFFFF
+    if devid & (1 << 28):
+        return (devid & ((1 << 28) - 1)) >> 8
+    if major == 202:
+        return (devid & 0xFF) >> 4
+    if major == 3:
+        return (devid & 0xFF) // 64
+    if major == 22:
+        return 2 + (devid & 0xFF) // 64
+    if major == 8 and vdev.startswith("sd"):
+        return (devid & 0xFF) >> 4
+    return None
+
+
+def emulated_drive_id(vdev, devid, hdtype="ide"):
+    """The QEMU drive id libxl 4.17 gives an HVM guest's emulated hard disk (libxl_dm.c, qemu-xen,
+    no COLO): `scsi0-hd<disk>` for sd*, `ahcidisk-<disk>` (hdtype ahci, disk < 6), else QEMU's own
+    name of `if=ide,index=<disk>` (`ide<bus>-hd<unit>`, disk < 4); None when QEMU has no such drive."""
+    disk = emulated_disk_index(vdev, devid)
+    if disk is None:
+        return None
+    if vdev.startswith("sd"):
+        return "scsi0-hd%d" % disk
+    if hdtype == "ahci":
+        return "ahcidisk-%d" % disk if disk < 6 else None
+    if disk < 4:
+        return "ide%d-hd%d" % (disk // 2, disk % 2)
+    return None

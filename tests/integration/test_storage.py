@@ -273,3 +273,48 @@ def test_info_reports_images(sim):
     liar = by_vdev[(6, "xvdb")]
     assert liar["image"]["format"] == "qcow2" and liar["image"]["backing_chain"] == []
     assert any("declared raw but the file is a qcow2 image" in w for w in liar["warnings"])
+
+
+@pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="qemu-system-x86_64 is not installed")
+def test_grow_under_a_running_hvm_guest_tells_qemu(xenstored, tmp_path):
+    """qdisk of a qemu-xen HVM guest: QMP block_resize of the drive libxl named (hdb: `if=ide,index=1`,
+    QEMU's `ide0-hd1`), seen by QEMU's own query-block on a second monitor."""
+    from ansible_collections.xen.disks.tests.qemu import device_model
+
+    xenstored.add_guest("guest7", 7, "hvm")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    path = tmp_path / "hvm.img"
+    item = disk(path, vdev="hdb", size="8M", backendtype="qdisk")
+    with backend_sim.running(xenstored.socket, "connect"):
+        attached = xen_disk_run(xenstored, domain="guest7", disks=[item], libxl_run_dir=str(run_dir))
+        assert attached["changed"] and not attached.get("failed"), attached
+        qemu = device_model.DeviceModel(7, run_dir)
+        qemu.args += ["-drive", "file=%s,if=ide,index=1,media=disk,format=raw,cache=writeback" % path]
+        qemu.start()
+        try:
+            with __import__("ansible_collections.xen.disks.tests.xenstored.launcher",
+                            fromlist=["WireClient"]).WireClient(xenstored.socket) as client:
+                client.write("/libxl/7/dm-version", "qemu_xen")
+
+            def qemu_size():
+                return {b["device"]: b for b in qemu.query("query-block")}["ide0-hd1"]["inserted"]["image"]["virtual-size"]
+
+            assert qemu_size() == 8 * MiB
+            grown = xen_disk_run(xenstored, domain="guest7", libxl_run_dir=str(run_dir),
+                                 disks=[dict(item, size="12M")])
+            assert not grown.get("failed"), grown
+            assert grown["images"][0]["backend"]["told"] == "block_resize device=ide0-hd1 size=%d" % (12 * MiB)
+            assert qemu_size() == 12 * MiB == qemu_info(path)["virtual-size"]
+            with __import__("ansible_collections.xen.disks.tests.xenstored.launcher",
+                            fromlist=["WireClient"]).WireClient(xenstored.socket) as client:
+                client.write("/libxl/7/dm-version", "qemu_xen_traditional")
+            old = xen_disk_run(xenstored, domain="guest7", libxl_run_dir=str(run_dir),
+                               disks=[dict(item, size="16M")])
+            assert "qemu-traditional" in old["images"][0]["backend"]["note"], old
+            assert any("qemu-traditional" in w for w in old["warnings"])
+            # qemu-img is tried instead, and QEMU's lock on the image refuses it: said, nothing grown
+            assert old.get("failed") and "the device model holds the image" in old["msg"], old
+            assert qemu_size() == 12 * MiB == qemu_info(path)["virtual-size"]
+        finally:
+            qemu.stop()
