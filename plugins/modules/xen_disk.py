@@ -102,7 +102,7 @@ options:
         C(allow_shrink). After growing the image of an attached C(phy) disk served by a loop device,
         the module runs C(losetup -c) on it and waits (bounded by O(timeout)) until the backend
         publishes the new C(sectors). The image of an attached C(qdisk) disk of an HVM guest whose
-        device model is qemu-xen is grown by QEMU itself (QMP C(block_resize) of the drive libxl named:
+        device model is qemu-xen is grown by QEMU itself (QMP C(block_resize) of the drive libxl named,
         C(ide0-hd1) for C(hdb), C(scsi0-hd<n>), C(ahcidisk-<n>)); where QEMU cannot be told
         (qemu-traditional, a PV guest's qdisk, a stub domain) the result says so and qemu-img is
         tried, which QEMU's lock on the image refuses while it runs.
