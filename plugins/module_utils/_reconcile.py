@@ -1338,7 +1338,8 @@ def run_xen_disk(params, check_mode=False, want_diff=False, *, stat=stat_target,
             rec.final_states([(g, p) for g, _d, p in planned])
     except XenstoreError as exc:
         message = "%s (while %s%s)" % (exc, rec.stage, "; changes were already written" if rec.committed else "")
-        raise ReconcileError(message, errors=[message], changed=rec.committed, warnings=rec.warnings,
+        errors = [message] + rec.failures  # what failed before, too (a wait that timed out, ...)
+        raise ReconcileError("\n".join(errors), errors=errors, changed=rec.committed, warnings=rec.warnings,
                              disks=list(rec.results.values())) from None
     finally:
         conn.close()

@@ -1010,8 +1010,9 @@ class XenstoreConnection(XenstoreReader):
                     silent = probe.silent()
                     if silent is not None:  # the daemon, not the backend, stopped answering
                         raise self._give_up(
-                            "xenstored at %s did not answer for %.1f s of a %g s wait for %s: is it stopped "
-                            "or overloaded?" % (self.path, silent, timeout, next(p for p in wanted if p not in done)))
+                            "xenstored at %s did not answer for %.1f s (timeout %g s) while waiting for %s: is "
+                            "it stopped or overloaded?"
+                            % (self.path, silent, self.timeout, next(p for p in wanted if p not in done)))
                     path = next(p for p in wanted if p not in done)
                     shown = "missing" if seen[path] is None else repr(seen[path])
                     raise XenstoreTimeout(

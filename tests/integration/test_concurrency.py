@@ -57,7 +57,7 @@ def sim(xenstored, tmp_path):
 
 def _args(host, guests, **extra):
     args = {"domains": guests, "xenstore_socket": host.socket, "libxl_dir": host.libxl_dir, "hotplug_scripts": "skip",
-            "timeout": 10}
+            "timeout": 30}
     args.update(extra)
     return args
 

@@ -36,7 +36,7 @@ from ansible_collections.xen.disks.tests.xenstored import backend_sim, launcher
 pytestmark = pytest.mark.xenstored
 
 VDEVS = tuple("xvd" + c for c in "bcdefghijk")   # 10: each declaration takes 8
-TIMEOUT = 10
+TIMEOUT = 30  # generous: the suite must pass on a loaded machine (a killed daemon is reported at once)
 
 
 def _seed():
@@ -220,7 +220,7 @@ def test_kill_the_module_or_xenstored_during_applies(make_host):
             assert outcome(result) == "ok", result
         else:
             _clean_failure(result, "lost the connection to xenstored", "did not answer within %g s" % TIMEOUT)
-            assert reported < TIMEOUT + 20, reported  # bounded by the timeout, not by luck
+            assert reported < TIMEOUT, reported  # at once: the connection ends
         report.append("xenstored killed after %.2f s: %s, reported %.2f s after the kill"
                       % (delay, "the run had finished" if finished else repr(_short(host, result["msg"])), reported))
         host.restart_daemon()
@@ -256,7 +256,7 @@ def test_hung_xenstored_is_reported_within_the_timeout(make_host):
         if outcome(result) == "ok":  # it had finished before the stop
             report.append("stopped after %.2f s: the run had finished" % delay)
         else:
-            _clean_failure(result, "did not answer within %g s" % timeout, "s of a %g s wait for" % timeout)
+            _clean_failure(result, "did not answer within %g s" % timeout, "s (timeout %g s) while waiting for" % timeout)
             # one request's timeout, or a backend wait's then a request's
             assert reported < 2 * timeout + 10, reported
             report.append("stopped after %.2f s: reported %.2f s later: %r" % (delay, reported, _short(host, result["msg"])))

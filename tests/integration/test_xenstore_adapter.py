@@ -668,8 +668,9 @@ def test_daemon_that_stops_answering_during_a_wait(xenstored):
     with XenstoreConnection.open(xenstored.socket, timeout=1.2) as conn:
         stopper = later(0.1, lambda: os.kill(xenstored.pid, signal.SIGSTOP))
         try:
-            with pytest.raises(XenstoreConnectionError, match=r"^xenstored at %s did not answer for [0-9.]+ s of a "
-                               r"1\.2 s wait for /never: is it stopped or overloaded\?$" % re.escape(xenstored.socket)):
+            with pytest.raises(XenstoreConnectionError, match=r"^xenstored at %s did not answer for [0-9.]+ s \(timeout "
+                               r"1\.2 s\) while waiting for /never: is it stopped or overloaded\?$"
+                               % re.escape(xenstored.socket)):
                 conn.wait_for("/never", ["1"], timeout=1.2)
             requests = conn.requests
             with pytest.raises(XenstoreConnectionError, match=r"did not answer for"):
