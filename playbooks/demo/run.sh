@@ -38,10 +38,8 @@ for h in "$hosts"/host-*; do
   mkdir -p "$h/xen"
 done
 
+# the directory only: xen_disk creates the images the inventory declares (size:, preallocation:)
 mkdir -p "$demo/images"
-for img in web1-root.img web1-data.qcow2 db1-root.img db1-wal.img app1-root.img shared-ro.img; do
-  truncate -s 64M "$demo/images/$img"
-done
 # web1 already has a hand-written config file: only its disk setting will change.
 cat > "$hosts/host-001/xen/web1.cfg" <<CFG
 # web1: front-end web server (hand-written; the disk setting is managed by Ansible)

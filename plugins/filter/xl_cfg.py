@@ -16,6 +16,7 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.xen.disks.plugins.module_utils import _xl_cfg
 from ansible_collections.xen.disks.plugins.module_utils import _xl_cfg_disks
 from ansible_collections.xen.disks.plugins.module_utils._declaration import DeclarationError
+from ansible_collections.xen.disks.plugins.module_utils._storage import split_storage
 from ansible_collections.xen.disks.plugins.module_utils._disk_spec import (
     canonical_disk,
     disk_from_dict,
@@ -44,7 +45,7 @@ def _to_disk(entry, where):
     """A declared disk (xl string, list of strings forming one disk, or dict) -> Disk."""
     try:
         if isinstance(entry, Mapping):
-            return disk_from_dict(dict(entry))
+            return disk_from_dict(split_storage(dict(entry))[0])  # storage keys are xen_disk's
         if isinstance(entry, (str, list)):
             return parse_disk_spec(entry)
     except ValueError as exc:

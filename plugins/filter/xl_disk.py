@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.xen.disks.plugins.module_utils._storage import split_storage
 from ansible_collections.xen.disks.plugins.module_utils._disk_spec import (
     DiskSpecError,
     disk_from_dict,
@@ -45,7 +46,7 @@ def xl_disk_spec(disk):
     """dict, spec string or list of strings -> the canonical xl disk spec string."""
     try:
         if isinstance(disk, Mapping):
-            return render_disk_spec(disk_from_dict(dict(disk)))
+            return render_disk_spec(disk_from_dict(split_storage(dict(disk))[0]))  # storage keys: xen_disk's
         return render_disk_spec(parse_disk_spec(_strings(disk, "xl_disk_spec")))
     except DiskSpecError as exc:
         raise AnsibleFilterError("xl_disk_spec: %s" % exc) from None

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ansible_collections.xen.disks.plugins.module_utils import _xl_cfg
+from ansible_collections.xen.disks.plugins.module_utils._storage import split_storage
 from ansible_collections.xen.disks.plugins.module_utils._declaration import (
     GuestDeclaration,
     domid_text,
@@ -68,13 +69,15 @@ def guest_type(settings):
 
 
 def declared_items(disks):
-    """The declared disks as plain items (xl strings, lists of strings, dicts); ValueError names one."""
+    """The declared disks as plain items (xl strings, lists of strings, dicts without xen_disk's
+    storage keys); ValueError names one."""
     if not isinstance(disks, list):
         raise ValueError("disks must be a list, not %s" % type(disks).__name__)
     items = []
     for index, entry in enumerate(disks):
         if isinstance(entry, Mapping):
-            items.append(dict(entry))
+            # the storage keys (size, create, ...) are xen_disk's, not the xl.cfg line's
+            items.append(split_storage(dict(entry))[0])
         elif isinstance(entry, str) or (isinstance(entry, list) and all(isinstance(s, str) for s in entry)):
             items.append(entry)
         else:

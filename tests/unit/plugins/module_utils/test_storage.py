@@ -137,3 +137,15 @@ def test_attributes_planned():
     step = plan_image(spec, ImageFacts("/srv/a.img", "file", format="raw", virtual_size=G, mode=0o644), uid=0)
     assert step.action == LEAVE and step.changed
     assert dict(step.attributes) == {"mode": 0o600, "uid": 0}
+
+
+def test_xl_cfg_side_drops_storage_keys():
+    """The xl.cfg line (role, xl_cfg_files) and the filters carry the xl options only."""
+    from ansible_collections.xen.disks.plugins.filter.xl_disk import xl_disk_spec
+    from ansible_collections.xen.disks.plugins.module_utils._xl_cfg_disks import declared_items
+
+    item = {"vdev": "xvdb", "target": "/srv/a.qcow2", "format": "qcow2", "size": "20G", "preallocation": "metadata",
+            "backing_file": "/srv/b.qcow2", "backing_format": "qcow2", "mode": "0600"}
+    assert declared_items([item]) == [{"vdev": "xvdb", "target": "/srv/a.qcow2", "format": "qcow2"}]
+    assert xl_disk_spec(item) == xl_disk_spec({"vdev": "xvdb", "target": "/srv/a.qcow2", "format": "qcow2"})
+    assert "20G" not in xl_disk_spec(item)
