@@ -336,7 +336,8 @@ def plan_image(spec, facts, *, attached=False, uid=None, gid=None):
     if facts.kind == "directory":
         raise ValueError("%s.target: %s is a directory, not an image file" % (where, spec.path))
     if facts.kind in ("block", "other"):
-        raise ValueError("%s.target: %s is a %s, not an image file: storage options are for files"
+        raise ValueError("%s.target: %s is a %s, not an image file: storage options are for files (block devices and "
+                         "LVM volumes are not created or grown here: community.general.lvol before xen_disk)"
                          % (where, spec.path, "block device" if facts.kind == "block" else "special file"))
     if facts.kind == "missing":
         if facts.parent_kind != "directory":

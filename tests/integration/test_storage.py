@@ -318,3 +318,38 @@ def test_grow_under_a_running_hvm_guest_tells_qemu(xenstored, tmp_path):
             assert qemu_size() == 12 * MiB == qemu_info(path)["virtual-size"]
         finally:
             qemu.stop()
+
+
+@pytest.mark.parametrize("size", ["1048576", "1024K", "1MiB", "3MB", "0.5M", "2m"])
+def test_sizes_as_users_write_them_become_the_image_size(host, size):
+    from ansible_collections.xen.disks.plugins.module_utils._storage import parse_size
+
+    path = host.images / "u.img"
+    result = xen_disk_run(host, domain="guest5", wait=False, disks=[disk(path, size=size)])
+    assert not result.get("failed"), result
+    assert qemu_info(path)["virtual-size"] == parse_size(size) == result["images"][0]["size_after"]
+    assert xen_disk_run(host, domain="guest5", wait=False, disks=[disk(path, size=size)])["changed"] is False
+
+
+def test_vhd_created_once_and_not_resized(host):
+    path = host.images / "v.vhd"
+    args = dict(domain="guest5", wait=False, disks=[disk(path, fmt="vhd", size="10M", backendtype="qdisk")])
+    assert xen_disk_run(host, **args)["images"][0]["action"] == "create"
+    info = qemu_info(path)
+    assert info["format"] == "vpc" and info["virtual-size"] >= 10 * MiB  # rounded up to its CHS geometry
+    again = xen_disk_run(host, **args)
+    assert again["changed"] is False and again["images"][0]["action"] == "unchanged", again
+    bigger = xen_disk_run(host, **dict(args, disks=[disk(path, fmt="vhd", size="20M", backendtype="qdisk")]))
+    assert bigger.get("failed") and "qemu-img cannot resize vhd" in bigger["msg"]
+
+
+def test_info_reports_a_block_target_size(host, loop_device):
+    path = host.images / "blk.img"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(path), "6M"], check=True)
+    device = loop_device(path)
+    assert xen_disk_run(host, domain="guest5", wait=False, disks=["%s,raw,xvdb,w" % device])["changed"]
+    info = xen_disk_info_run(host, domain="guest5")
+    image = info["guests"][0]["disks"][0]["image"]
+    assert image == {"path": device, "kind": "block", "size": 6 * MiB}
+    refused = xen_disk_run(host, domain="guest6", wait=False, disks=[disk(device, size="8M")])
+    assert refused.get("failed") and "is a block device" in refused["msg"] and "community.general.lvol" in refused["msg"]
