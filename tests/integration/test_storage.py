@@ -339,7 +339,8 @@ def test_vhd_created_once_and_not_resized(host):
     assert info["format"] == "vpc" and info["virtual-size"] >= 10 * MiB  # rounded up to its CHS geometry
     again = xen_disk_run(host, **args)
     assert again["changed"] is False and again["images"][0]["action"] == "unchanged", again
-    bigger = xen_disk_run(host, **dict(args, disks=[disk(path, fmt="vhd", size="20M", backendtype="qdisk")]))
+    args["disks"] = [disk(path, fmt="vhd", size="20M", backendtype="qdisk")]
+    bigger = xen_disk_run(host, **args)
     assert bigger.get("failed") and "qemu-img cannot resize vhd" in bigger["msg"]
 
 
