@@ -73,12 +73,11 @@ ansible_test() {
   rsync -a --delete --exclude=/.git --exclude=/tests/output/ --filter=':- .gitignore' ./ "$scratch/"
   (cd "$scratch" && ansible-test "$@" --color no)
 }
-# pytest-xdist: two workers (every daemon, directory and port is per test; builds are atomic);
-# loadgroup keeps a module that batches its cases (xdist_group) on one worker.
+# pytest-xdist: two workers (every daemon, directory and port is per test; builds are atomic).
 workers=2
 
 run "pytest (oracle, packaging, integration)" \
-  python -m pytest -q -p no:randomly -n "$workers" --dist loadgroup tests/integration
+  python -m pytest -q -p no:randomly -n "$workers" tests/integration
 run "ansible-test units" ansible_test units --venv --python 3.11 --num-workers "$workers"
 run "ansible-test integration" ansible_test integration --venv --python 3.11
 run "ansible-test sanity" ansible_test sanity --venv --python 3.11

@@ -10,13 +10,15 @@ Cases run concurrently (each host has its own daemon, backend simulator and moun
 from __future__ import annotations
 
 import concurrent.futures
+import fcntl
 import json
+import pickle
 import os
 import time
 import traceback
 from dataclasses import dataclass, field
 
-from ansible_collections.xen.disks.tests.xl.harness import XlHost
+from ansible_collections.xen.disks.tests.xl.harness import XlHost, loop_devices
 
 # The guests every host gets, created in this order (domid: name, type, width, driver domain).
 GUESTS = [
@@ -124,12 +126,39 @@ def _without_uuid(config, uuid):
     return json.loads(json.dumps(config).replace(uuid, "<uuid>"))
 
 
+# Images with a loop device, named in cases as {a}, {b}, {d}: targets of phy disks.
+LOOP_IMAGES = {"a": "a.img", "b": "b.img", "d": "d.iso"}
+
+
 def run_cases(base, cases, workers=WORKERS):
     """Run every case on two fresh hosts (xl, ours) concurrently; {case.id: Outcome}."""
     images = os.path.join(base, "images")
     make_images(images)
-    for case in cases:
-        case.images = images
+    paths = {name: os.path.join(images, image) for name, image in LOOP_IMAGES.items()}
+    with loop_devices(paths.values()) as devices:
+        for case in cases:
+            case.images = images
+            case.devices = {name: devices[path] for name, path in paths.items()}
+        return _run_cases(base, cases, workers)
+
+
+def shared_outcomes(shared_dir, cases, workers=WORKERS):
+    """run_cases once for every process given the same `shared_dir` (pytest-xdist workers of
+    one run): the first runs the batch, the others wait for it and read its outcomes."""
+    os.makedirs(shared_dir, exist_ok=True)
+    result = os.path.join(shared_dir, "outcomes.pickle")
+    with open(os.path.join(shared_dir, "lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.exists(result):
+            outcomes = run_cases(os.path.join(shared_dir, "cases"), cases, workers)
+            with open(result + ".partial", "wb") as handle:
+                pickle.dump(outcomes, handle)
+            os.replace(result + ".partial", result)
+        with open(result, "rb") as handle:
+            return pickle.load(handle)
+
+
+def _run_cases(base, cases, workers):
     jobs = {}
     outcomes = {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
@@ -147,6 +176,7 @@ def run_cases(base, cases, workers=WORKERS):
                 for side in (sides[(case.id, "xl")], sides[(case.id, "ours")]):
                     if side.host is not None:
                         side.host.close()
+                        side.host = None
                 outcomes[case.id] = Outcome(case, sides[(case.id, "xl")], sides[(case.id, "ours")])
     return outcomes
 
@@ -154,6 +184,8 @@ def run_cases(base, cases, workers=WORKERS):
 # -- steps ---------------------------------------------------------------------------------------
 
 def _fill(case, text):
+    for name, device in case.devices.items():
+        text = text.replace("{%s}" % name, device)
     return text.replace("{i}", case.images)
 
 
@@ -225,6 +257,7 @@ class Case:
     steps: list
     setup: list = field(default_factory=list)  # steps made with xl on both hosts first
     images: str = None
+    devices: dict = field(default_factory=dict)  # {"a": "/dev/loopN"}: loop devices on the images
 
     @property
     def guest(self):

@@ -27,6 +27,7 @@ opens as /var/run/xen/qmp-libxl-<domid> inside the namespace.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -145,24 +146,35 @@ def _die_with_parent():
 
 
 _NAMESPACE_SCRIPT = r"""set -eu
-w=$1; etc_extra=$2; hotplug_locks=$3
+w=$1; etc_extra=$2
 for d in etc var run; do mkdir -p "$w/$d.upper" "$w/$d.work"; done
 mount -t overlay overlay -o "lowerdir=$etc_extra:/etc,upperdir=$w/etc.upper,workdir=$w/etc.work" /etc
 mount -t overlay overlay -o "lowerdir=/var,upperdir=$w/var.upper,workdir=$w/var.work" /var
 mount -t overlay overlay -o "lowerdir=/run,upperdir=$w/run.upper,workdir=$w/run.work" /run
-mkdir -p /var/lib/xen /run/xen /run/lock /var/log/xen /run/xen-hotplug
-# loop devices are global: the block script's "block" lock (losetup -f, then attach) must be too
-mount --bind "$hotplug_locks" /run/xen-hotplug
+mkdir -p /var/lib/xen /run/xen /run/lock /var/log/xen
 echo ready
 exec sleep 100000
 """
 
 
-def hotplug_lock_dir():
-    """Shared by every namespace on this machine (see _NAMESPACE_SCRIPT)."""
-    path = os.path.join(launcher.cache_dir(), "xl-hotplug-locks")
-    os.makedirs(path, exist_ok=True)
-    return path
+@contextlib.contextmanager
+def loop_devices(paths):
+    """Real loop devices on image files, {path: /dev/loopN}, detached on exit. Disks served by
+    blkback (phy) use them as targets: the block hotplug script then takes its block-device
+    branch, whereas on a regular file it would set up a loop device itself (with a machine-wide
+    race between `losetup -f` and the attach, under a lock private to each namespace)."""
+    devices = {}
+    try:
+        for path in paths:
+            result = subprocess.run(["losetup", "--find", "--show", path], capture_output=True, text=True,
+                                    check=False)
+            if result.returncode != 0:
+                raise HarnessError("losetup %s failed: %s" % (path, result.stderr.strip()))
+            devices[path] = result.stdout.strip()
+        yield devices
+    finally:
+        for device in devices.values():
+            subprocess.run(["losetup", "-d", device], capture_output=True, check=False)
 
 
 class Namespace:
@@ -175,7 +187,7 @@ class Namespace:
         os.makedirs(workdir, exist_ok=True)
         self.process = subprocess.Popen(
             ["unshare", "-m", "--propagation", "private", "sh", "-c", _NAMESPACE_SCRIPT, "ns", workdir,
-             os.path.join(xen_root(), "etc"), hotplug_lock_dir()],
+             os.path.join(xen_root(), "etc")],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             preexec_fn=_die_with_parent)
         line = self.process.stdout.readline()
@@ -358,7 +370,8 @@ class XlHost:
         # The backend simulator runs without its udev shortcut: as blkback without udev, a vbd
         # stays in InitWait until the hotplug script (the real /etc/xen/scripts/block, run by
         # libxl or by xen_disk) has written physical-device. With the shortcut the backend can
-        # pass InitWait before libxl looks, and libxl then waits for it in vain.
+        # pass InitWait before libxl looks, and libxl then waits for it in vain. Give phy disks
+        # block devices (loop_devices) as targets.
         self.workdir = os.path.abspath(workdir)
         os.makedirs(self.workdir, exist_ok=True)
         self.shim = build_shim()
