@@ -201,7 +201,7 @@ def _failure_kind(message):
 
 
 @pytest.mark.parametrize("runs, exclusive_rounds, same_vdev_rounds, guests", [
-    (2, 12, 4, GUESTS[:1]),
+    (2, 10, 4, GUESTS[:1]),
     (8, 4, 2, GUESTS),
 ], ids=["two-runs", "eight-runs"])
 def test_concurrent_runs_end_in_one_declaration_or_fail_clearly(
