@@ -1336,6 +1336,11 @@ def run_xen_disk(params, check_mode=False, want_diff=False, *, stat=stat_target,
                 rec._change_results(guest, plan)
             rec.stage = "reading the final states"
             rec.final_states([(g, p) for g, _d, p in planned])
+            if images.removals:
+                rec.stage = "removing image files"
+                images.remove(rec.failures, {g.domid for g, _d, p in planned
+                                             if any(r.get("error") for r in rec._change_results(g, p))},
+                              conn, sorted(rec.domains))
     except XenstoreError as exc:
         message = "%s (while %s%s)" % (exc, rec.stage, "; changes were already written" if rec.committed else "")
         errors = [message] + rec.failures  # what failed before, too (a wait that timed out, ...)
@@ -1343,9 +1348,6 @@ def run_xen_disk(params, check_mode=False, want_diff=False, *, stat=stat_target,
                              disks=list(rec.results.values())) from None
     finally:
         conn.close()
-    if not check_mode and images.removals:
-        images.remove(rec.failures, {g.domid for g, _d, p in planned
-                                     if any(r.get("error") for r in rec._change_results(g, p))})
     result = _xen_disk_result(rec, planned, want_diff)
     result["xenstore_requests"] = conn.requests
     result["images"] = images.results()
@@ -1762,6 +1764,13 @@ class ImageRun:
             for current in disks:
                 if current.target:
                     users.append(("%s (guest %d)" % (current.vdev, domid), current.target, domid, current.devid))
+        for guest, desired, _plan_of in planned:
+            if guest.state != "present":
+                continue
+            for item in desired:
+                target = getattr(getattr(item, "disk", None), "target", None)
+                if target:  # a declared disk, attached by this run or not
+                    users.append((item.label or item.disk.vdev, target, None, None))
         for entry in self.entries:
             users.append((entry.spec.label, entry.spec.path, None, None))
         for entry in self.removals:
@@ -1962,14 +1971,32 @@ class ImageRun:
                 return out
             time.sleep(0.05)
 
-    def remove(self, failures, detached):
-        """Remove the files of disks declared absent with remove_storage, once detached."""
-        for entry in self.removals:
-            if entry.result.get("action") != "remove":
-                continue
+    def remove(self, failures, detached, conn, domids):
+        """Remove the files of disks declared absent with remove_storage, once detached and no
+        backend of the host (any domain, any kind, with or without a libxl record) names them."""
+        wanted = [e for e in self.removals if e.result.get("action") == "remove"]
+        if not wanted:
+            return
+        roots = ["/local/domain/%d/backend/%s" % (d, kind) for d in domids for kind in ("vbd", "qdisk", "virtio_disk")]
+        tree = conn.read_tree(roots, with_perms=False)
+        in_params = {}
+        for path, value in tree.values.items():
+            if path.endswith("/params") and value:
+                for name in {value, value.split(":", 1)[-1]}:
+                    if name.startswith("/"):
+                        in_params.setdefault(os.path.normpath(name), path[:-len("/params")])
+        for entry in wanted:
             if entry.guest.domid in detached:
                 entry.result["action"] = "unchanged"
                 entry.result["reason"] = "the detach did not finish: not removed"
+                continue
+            backend = in_params.get(os.path.normpath(entry.result["path"]))
+            if backend is not None:
+                entry.result["action"] = "unchanged"
+                message = "%s.remove_storage: %s is still named by the backend %s: not removed" \
+                    % (entry.result["label"], entry.result["path"], backend)
+                entry.result["error"] = message
+                failures.append(message)
                 continue
             try:
                 _qemu_img.remove(entry.result["path"])

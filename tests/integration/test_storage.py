@@ -354,3 +354,44 @@ def test_info_reports_a_block_target_size(host, loop_device):
     assert image == {"path": device, "kind": "block", "size": 6 * MiB}
     refused = xen_disk_run(host, domain="guest6", wait=False, disks=[disk(device, size="8M")])
     assert refused.get("failed") and "is a block device" in refused["msg"] and "community.general.lvol" in refused["msg"]
+
+
+def test_owner_and_group_of_a_new_image(host):
+    import grp
+    import pwd
+
+    path = host.images / "o.img"
+    user, group = pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name
+    bad = xen_disk_run(host, domain="guest5", wait=False,
+                       disks=[disk(path, size="1M", owner="no-such-user-xen-disks", group=group)])
+    assert bad.get("failed") and "disks[0].owner: no user named 'no-such-user-xen-disks'" in bad["msg"]
+    assert not path.exists()
+    made = xen_disk_run(host, domain="guest5", wait=False, disks=[disk(path, size="1M", owner=user, group=group)])
+    assert not made.get("failed"), made
+    assert (os.stat(path).st_uid, os.stat(path).st_gid) == (os.getuid(), os.getgid())
+
+
+def test_removal_refused_while_another_declared_disk_uses_the_file(sim):
+    path = sim.images / "keep.img"
+    assert xen_disk_run(sim, domain="guest5", disks=[disk(path, size="1M", access="ro")])["changed"]
+    refused = xen_disk_run(sim, domains=[
+        {"domain": "guest5", "state": "absent",
+         "disks": [{"vdev": "xvdb", "target": str(path), "remove_storage": True}]},
+        {"domain": "guest6", "disks": [disk(path, access="ro")]}])
+    assert refused.get("failed") and "is used by" in refused["msg"] and "disks[0]" in refused["msg"], refused
+    assert path.exists()
+
+
+def test_removal_refused_while_a_backend_without_libxl_record_names_the_file(sim):
+    """Another toolstack's backend (no libxl record) still serves the file: its params decide."""
+    from ansible_collections.xen.disks.tests.xenstored import launcher
+
+    path = sim.images / "foreign.img"
+    assert xen_disk_run(sim, domain="guest5", disks=[disk(path, size="1M")])["changed"]
+    with launcher.WireClient(sim.socket) as client:
+        client.write("/local/domain/0/backend/qdisk/6/51760/params", "aio:%s" % path)
+    refused = xen_disk_run(sim, domain="guest5", state="absent",
+                           disks=[{"vdev": "xvdb", "target": str(path), "remove_storage": True}])
+    assert refused.get("failed") and "still named by the backend /local/domain/0/backend/qdisk/6/51760" \
+        in refused["msg"], refused
+    assert path.exists()
