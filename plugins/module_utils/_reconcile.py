@@ -1982,7 +1982,7 @@ class ImageRun:
         in_params = {}
         for path, value in tree.values.items():
             if path.endswith("/params") and value:
-                for name in {value, value.split(":", 1)[-1]}:
+                for name in (value, value.split(":", 1)[-1]):
                     if name.startswith("/"):
                         in_params.setdefault(os.path.normpath(name), path[:-len("/params")])
         for entry in wanted:
