@@ -80,6 +80,9 @@ DEFAULT_TIMEOUT = 30.0
 MAX_TIMEOUT = 86400  # a day: longer waits are mistakes (and overflow the thread waits)
 DEFAULT_RETRIES = 8
 DEFAULT_OWNER_RETRIES = 3  # re-reads when only some owners' nodes changed (snapshot_by_owner)
+# ... and for at least this long: a backend finishing a handshake (or another toolstack's
+# attach) settles within it; a guest that keeps its dom0-side nodes changing does not.
+DEFAULT_OWNER_WINDOW = 1.0
 DEFAULT_BACKOFF = 0.02
 BATCH_SIZE = 1024  # requests in flight at once
 PROBE_INTERVAL = 1.0  # a wait without events checks this often (at most) that xenstored answers
@@ -879,13 +882,14 @@ class XenstoreConnection(XenstoreReader):
         return self.snapshot_by_owner(read_fn, None, max_retries, backoff, observed=observed).value
 
     def snapshot_by_owner(self, read_fn, owner_of, max_retries=DEFAULT_RETRIES, backoff=DEFAULT_BACKOFF,
-                          observed=None, owner_retries=DEFAULT_OWNER_RETRIES):
+                          observed=None, owner_retries=DEFAULT_OWNER_RETRIES, owner_window=DEFAULT_OWNER_WINDOW):
         """A watch-validated snapshot (see `snapshot`) whose consistency is checked per owner.
 
         owner_of(path) -> key or None: each read belongs to an owner (a guest), or to no one
         (shared). A change to a shared node read re-runs read_fn, up to `max_retries` times,
         then raises XenstoreConflict. A change to an owner's nodes only re-runs read_fn up to
-        `owner_retries` times; after that, the result of the last run is returned with the
+        `owner_retries` times and for at least `owner_window` seconds (bounded steps of
+        backoff); after that, the result of the last run is returned with the
         owners whose reads still changed under it in `unsettled`: every other owner's reads
         (and the shared ones) saw one state of xenstore. One owner that keeps changing its
         nodes thus never stops the others. Changes to `observed` nodes never count.
@@ -898,6 +902,7 @@ class XenstoreConnection(XenstoreReader):
         try:
             self._watch_all({token: "/"}, Op.WATCH)
             attempt = owner_attempts = 0
+            started = time.monotonic()
             while True:
                 attempt += 1
                 record = {}
@@ -920,9 +925,11 @@ class XenstoreConnection(XenstoreReader):
                     return OwnedSnapshot(value, frozenset(), attempt)
                 if None not in changed:
                     owner_attempts += 1
-                    if owner_attempts > owner_retries:
+                    if owner_attempts > owner_retries and time.monotonic() - started >= owner_window:
                         return OwnedSnapshot(value, frozenset(changed), attempt)
-                elif attempt > max_retries:
+                    time.sleep(random.uniform(0.5, 1.0) * min(backoff * (2 ** min(owner_attempts - 1, 6)), 0.2))
+                    continue
+                if attempt > max_retries:
                     raise XenstoreConflict(
                         "xenstore kept changing under a snapshot: still changing after %d attempts" % attempt)
                 time.sleep(random.uniform(0.5, 1.0) * backoff * (2 ** min(attempt - 1, 6)))

@@ -60,11 +60,37 @@ def test_a_guest_rewriting_its_frontend_nodes_never_invalidates_anything(xs_conn
 
 def test_one_owner_that_keeps_changing_is_reported_alone_after_bounded_rereads(xs_conn, xs_client, nodes):
     snap, calls = run(xs_conn, lambda n: xs_client.write(b"/local/domain/0/backend/vbd/5/51712/state",
-                                                         str(n % 7).encode()), owner_retries=2)
+                                                         str(n % 7).encode()), owner_retries=2, owner_window=0)
     assert snap.unsettled == frozenset({5})
     assert snap.attempts == len(calls) == 3
     # guest 7's reads (and the shared ones) in the returned view are one state of xenstore
     assert snap.value["/local/domain/0/backend/vbd/7/51712/state"] == "4"
+
+
+def test_an_owner_changing_for_part_of_the_window_settles(xs_conn, xs_client, nodes):
+    """A backend finishing its handshake changes its nodes for a while, then stops: more re-reads
+    than owner_retries, inside the window, and the view settles."""
+    deadline = []
+
+    def busy_for_a_while(n):
+        import time
+        if not deadline:
+            deadline.append(time.monotonic() + 0.3)
+        if time.monotonic() < deadline[0]:
+            xs_client.write(b"/local/domain/0/backend/vbd/5/51712/state", str(n % 7).encode())
+    snap, calls = run(xs_conn, busy_for_a_while, owner_retries=2, owner_window=5.0)
+    assert snap.unsettled == frozenset()
+    assert len(calls) > 3
+
+
+def test_an_owner_that_keeps_changing_is_reread_for_the_whole_window(xs_conn, xs_client, nodes):
+    import time
+    started = time.monotonic()
+    snap, calls = run(xs_conn, lambda n: xs_client.write(b"/local/domain/0/backend/vbd/5/51712/state",
+                                                         str(n % 7).encode()), owner_retries=2, owner_window=0.5)
+    assert snap.unsettled == frozenset({5})
+    assert time.monotonic() - started >= 0.5
+    assert len(calls) > 3
 
 
 def test_an_owner_that_settles_is_reread_once(xs_conn, xs_client, nodes):

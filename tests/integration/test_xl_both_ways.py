@@ -198,11 +198,6 @@ def _race_round(host, round_number):
     return xl_vdev, our_vdev, xl_result, our_result
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "found by this test: after racing an `xl block-attach` on the same guest, xen_disk can keep "
-    "failing with `the xenstore nodes of guest 5 ... kept changing while they were read (4 reads): "
-    "not changed in this run; run again`, even when re-run on a quiet tree (per-guest consistent "
-    "reads); to be fixed in the read path, then this mark removed"))
 def test_race_xl_block_attach_and_xen_disk(host):
     """Many rounds: neither plane (xenstore, libxl's JSON) loses an entry; nobody deadlocks
     (both finish: each waited for the other's lock)."""
