@@ -111,8 +111,13 @@ class Fleet:
         code, output = fleet.run_provision(self.inventory, forks, self.playbooks[play], env)
         seconds, cpu = time.perf_counter() - start, _children_cpu() - cpu_start
         if code != 0:
-            sys.stdout.write(output[-3000:])
-            raise SystemExit("%s failed (%d forks)" % (play, forks))
+            lines = output.splitlines()
+            shown = [i for i, line in enumerate(lines) if line.startswith(("fatal:", "failed:", "ERROR"))
+                     or "UNREACHABLE" in line or "[ERROR]" in line]
+            for index in shown[:5]:
+                sys.stdout.write("\n".join(lines[index:index + 15]) + "\n")
+            sys.stdout.write(output[-1500:])
+            raise SystemExit("%s failed (rc %d, %d forks)" % (play, code, forks))
         changed = sum(r[1] for r in fleet.recap(output).values())
         if play == "no-op" and changed:
             raise SystemExit("the no-op run changed %d things" % changed)
