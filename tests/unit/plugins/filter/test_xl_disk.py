@@ -84,3 +84,13 @@ def test_ansible_doc_shows_the_filter(name):
                             capture_output=True, text=True, timeout=120, env=os.environ.copy(), check=False)
     assert result.returncode == 0, result.stderr
     assert '"name": "%s"' % name in result.stdout
+
+
+def test_xl_disk_spec_drops_storage_keys():
+    """Per-disk storage keys (size, preallocation, backing file, mode) are not xl options."""
+    from ansible_collections.xen.disks.plugins.filter.xl_disk import xl_disk_spec
+
+    item = {"vdev": "xvdb", "target": "/srv/a.qcow2", "format": "qcow2", "size": "20G", "preallocation": "metadata",
+            "backing_file": "/srv/b.qcow2", "backing_format": "qcow2", "mode": "0600"}
+    assert xl_disk_spec(item) == xl_disk_spec({"vdev": "xvdb", "target": "/srv/a.qcow2", "format": "qcow2"})
+    assert "20G" not in xl_disk_spec(item)
