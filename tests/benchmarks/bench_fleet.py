@@ -147,8 +147,8 @@ def _cell(figures, play):
     mine, floor = figures[play], figures["ping"]
     if play == "ping":
         return "%.1f s, CPU %.1f s [%s]" % (mine.wall, mine.cpu, _runs(mine.runs))
-    return "%.1f s (%.1fx), CPU %.1f s (%.1fx) [%s]" % (mine.wall, mine.wall / floor.wall, mine.cpu,
-                                                       mine.cpu / floor.cpu, _runs(mine.runs))
+    return "%.1f s (%.1fx), CPU %.1f s (%.1fx) [%s]" % (
+        mine.wall, mine.wall / floor.wall, mine.cpu, mine.cpu / floor.cpu, _runs(mine.runs))
 
 
 def _options(argv):
