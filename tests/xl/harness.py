@@ -552,17 +552,24 @@ class XlHost:
             except launcher.WireError:
                 return None
 
+    def complete_trace(self):
+        """The trace read once every answer already sent is in it: xenstored logs an answer
+        after writing it to the socket, so a tool may exit before its last answer is logged. A
+        control request is handled only after that (one thread), so its return means done."""
+        self._control("print", "xl-oracle-read-%d" % time.monotonic_ns())
+        return Trace.read(self.trace_file)
+
     def own_writes(self, marker, before):
         """What the first client after `marker` (xl's libxl, or xen_disk) itself wrote, replayed
         on the tree `before` the step: (changed {path: (value, perms)}, removed {paths})."""
-        conn = Trace.read(self.trace_file).client_after(marker)
+        conn = self.complete_trace().client_after(marker)
         if conn is None:
             return {}, set()
         return effect(before, replay(before, conn.committed_writes()))
 
     def own_requests(self, marker):
         """The requests of the same connection, as text lines (to show when a case fails)."""
-        conn = Trace.read(self.trace_file).client_after(marker)
+        conn = self.complete_trace().client_after(marker)
         return ["%s %s -> %s %s" % tuple(r) for r in conn.requests] if conn else []
 
     def mark(self, label):
