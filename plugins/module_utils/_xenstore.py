@@ -363,14 +363,16 @@ class _Router(Router):
         at once. Returns the _Batch the answers arrive in, or None if the connection is gone."""
         batch = _Batch(len(requests))
         with self.send_lock:
-            if self.closed or not self.connection.is_connected:
+            # the reader thread may close the connection (and drop its transport) at any moment
+            transport = getattr(self.connection, "transport", None)
+            if self.closed or transport is None:
                 return None
             for index, request in enumerate(requests):
                 self.rvars[request.rq_id] = (batch, index)
             data = b"".join(_HEADER.pack(r.op, r.rq_id, r.tx_id, len(r.payload)) + r.payload
                             for r in requests)
             try:
-                self.connection.transport.send(data)
+                transport.send(data)
             except socket.timeout:
                 return _SEND_TIMEOUT  # part of the batch may be sent: the stream is unusable
             except OSError:
