@@ -83,28 +83,20 @@ def parse_config(data):
     return doc
 
 
-def _string(value):
-    # yajl_string_encode: the two JSON specials, the C escapes, \\u00XX for other controls;
-    # no solidus escape, bytes >= 0x20 as they are.
+# yajl_string_encode (yajl 2 as libxl configures it): the two JSON specials and the C escapes;
+# \u00XX for other controls; no solidus escape, no UTF-8 validation: characters >= 0x20 as they are.
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\f": "\\f", "\b": "\\b"}
+
+
+def yajl_string(value):
+    """`value` as a JSON string written by libxl's yajl (its JSON files and QMP commands)."""
     out = []
     for char in value:
-        code = ord(char)
-        if char == '"':
-            out.append('\\"')
-        elif char == "\\":
-            out.append("\\\\")
-        elif char == "\n":
-            out.append("\\n")
-        elif char == "\r":
-            out.append("\\r")
-        elif char == "\t":
-            out.append("\\t")
-        elif char == "\f":
-            out.append("\\f")
-        elif char == "\b":
-            out.append("\\b")
-        elif code < 0x20:
-            out.append("\\u00%02X" % code)
+        escaped = _ESCAPES.get(char)
+        if escaped is not None:
+            out.append(escaped)
+        elif ord(char) < 0x20:
+            out.append("\\u00%02X" % ord(char))
         else:
             out.append(char)
     return '"' + "".join(out) + '"'
@@ -116,7 +108,7 @@ def _render(value, depth, out):
         for index, (key, item) in enumerate(value.items()):
             if index:
                 out.append(",\n")
-            out.append(INDENT * (depth + 1) + _string(str(key)) + ": ")
+            out.append(INDENT * (depth + 1) + yajl_string(str(key)) + ": ")
             _render(item, depth + 1, out)
         out.append("\n" + INDENT * depth + "}")
     elif isinstance(value, list):
@@ -138,7 +130,7 @@ def _render(value, depth, out):
     elif isinstance(value, float):
         out.append(repr(value))
     else:
-        out.append(_string(value))
+        out.append(yajl_string(value))
 
 
 def render_json(value):

@@ -31,6 +31,8 @@ import socket
 import stat
 import time
 
+from ansible_collections.xen.disks.plugins.module_utils._libxl_json import yajl_string
+
 DEFAULT_RUN_DIR = "/var/run/xen"
 SOCKET_NAME = "qmp-libxl-%d"
 FIRST_ID = 0x786C7100            # libxl__ev_qmp_init: "xlq\0"
@@ -50,17 +52,12 @@ def socket_listening_path(path):
         return False
 
 
-# yajl_string_encode (yajl 2, as libxl configures it: no solidus escape, no UTF-8 validation)
-_YAJL_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
 def _yajl(value):
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
         return "%d" % value
-    return '"%s"' % "".join(_YAJL_ESCAPES.get(c) or ("\\u00%02X" % ord(c) if ord(c) < 0x20 else c)
-                            for c in str(value))
+    return yajl_string(str(value))
 
 
 def encode_command(execute, arguments, message_id):
