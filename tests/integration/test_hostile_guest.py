@@ -21,6 +21,7 @@ import time
 import pytest
 
 from ansible_collections.xen.disks.tests.integration.test_xen_disk_helpers import (
+    value,
     xen_disk_info_run,
     xen_disk_run,
 )
@@ -70,22 +71,14 @@ def hotplug_log(host):
     return path.read_text().splitlines() if path.exists() else []
 
 
-def read(host, path):
-    with launcher.WireClient(host.socket) as client:
-        try:
-            return client.read(path)
-        except launcher.WireError:
-            return None
-
-
 def settle(host, paths, wanted, timeout=20):
     """Wait (bounded, test-side polling) until every path holds a value in `wanted`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if all(read(host, p) in wanted for p in paths):
+        if all(value(host, p) in wanted for p in paths):
             return
         time.sleep(0.02)
-    raise AssertionError("not settled: %s" % {p: read(host, p) for p in paths})
+    raise AssertionError("not settled: %s" % {p: value(host, p) for p in paths})
 
 
 def ok(result):
@@ -177,7 +170,7 @@ def test_absent_still_closes_with_the_handshake_after_the_guest_removed_its_fron
                                hotplug_scripts="run"))
     assert [(d["action"], d["stale"], d["hotplug"]) for d in gone["disks"]] == [("detach", [], "ran")]
     assert "remove backend/vbd/5/51728 6" in hotplug_log(host)  # run once the backend was Closed
-    assert read(host, BACK + "/state") is None
+    assert value(host, BACK + "/state") is None
 
 
 # -- item 6: a failed attach is reported and resumed ---------------------------------------------
@@ -185,7 +178,7 @@ def test_an_attach_that_never_reached_initwait_is_reported_then_resumed(host):
     disks = [spec(host, "a.img", "xvdb")]
     failed = xen_disk_run(host, domain="guest5", disks=disks, hotplug_scripts="run", timeout=0.5)
     assert failed["failed"] and "waiting for the backend to reach InitWait" in failed["msg"], failed
-    assert (read(host, BACK + "/state"), read(host, FRONT + "/state")) == ("1", "1")
+    assert (value(host, BACK + "/state"), value(host, FRONT + "/state")) == ("1", "1")
 
     [info] = ok(xen_disk_info_run(host, domain="guest5"))["guests"]
     assert info["disks"][0]["attach_unfinished"] is True
@@ -285,31 +278,13 @@ def test_a_guest_whose_backend_nodes_keep_changing_fails_alone(host):
                         r"kept changing while they were read \(\d+ reads\): not changed in this run; run again",
                         both["msg"]), both["msg"]
     assert [(d["domid"], d["action"]) for d in both["disks"]] == [(9, "unchanged"), (9, "attach")]
-    assert read(host, "/local/domain/0/backend/vbd/9/51744/state") is not None
+    assert value(host, "/local/domain/0/backend/vbd/9/51744/state") is not None
 
 
 # -- the randomized suite ------------------------------------------------------------------------
 ROUNDS = int(os.environ.get("XEN_DISKS_HOSTILE_ROUNDS", "200"))
 SEED = int(os.environ.get("XEN_DISKS_HOSTILE_SEED", str(random.SystemRandom().randrange(1 << 30))))
 POOL = {7: [("b.img", "xvdb"), ("d.img", "xvdc")], 9: [("c.img", "xvdb"), ("e.img", "xvdc")]}
-
-
-def _tolerant_dump(host, roots, skip):
-    """{path: (value, perms)} below `roots`, leaving out `skip` and below (the hostile guest's
-    directory, which changes while it is read)."""
-    out = {}
-    with launcher.WireClient(host.socket) as client:
-        stack = list(roots)
-        while stack:
-            path = stack.pop()
-            if path == skip or path.startswith(skip + "/"):
-                continue
-            try:
-                out[path] = (client.read(path), client.get_perms(path))
-                stack += [path.rstrip("/") + "/" + n for n in client.list(path)]
-            except launcher.WireError:
-                out.pop(path, None)
-    return out
 
 
 def _changed(before, after):
@@ -347,7 +322,7 @@ def test_hostile_guest_randomized(host, capsys):
         with watcher, hostile_guest.running(host.socket, HOSTILE, mode="random", seed=SEED, pause=0.008,
                                             others=OTHERS) as guest:
             roots = ["/libxl", "/local/domain"]
-            after = _tolerant_dump(host, roots, "/local/domain/5/device")
+            after = launcher.dump_nodes(host.socket, roots, "/local/domain/5/device")
             for round_no in range(ROUNDS):
                 before = after  # nothing may change between rounds either
                 kind = rng.randrange(4)
@@ -372,7 +347,7 @@ def test_hostile_guest_randomized(host, capsys):
                              for v in want]
                     settle(host, backs, ("4",))
                 assert not result.get("failed"), (SEED, round_no, result)
-                after = _tolerant_dump(host, roots, "/local/domain/5/device")
+                after = launcher.dump_nodes(host.socket, roots, "/local/domain/5/device")
                 unexpected = {p for p in _changed(before, after) if not _allowed(p, dirs)}
                 assert not unexpected, (SEED, round_no, {p: (before.get(p), after.get(p)) for p in unexpected})
     writes = guest["writes"]
@@ -441,4 +416,4 @@ def test_the_hostile_guests_own_detach_and_attach_succeed_while_it_mutates_its_n
                 gone = ok(xen_disk_run(host, domain="guest5", disks=extra, state="absent", force=True,
                                        hotplug_scripts="run"))
                 assert [d["action"] for d in gone["disks"]] == ["detach", "detach"]
-    assert read(host, BACK + "/state") == "4"
+    assert value(host, BACK + "/state") == "4"

@@ -17,6 +17,7 @@ import pytest
 
 from ansible_collections.xen.disks.plugins.module_utils import _libxl_json
 from ansible_collections.xen.disks.tests.integration.test_xen_disk_helpers import (
+    value,
     xen_disk_info_run,
     xen_disk_run,
 )
@@ -119,14 +120,6 @@ def uuid(host, domid):
 def raw(host, domid):
     with open(config_path(host, domid), "rb") as handle:
         return handle.read()
-
-
-def value(host, path):
-    with launcher.WireClient(host.socket) as client:
-        try:
-            return client.read(path)
-        except launcher.WireError:
-            return None
 
 
 def in_thread(fn):

@@ -17,7 +17,7 @@ import socket
 import pytest
 
 from ansible_collections.xen.disks.plugins.module_utils import _qmp
-from ansible_collections.xen.disks.tests.integration.test_xen_disk_helpers import xen_disk_run
+from ansible_collections.xen.disks.tests.integration.test_xen_disk_helpers import value, xen_disk_run
 from ansible_collections.xen.disks.tests.qemu import device_model
 from ansible_collections.xen.disks.tests.xenstored import backend_sim, launcher
 
@@ -28,14 +28,6 @@ DOMID = 7
 DEVID = 5632                     # hdc
 BACKEND = "/local/domain/0/backend/qdisk/7/5632"
 LIBXL = "/libxl/7/device/vbd/5632"
-
-
-def value(host, path):
-    with launcher.WireClient(host.socket) as client:
-        try:
-            return client.read(path)
-        except launcher.WireError:
-            return None
 
 
 def write(host, path, text):

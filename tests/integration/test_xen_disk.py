@@ -21,6 +21,7 @@ from ansible_collections.xen.disks.tests.integration.test_xen_disk_helpers impor
     devices,
     four_steps,
     subtree,
+    value,
     xen_disk_run,
 )
 from ansible_collections.xen.disks.tests.xenstored import backend_sim, launcher
@@ -64,14 +65,6 @@ def settled(host, *backend_paths, state="4"):
 
 def img(host, name):
     return str(host.images / name)
-
-
-def value(host, path):
-    with launcher.WireClient(host.socket) as client:
-        try:
-            return client.read(path)
-        except launcher.WireError:
-            return None
 
 
 # -- the four steps, for every backend kind ---------------------------------------------------

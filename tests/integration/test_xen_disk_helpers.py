@@ -56,6 +56,11 @@ def xen_disk_info_run(host, **args):
     return run_module(xen_disk_info.main, args)
 
 
+def value(host, path):
+    """The value of `path` on the host's daemon, or None when it does not exist."""
+    return launcher.read_node(host.socket, path)
+
+
 def children(host, path):
     """Child names of `path` in the daemon's order (creation order)."""
     with launcher.WireClient(host.socket) as client:

@@ -536,6 +536,34 @@ def _guests_file(rundir):
     return os.path.join(rundir, "guests.json")
 
 
+def read_node(socket_path, path):
+    """The value of `path` on the daemon at `socket_path`, or None when it does not exist."""
+    with WireClient(socket_path) as client:
+        try:
+            return client.read(path)
+        except WireError:
+            return None
+
+
+def dump_nodes(socket_path, roots=("/",), skip=None):
+    """{path: (value, perms)} of every node at and below `roots`, leaving out `skip` and below.
+    A node removed while the dump runs is left out (for trees other clients are changing)."""
+    out = {}
+    with WireClient(socket_path) as client:
+        stack = list(roots)
+        while stack:
+            path = stack.pop()
+            if skip is not None and (path == skip or path.startswith(skip + "/")):
+                continue
+            try:
+                value, perms, names = client.read(path), client.get_perms(path), client.list(path)
+            except WireError:
+                continue
+            out[path] = (value, perms)
+            stack.extend(path.rstrip("/") + "/" + n for n in names)
+    return out
+
+
 def read_guests(rundir):
     """{domid: {"name", "type", "width", "driver_domain", "uuid"}} of guests added here."""
     try:

@@ -530,27 +530,10 @@ class XlHost:
 
     # -- reading ---------------------------------------------------------------------------------
     def dump(self, root="/"):
-        out = {}
-        with launcher.WireClient(self.socket) as client:
-            stack = [root]
-            while stack:
-                path = stack.pop()
-                try:
-                    value = client.read(path)
-                    perms = client.get_perms(path)
-                    names = client.list(path)
-                except launcher.WireError:
-                    continue
-                out[path] = (value, perms)
-                stack.extend(path.rstrip("/") + "/" + n for n in names)
-        return out
+        return launcher.dump_nodes(self.socket, [root])
 
     def read(self, path):
-        with launcher.WireClient(self.socket) as client:
-            try:
-                return client.read(path)
-            except launcher.WireError:
-                return None
+        return launcher.read_node(self.socket, path)
 
     def complete_trace(self):
         """The trace read once every answer already sent is in it: xenstored logs an answer
