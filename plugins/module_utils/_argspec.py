@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: xen.disks contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Argument specifications of the xen_disk, xen_disk_info and xl_cfg_files modules.
+"""Argument specifications of the xen_disk, xen_disk_info, xl_cfg_files and xen_host_disks modules.
 
 Private to the xen.disks collection: no compatibility promise. Pure (standard library, no I/O).
 The modules' DOCUMENTATION describes the same options; `ansible-test sanity` checks they agree.
@@ -17,6 +17,7 @@ from ansible_collections.xen.disks.plugins.module_utils._text import text_proble
 from ansible_collections.xen.disks.plugins.module_utils._vdev import VdevError, vdev_to_devid
 
 HOTPLUG_SCRIPT_POLICIES = ("auto", "run", "skip")
+VALIDATE_POLICIES = ("auto", "always", "never")  # xl.cfg files checked by xl create --dryrun
 
 XENSTORE_CONNECTION = {
     "xenstore_socket": {"type": "path"},
@@ -121,10 +122,11 @@ def _keep_errors(where, keep):
     return errors
 
 
-def xen_disk_param_errors(params):
+def xen_disk_param_errors(params, labels=None):
     """What the argument spec cannot say about xen_disk's options, located (`timeout: ...`,
-    `domains[1].keep[0]: ...`): checked before anything is read or written. The disks
-    themselves are the declaration's (`_declaration.validate_declaration`)."""
+    `domains[1].keep[0]: ...`; `labels` name the `domains` entries otherwise): checked before
+    anything is read or written. The disks themselves are the declaration's
+    (`_declaration.validate_declaration`)."""
     errors = []
     timeout = params.get("timeout")
     if timeout is not None:
@@ -136,7 +138,7 @@ def xen_disk_param_errors(params):
         errors += _text_errors(name, params.get(name))
     errors += _keep_errors("keep", params.get("keep"))
     for index, entry in enumerate(params.get("domains") or ()):
-        where = "domains[%d]." % index
+        where = labels[index] if labels else "domains[%d]." % index
         for name in ("domain", "backend"):
             errors += _text_errors(where + name, entry.get(name))
         errors += _keep_errors(where + "keep", entry.get("keep"))
@@ -172,11 +174,53 @@ def xl_cfg_files_argument_spec():
         "group": {"type": "str"},
         "mode": {"type": "raw"},
         "backup": {"type": "bool", "default": False},
-        "validate": {"type": "str", "default": "auto", "choices": ["auto", "always", "never"]},
+        "validate": {"type": "str", "default": "auto", "choices": list(VALIDATE_POLICIES)},
         "xl_path": {"type": "path", "default": "/usr/sbin/xl"},
         "validate_command": {"type": "str"},
     }
     # unused here: the options the group's other modules share, so the group's module_defaults apply
+    spec.update(copy.deepcopy(XENSTORE_CONNECTION))
+    spec.update(copy.deepcopy(LIBXL_FILES))
+    return spec
+
+
+
+def xen_host_disks_argument_spec():
+    """Argument spec of xen.disks.xen_host_disks: one host's guests, live and in their files."""
+    guest_options = {
+        "domain": {"type": "str", "required": True},
+        "disks": {"type": "list", "elements": "raw"},
+        "exclusive": {"type": "bool"},
+        "keep": {"type": "list", "elements": "str"},
+        "recreate": {"type": "bool"},
+        "force": {"type": "bool"},
+        "backend": {"type": "str"},
+        "live": {"type": "bool"},
+        "persist": {"type": "bool"},
+        "config": {"type": "path"},
+        "content": {"type": "str"},
+    }
+    spec = {
+        "guests": {"type": "list", "elements": "dict", "required": True, "options": guest_options},
+        "live": {"type": "bool", "default": True},
+        "persist": {"type": "bool", "default": True},
+        "exclusive": {"type": "bool", "default": False},
+        "recreate": {"type": "bool", "default": False},
+        "force": {"type": "bool", "default": False},
+        "config_dir": {"type": "path", "default": "/etc/xen"},
+        "create_config": {"type": "bool", "default": False},
+        "backup": {"type": "bool", "default": False},
+        "validate": {"type": "str", "default": "auto", "choices": list(VALIDATE_POLICIES)},
+        "xl_path": {"type": "path", "default": "/usr/sbin/xl"},
+        "validate_command": {"type": "str"},
+        "report_drift": {"type": "bool", "default": True},
+        "fail_on_drift": {"type": "bool", "default": False},
+        "wait": {"type": "bool", "default": True},
+        "timeout": {"type": "float"},
+        "hotplug_scripts": {"type": "str", "default": "auto", "choices": list(HOTPLUG_SCRIPT_POLICIES)},
+        "script_dir": {"type": "path", "default": "/etc/xen/scripts"},
+        "libxl_run_dir": {"type": "path", "default": "/var/run/xen"},
+    }
     spec.update(copy.deepcopy(XENSTORE_CONNECTION))
     spec.update(copy.deepcopy(LIBXL_FILES))
     return spec

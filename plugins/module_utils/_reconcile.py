@@ -187,14 +187,16 @@ class GuestRequest:
         return (self.prefix + "domain") if self.prefix else "domain"
 
 
-def guest_requests(params):
-    """GuestRequests of the module's parameters; `domains:` entries inherit top-level values."""
+def guest_requests(params, labels=None):
+    """GuestRequests of the module's parameters; `domains:` entries inherit top-level values.
+    `labels`: how messages name each entry (default `domains[i].`)."""
     if params.get("domains"):
         out = []
         for index, entry in enumerate(params["domains"]):
             options = {name: params.get(name) for name in GUEST_OPTIONS}
             options.update({k: v for k, v in entry.items() if v is not None and k != "domain"})
-            out.append(GuestRequest(str(entry["domain"]), options, "domains[%d]." % index))
+            out.append(GuestRequest(str(entry["domain"]), options,
+                                    labels[index] if labels else "domains[%d]." % index))
         return out
     return [GuestRequest(str(params["domain"]), params, "")]
 
@@ -1308,13 +1310,15 @@ def guest_diffs(guest, plan, tree, script_dir, names, run_dir=DEFAULT_RUN_DIR):
     return diffs
 
 
-def run_xen_disk(params, check_mode=False, want_diff=False, *, stat=stat_target, run_script=run_hotplug_script):
+def run_xen_disk(params, check_mode=False, want_diff=False, *, stat=stat_target, run_script=run_hotplug_script,
+                 labels=None):
     """The xen_disk module without Ansible: returns the result dict or raises ReconcileError.
 
     A lost or silent xenstored (XenstoreError at any step) is reported with what the run was
-    doing and what it had already written (`changed`, `disks`)."""
-    _check_params(_argspec.xen_disk_param_errors(params))
-    guests = guest_requests(params)
+    doing and what it had already written (`changed`, `disks`). `labels`: how messages name the
+    `domains` entries (xen_host_disks says `guests[i].`)."""
+    _check_params(_argspec.xen_disk_param_errors(params, labels))
+    guests = guest_requests(params, labels)
     images = ImageRun(guests, stat)  # storage options checked, images inspected: nothing written
     conn = _open(params)
     rec = Reconciler(conn, params, check_mode=check_mode, want_diff=want_diff, stat=images.stat,
@@ -1503,8 +1507,12 @@ def read_guest_config(libxl_dir, domid, vm_path):
         return files.path, None, "libxl's domain configuration %s: %s" % (files.path, exc)
 
 
-def run_xen_disk_info(params):
-    """The xen_disk_info module without Ansible: {"guests": [...]} or raises ReconcileError."""
+def run_xen_disk_info(params, *, inspect_images=True, skip_missing=False):
+    """The xen_disk_info module without Ansible: {"guests": [...]} or raises ReconcileError.
+
+    `inspect_images=False` leaves out each disk's `image` (no stat, no qemu-img: a drift report
+    needs only the specs); `skip_missing` leaves out the named domains that do not exist and lists
+    them in `missing_domains` instead of failing."""
     _check_params(_argspec.xen_disk_info_param_errors(params))
     conn = _open(params)
     try:
@@ -1520,7 +1528,7 @@ def run_xen_disk_info(params):
                 refs = [("domains[%d]" % i, str(d)) for i, d in enumerate(params["domains"])]
             else:
                 refs = [(None, str(d)) for d in sorted(domains)]
-            domids, errors = [], []
+            domids, errors, missing = [], [], []
             for where, ref in refs:
                 number = _declaration.domid_text(ref)
                 if number is not None and number in domains:
@@ -1530,6 +1538,9 @@ def run_xen_disk_info(params):
                 elif names.get(ref):
                     errors.append("%s: several domains are named %r (ids %s): give the domain id"
                                   % (where, ref, ", ".join(str(d) for d in names[ref])))
+                    continue
+                elif skip_missing:
+                    missing.append(ref)
                     continue
                 else:
                     errors.append("%s: %s" % (where, _declaration.no_domain_with_id(ref) if number is not None
@@ -1549,14 +1560,14 @@ def run_xen_disk_info(params):
             merge(tree, reader.read_tree(sorted(set(dirs)), with_perms=False))
             fronts = [p for p in dirs if frontend_node(p)]
             tree.perms.update({p: v for p, v in reader.read_perms(fronts).items() if v is not None})
-            return domains, domids, tree
+            return domains, domids, tree, missing
 
         try:
             snap = conn.snapshot_by_owner(read, _guest_of, observed=frontend_node)
         except XenstoreError as exc:
             message = "%s (while reading the host)" % exc
             raise ReconcileError(message, errors=[message]) from None
-        domains, domids, tree = snap.value
+        domains, domids, tree, missing = snap.value
         script_dir = params.get("script_dir") or DEFAULT_SCRIPT_DIR
         libxl_dir = params.get("libxl_dir") or DEFAULT_LIBXL_DIR
         guests = []
@@ -1574,7 +1585,7 @@ def run_xen_disk_info(params):
                 if entry is not None:
                     recorded.add(vdev)
                 disk["libxl_config"] = entry
-                image = target_image(disk)
+                image = target_image(disk) if inspect_images else None
                 if image is not None:
                     disk["image"] = image
                     if image.get("format_mismatch"):
@@ -1595,7 +1606,10 @@ def run_xen_disk_info(params):
                 "libxl_only": [{"vdev": e.get("vdev"), "entry": e}
                                for e in _libxl_json.disk_entries(config) if e.get("vdev") not in recorded],
             })
-        return {"guests": guests}
+        result = {"guests": guests}
+        if skip_missing:
+            result["missing_domains"] = missing
+        return result
     finally:
         conn.close()
 

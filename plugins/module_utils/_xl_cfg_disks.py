@@ -21,7 +21,13 @@ from ansible_collections.xen.disks.plugins.module_utils._declaration import (
     parse_item,
     validate_declaration,
 )
-from ansible_collections.xen.disks.plugins.module_utils._disk_spec import canonical_disk, parse_disk_spec, render_disk_spec
+from ansible_collections.xen.disks.plugins.module_utils._disk_spec import (
+    canonical_disk,
+    disk_from_dict,
+    disk_to_dict,
+    parse_disk_spec,
+    render_disk_spec,
+)
 
 DISK_SETTING = "disk"
 _PLACEHOLDER_DOMID = 0x7FEF  # below DOMID_FIRST_RESERVED
@@ -105,6 +111,98 @@ def set_disks(text, disks, source="xl.cfg"):
                          resolve_domain=_OfflineDomains())
     specs = [render_disk_spec(parse_item(item)) for item in items]
     return _xl_cfg.set_list_setting(text, DISK_SETTING, specs, key=_identity, equal=_same_disks, source=source)
+
+
+# -- drift between a running guest and its file ------------------------------------------------
+# The record of a legacy spelling (`phy:`, `tap:aio:`) says how a disk was written, not what it is.
+_NOT_COMPARED = frozenset(("vdev", "driver", "driver_subtype"))
+
+
+def _to_disk(entry, where):
+    """A declared disk (xl string, list of strings forming one disk, or dict) -> Disk."""
+    try:
+        if isinstance(entry, Mapping):
+            return disk_from_dict(split_storage(dict(entry))[0])  # storage keys are xen_disk's
+        if isinstance(entry, (str, list)):
+            return parse_disk_spec(entry)
+    except ValueError as exc:
+        raise ValueError("%s: %s" % (where, exc)) from None
+    raise ValueError("%s: a disk must be an xl spec string or a dict, not %s" % (where, type(entry).__name__))
+
+
+def _live_disk(entry, where):
+    """A live disk: an entry of xen_disk_info's guests[].disks (its `spec`), a string or a dict."""
+    if isinstance(entry, Mapping) and "spec" in entry:
+        if entry["spec"] is None:
+            return None
+        return _to_disk(entry["spec"], where)
+    return _to_disk(entry, where)
+
+
+def _differing_fields(live, persistent):
+    """Fields the file sets that the live disk does not match (unset fields, and fields that
+    spell out libxl's default, are libxl's choice: both sides are compared canonical)."""
+    live_fields = disk_to_dict(canonical_disk(live))
+    fields = []
+    for name, value in sorted(disk_to_dict(canonical_disk(persistent)).items()):
+        if name in _NOT_COMPARED or value is None:
+            continue
+        if live_fields.get(name) != value:
+            fields.append(name)
+    return fields
+
+
+def _devid(disk, where):
+    try:
+        return disk.devid
+    except ValueError as exc:
+        raise ValueError("%s: %s" % (where, exc)) from None
+
+
+def disks_drift(live, persistent):
+    """The drift of a running guest from its file, by device number: disks only live (lost at the
+    next re-create), only in the file (they appear at the next boot), or different; live disks
+    whose spec could not be read; live disks libxl's domain configuration lacks (the third plane).
+
+    `live`: xen_disk_info's guests[].disks entries (or specs); `persistent`: the file's disks.
+    Raises ValueError naming the entry (`live[2]: ...`)."""
+    unreadable = []
+    not_in_libxl = []
+    live_by_devid = {}
+    for index, entry in enumerate(live):
+        disk = _live_disk(entry, "live[%d]" % index)
+        if disk is None:
+            unreadable.append(entry.get("vdev") if isinstance(entry, Mapping) else str(entry))
+            continue
+        live_by_devid[_devid(disk, "live[%d]" % index)] = disk
+        if isinstance(entry, Mapping) and entry.get("survives_xl_reboot") is False:
+            not_in_libxl.append(render_disk_spec(disk))
+    file_by_devid = {}
+    for index, entry in enumerate(persistent):
+        disk = _to_disk(entry, "persistent[%d]" % index)
+        file_by_devid[_devid(disk, "persistent[%d]" % index)] = disk
+
+    only_live = [render_disk_spec(live_by_devid[d]) for d in sorted(set(live_by_devid) - set(file_by_devid))]
+    only_persistent = [render_disk_spec(file_by_devid[d]) for d in sorted(set(file_by_devid) - set(live_by_devid))]
+    different = []
+    for devid in sorted(set(live_by_devid) & set(file_by_devid)):
+        fields = _differing_fields(live_by_devid[devid], file_by_devid[devid])
+        if fields:
+            different.append({
+                "vdev": file_by_devid[devid].vdev,
+                "devid": devid,
+                "fields": fields,
+                "live": render_disk_spec(live_by_devid[devid]),
+                "persistent": render_disk_spec(file_by_devid[devid]),
+            })
+    return {
+        "in_sync": not (only_live or only_persistent or different or unreadable or not_in_libxl),
+        "only_live": only_live,
+        "only_persistent": only_persistent,
+        "different": different,
+        "unreadable_live": unreadable,
+        "not_in_libxl_config": not_in_libxl,
+    }
 
 
 # -- one file of the xl_cfg_files module -------------------------------------------------------

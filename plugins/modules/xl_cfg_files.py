@@ -227,195 +227,23 @@ errors:
   elements: str
 """
 
-import grp
-import os
-import pwd
-import re
-import shlex
-import tempfile
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.xen.disks.plugins.module_utils import _argspec, _xl_cfg_disks
-
-_FILE_DEFAULTS = ("create", "owner", "group", "mode")
-
-
-def _read(path):
-    """The file's text, or None when it does not exist (ValueError when it is not UTF-8 text)."""
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except FileNotFoundError:
-        return None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError("not UTF-8 text (byte %d)" % exc.start) from None
-
-
-def _where(index, path):
-    return "files[%d] (%s)" % (index, path)
-
-
-_SYMBOLIC_MODE = re.compile(r"[ugoa]*[-+=](?:[rwxXst]*|[ugo])(?:,[ugoa]*[-+=](?:[rwxXst]*|[ugo]))*\Z")
-
-
-def _attribute_errors(entry):
-    """Owner, group and mode that could not be set: known before any file is written."""
-    errors = []
-    for name, lookup in (("owner", pwd.getpwnam), ("group", grp.getgrnam)):
-        value = entry[name]
-        if value and not value.isdigit():
-            try:
-                lookup(value)
-            except KeyError:
-                errors.append("%s: no %s named %r on this host" % (name, "user" if name == "owner" else "group", value))
-    mode = entry["mode"]
-    if mode is not None and not (isinstance(mode, int) and not isinstance(mode, bool) and 0 <= mode <= 0o7777):
-        text = str(mode) if isinstance(mode, str) else ""
-        if not (re.fullmatch(r"[0-7]{1,5}", text) and int(text, 8) <= 0o7777) and not _SYMBOLIC_MODE.match(text):
-            errors.append("mode: %r is neither an octal mode nor a symbolic one (e.g. u=rw,g=r)" % (mode,))
-    return errors
-
-
-class _Files:
-    def __init__(self, module):
-        self.module = module
-        self.params = module.params
-        self.temp = {}  # index -> temporary file holding the new text
-
-    def entry(self, index):
-        raw = dict(self.params["files"][index])
-        for name in _FILE_DEFAULTS:
-            if raw.get(name) is None:
-                raw[name] = self.params[name]
-        return raw
-
-    def plan(self):
-        """Every file read and its new text computed; all errors together (nothing written)."""
-        edits, errors = [], []
-        seen = {}
-        for index, raw in enumerate(self.params["files"]):
-            entry = self.entry(index)
-            path = os.path.abspath(entry["path"])
-            where = _where(index, entry["path"])
-            if path in seen:
-                errors.append("%s: the same file as %s" % (where, seen[path]))
-                continue
-            seen[path] = where
-            problems = _attribute_errors(entry) if entry["disks"] is not None else []  # a file only read keeps its own
-            if problems:
-                errors += ["%s: %s" % (where, problem) for problem in problems]
-                continue
-            try:
-                old_text = _read(path)
-                edit = _xl_cfg_disks.plan_file(path, old_text, entry["disks"], content=entry["content"],
-                                               create=entry["create"])
-                if edit.write and not os.path.isdir(os.path.dirname(path)):
-                    raise ValueError("its folder does not exist")
-            except (OSError, ValueError) as exc:
-                errors.append("%s: %s" % (where, _message(exc, path)))
-                continue
-            edits.append((index, entry, edit))
-        return edits, errors
-
-    def validator(self):
-        """The validation command as argv with a %s placeholder, or None when not validating."""
-        policy = self.params["validate"]
-        if policy == "never":
-            return None
-        xl_path = self.params["xl_path"]
-        if not os.path.exists(xl_path):
-            if policy == "always":
-                self.module.fail_json(msg="validate is always but %s is not installed" % xl_path)
-            return None
-        command = self.params["validate_command"] or "%s create --dryrun --quiet %%s" % shlex.quote(xl_path)
-        argv = shlex.split(command)
-        if not any("%s" in arg for arg in argv):
-            self.module.fail_json(msg="validate_command must contain %%s (the new file): %s" % command)
-        return argv
-
-    def stage(self, edits):
-        """Write each new text to a temporary file and validate it; errors for every file."""
-        argv = None
-        errors, validated = [], set()
-        for index, entry, edit in edits:
-            if not edit.write:
-                continue
-            folder = self.module.tmpdir if self.module.check_mode else os.path.dirname(edit.path)
-            try:
-                fd, temp = tempfile.mkstemp(dir=folder, prefix=".%s." % os.path.basename(edit.path))
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(edit.new_text.encode("utf-8"))
-            except OSError as exc:
-                errors.append("%s: %s" % (_where(index, entry["path"]), _message(exc, edit.path)))
-                continue
-            self.temp[index] = temp
-            if not edit.validate:
-                continue
-            if argv is None:
-                argv = self.validator() or []
-            if not argv:
-                continue
-            rc, out, err = self.module.run_command([arg.replace("%s", temp) for arg in argv])
-            if rc != 0:
-                report = (err or out).strip().replace(temp, edit.path)
-                errors.append("%s: xl refuses the new file (rc %d): %s" % (_where(index, entry["path"]), rc, report))
-            else:
-                validated.add(index)
-        return errors, validated
-
-    def cleanup(self):
-        for temp in self.temp.values():
-            if os.path.exists(temp):
-                os.unlink(temp)
-
-
-def _message(exc, path):
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror if exc.filename in (None, path) else "%s: %s" % (exc.filename, exc.strerror)
-    return str(exc)
-
-
-def _attributes(module, path, entry, changed):
-    """Owner, group and mode as set (check mode: whether they would change)."""
-    changed = module.set_owner_if_different(path, entry["owner"], changed) if entry["owner"] else changed
-    changed = module.set_group_if_different(path, entry["group"], changed) if entry["group"] else changed
-    if entry["mode"] is not None:
-        changed = module.set_mode_if_different(path, entry["mode"], changed)
-    return changed
+from ansible_collections.xen.disks.plugins.module_utils import _argspec
+from ansible_collections.xen.disks.plugins.module_utils._xl_cfg_files import FILE_DEFAULTS, ConfigFiles
 
 
 def main():
     module = AnsibleModule(argument_spec=_argspec.xl_cfg_files_argument_spec(), supports_check_mode=True)
-    files = _Files(module)
-    edits, errors = files.plan()
-    if errors:
-        module.fail_json(msg="\n".join(errors), errors=errors)
+    params = module.params
+    files = ConfigFiles(module, params["files"], defaults={name: params[name] for name in FILE_DEFAULTS},
+                        backup=params["backup"], validate=params["validate"], xl_path=params["xl_path"],
+                        validate_command=params["validate_command"])
     try:
-        errors, validated = files.stage(edits)
+        errors = files.plan() or files.stage()
         if errors:
             module.fail_json(msg="\n".join(errors), errors=errors)
-        results, diffs = [], []
-        for index, entry, edit in edits:
-            result = {"path": entry["path"], "name": entry["name"], "changed": edit.write, "created": edit.created,
-                      "validated": index in validated, "backup_file": None}
-            if edit.write:
-                if module._diff:
-                    diffs.append({"before_header": entry["path"], "after_header": entry["path"],
-                                  "before": edit.old_text or "", "after": edit.new_text})
-                if not module.check_mode:
-                    if edit.old_text is not None and module.params["backup"]:
-                        result["backup_file"] = module.backup_local(edit.path)
-                    module.atomic_move(files.temp.pop(index), edit.path)
-            exists = edit.old_text is not None or (edit.write and not module.check_mode)
-            if exists and entry["disks"] is not None:  # a file only read keeps its attributes
-                result["changed"] = _attributes(module, edit.path, entry, result["changed"])
-            text = edit.old_text if module.check_mode else edit.text
-            result.update(exists=exists, content=text or "",
-                          disks=_xl_cfg_disks.file_disks(text, edit.path) if text else [])
-            results.append(result)
+        results, diffs = files.commit()
     finally:
         files.cleanup()
     output = {"changed": any(r["changed"] for r in results), "files": results}

@@ -50,9 +50,9 @@ EXPECTED = {
     "bad_setting_name": ["Bad-Name"],
     "bad_validate": ["xl_disks_validate", "maybe"],
     "guest_without_disks": ["guest_disks_guests.disk", "Supported parameters include"],
-    "guest_disks_missing": ["guest_disks: web1: no disks key"],
-    "guest_twice": ["more than once: a"],
-    "guest_empty_name": ["guest_disks_guests[1]"],
+    "guest_disks_missing": ["guests[1] (web1): no disks key"],
+    "guest_twice": ["guests[2]: guest a is declared more than once (also guests[0])"],
+    "guest_empty_name": ["guests[1]: no domain name"],
 }
 
 
