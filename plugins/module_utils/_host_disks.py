@@ -17,6 +17,9 @@ from __future__ import annotations
 import os
 
 from ansible_collections.xen.disks.plugins.module_utils import _reconcile, _xl_cfg_disks
+from ansible_collections.xen.disks.plugins.module_utils._declaration import _spec_message, parse_item
+from ansible_collections.xen.disks.plugins.module_utils._disk_spec import DiskSpecError, check_libxl_rules
+from ansible_collections.xen.disks.plugins.module_utils._storage import split_storage
 from ansible_collections.xen.disks.plugins.module_utils._reconcile import ReconcileError
 from ansible_collections.xen.disks.plugins.module_utils._xl_cfg_files import ConfigFiles
 
@@ -36,11 +39,28 @@ def _where(index):
     return "guests[%d]" % index
 
 
+def _disk_errors(disks, label):
+    """Disks no guest could have, located as the live plane locates them (`guests[1].disks[0].vdev:
+    ...`), before a file plan would report them as its file's."""
+    if not isinstance(disks, list):
+        return ["%s: must be a list, not %s" % (label, type(disks).__name__)]
+    errors = []
+    for index, item in enumerate(disks):
+        where = "%s[%d]" % (label, index)
+        try:
+            check_libxl_rules(parse_item(split_storage(item)[0]), hotplug=False)
+        except DiskSpecError as err:
+            errors.append(_spec_message(where, err))
+        except ValueError as err:
+            errors.append("%s: %s" % (where, err))
+    return errors
+
+
 def declaration_errors(guests, live=True, persist=True, config_given=()):
     """What is wrong with the guests taken together, each error located (`guests[2] (web1): ...`):
     a guest without a name, a name given twice, a guest applied live or persisted without a
-    `disks` key (an empty list must be said, so a forgotten key never empties a guest), a name
-    that cannot name its default file. Pure."""
+    `disks` key (an empty list must be said, so a forgotten key never empties a guest), a disk
+    no guest could have (`guests[2].disks[0]: ...`), a name that cannot name its default file. Pure."""
     errors = []
     seen = {}
     for index, guest in enumerate(guests):
@@ -54,9 +74,12 @@ def declaration_errors(guests, live=True, persist=True, config_given=()):
             continue
         seen[name] = index
         where = "%s (%s)" % (where, name)
-        if guest.get("disks") is None and (_flag(guest, "live", live) or _flag(guest, "persist", persist)):
-            errors.append("%s: no disks key (an empty list must be said, or live and persist false: without it "
-                          "the guest's disks would be replaced by none)" % where)
+        if _flag(guest, "live", live) or _flag(guest, "persist", persist):
+            if guest.get("disks") is None:
+                errors.append("%s: no disks key (an empty list must be said, or live and persist false: without it "
+                              "the guest's disks would be replaced by none)" % where)
+            else:
+                errors += _disk_errors(guest["disks"], _where(index) + ".disks")
         if index not in config_given and ("/" in name or name in (".", "..")):
             errors.append("%s: the name cannot name a file in config_dir: give the guest's config" % where)
     return errors

@@ -271,9 +271,12 @@ def test_check_mode_writes_nothing_and_diffs_are_xen_disks_and_xl_cfg_files(host
 
 
 # -- 3. bad input: a located message and nothing written -----------------------------------------
-def _bad_disk(host, guests):
+def _bad_disks(host, guests):
+    """Each bad disk located in the declaration (not in the file it was going to), all of them."""
     guests[1]["disks"][0] = "colour=blue," + guests[1]["disks"][0]
-    return ["guests[1].disks[0].colour: unknown parameter"]
+    guests[2]["disks"].append({"target": "/dev/vg0/spare", "vdev": "xvdb", "access": "sometimes"})
+    return ["guests[1].disks[0].colour: unknown parameter: near `colour=b'",
+            "\nguests[2].disks[1].access: "]
 
 
 def _declared_twice(host, guests):
@@ -313,7 +316,7 @@ def _missing_backend_domain(host, guests):
             "(no xl.cfg file was written: they are written once the live disks are applied)"]
 
 
-@pytest.mark.parametrize("case", [_declared_twice, _no_disks_key, _slash_without_config, _all_at_once,
+@pytest.mark.parametrize("case", [_bad_disks, _declared_twice, _no_disks_key, _slash_without_config, _all_at_once,
                                   _unreadable_file_only_read, _missing_backend_domain])
 def test_bad_input_writes_nothing_and_says_where(host, case):
     expected = case(host, host.guests)
@@ -324,6 +327,8 @@ def test_bad_input_writes_nothing_and_says_where(host, case):
         assert fragment in result["msg"], (fragment, result["msg"])
     if case is _all_at_once:
         assert result["errors"] == expected
+    if case is _bad_disks:
+        assert len(result["errors"]) == 2 and ".config" not in result["msg"]
     assert state(host, host.folder) == before
     assert sorted(os.listdir(host.folder)) == ["db.cfg", "spare.cfg", "web.cfg"]  # no temporary file left
 
