@@ -110,12 +110,17 @@ def _file_entries(params, guests, report_drift):
     return entries
 
 
-def _drift(params, guests, file_results):
-    """(drift by guest name, names of declared guests that are not running)."""
-    refs = [guest["domain"] for guest in guests]
-    info = _reconcile.run_xen_disk_info({"domains": refs, "xenstore_socket": params.get("xenstore_socket"),
+def _read_back(params, guests):
+    """The declared running guests' disks (one read of xenstore, no image inspection)."""
+    return _reconcile.run_xen_disk_info({"domains": [guest["domain"] for guest in guests],
+                                         "xenstore_socket": params.get("xenstore_socket"),
                                          "libxl_dir": params.get("libxl_dir"), "script_dir": params.get("script_dir")},
                                         inspect_images=False, skip_missing=True)
+
+
+def _drift(guests, info, file_results):
+    """(drift by guest name, names of declared guests that are not running)."""
+    refs = [guest["domain"] for guest in guests]
     file_disks = {entry["name"]: entry["disks"] for entry in file_results}
     drift = {}
     for guest in info["guests"]:
@@ -158,13 +163,21 @@ def run(module):
             except ReconcileError as exc:
                 raise ReconcileError("%s\n(no xl.cfg file was written: they are written once the live disks "
                                      "are applied)" % exc, **exc.details) from None
+        info = None
+        if report_drift and guests:
+            try:  # before the files are moved into place: a host that cannot be read back gets none
+                info = _read_back(params, guests)
+            except ReconcileError as exc:
+                raise ReconcileError("%s\n(reading the guests back for the drift report; no xl.cfg file was "
+                                     "written)" % exc, **dict(exc.details, changed=live_result["changed"],
+                                                              disks=live_result["disks"])) from None
         file_results, file_diffs = files.commit(with_content=False)
     finally:
         files.cleanup()
     not_running = list(live_result["missing_domains"])
     drift = {}
-    if report_drift and guests:
-        drift, missing = _drift(params, guests, file_results)
+    if info is not None:
+        drift, missing = _drift(guests, info, file_results)
         not_running += [name for name in missing if name not in not_running]
     result = {
         "changed": live_result["changed"] or any(entry["changed"] for entry in file_results),

@@ -333,6 +333,25 @@ def test_bad_input_writes_nothing_and_says_where(host, case):
     assert sorted(os.listdir(host.folder)) == ["db.cfg", "spare.cfg", "web.cfg"]  # no temporary file left
 
 
+def test_a_host_that_cannot_be_read_back_gets_no_file(host):
+    """Files only (live false), and the drift report cannot read xenstore: the run fails before a
+    file is moved into place, as any failed run."""
+    for guest in host.guests:
+        guest["live"] = False
+    before = state(host, host.folder)
+    socket = str(host.folder.parent / "no-xenstored")
+    result = host_run(host, host.folder, guests=host.guests, xenstore_socket=socket)
+    assert result.get("failed") is True
+    assert result["msg"].startswith("xenstore socket %s does not exist" % socket)
+    assert result["msg"].endswith("(reading the guests back for the drift report; no xl.cfg file was written)")
+    assert result["changed"] is False
+    assert state(host, host.folder) == before
+    assert sorted(os.listdir(host.folder)) == ["db.cfg", "spare.cfg", "web.cfg"]
+    # without the report, the same run needs no xenstored
+    written = host_run(host, host.folder, guests=host.guests, xenstore_socket=socket, report_drift=False)
+    assert written["changed"] is True and [f["changed"] for f in written["files"]] == [True] * 3
+
+
 @pytest.mark.xl
 def test_real_xl_validates_whole_files_and_a_refusal_writes_nothing(host, tmp_path):
     """Xen 4.17's xl validates each new whole file (`content`): a setting xl refuses (an unknown
