@@ -65,7 +65,7 @@ def canonical(images):
 
 def make_images(folder):
     folder.mkdir(exist_ok=True)
-    for name in ("web-root", "web-data", "web-extra", "web-spare", "db-root", "spare-root"):
+    for name in ("web-root", "web-data", "web-extra", "web-spare", "db-root", "db-extra", "spare-root"):
         with open(folder / (name + ".img"), "wb") as handle:
             handle.truncate(IMAGE_SIZE)
     return folder
@@ -269,6 +269,14 @@ def test_check_mode_writes_nothing_and_diffs_are_xen_disks_and_xl_cfg_files(host
     # without diff mode, no diff
     assert "diff" not in host_run(host, host.folder, check=True, guests=host.guests)
 
+    # once applied, check mode has nothing to say
+    assert host_run(host, host.folder, guests=host.guests)["changed"] is True
+    marker = trace.mark()
+    done = host_run(host, host.folder, check=True, diff=True, guests=host.guests)
+    assert done["changed"] is False and done["in_sync"] is True
+    assert [d["after_header"] for d in done["diff"] if d["before"] != d["after"]] == []
+    assert trace.writes_since(marker) == []
+
 
 # -- 3. bad input: a located message and nothing written -----------------------------------------
 def _bad_disks(host, guests):
@@ -457,14 +465,39 @@ def test_content_is_written_with_its_disk_setting_replaced(host):
     assert snapshot(host.folder) == before
 
 
+def test_config_names_a_guests_file_anywhere_and_once(host, tmp_path):
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    guests = host.guests[:2] + [{"domain": "ops/spare", "disks": host.guests[2]["disks"],
+                                 "config": str(other / "spare.cfg"), "content": "name = 'spare'\n"}]
+    before = snapshot(host.folder)["spare.cfg"]
+    result = host_run(host, host.folder, guests=guests)
+    assert not result.get("failed"), result
+    assert result["not_running"] == ["ops/spare"]
+    assert read(other / "spare.cfg") == "name = 'spare'\ndisk = [\n    '%s',\n]\n" % canonical(host.images)["spare"][0]
+    assert snapshot(host.folder)["spare.cfg"] == before
+    # two guests cannot share a file
+    state_before = state(host, host.folder)
+    twice = host_run(host, host.folder, guests=guests[:2] + [dict(guests[2], config=str(cfg(host, "web")))])
+    assert twice.get("failed") is True
+    assert twice["errors"] == ["guests[2].config (%s): the same file as guests[0].config (%s)" % (
+        (cfg(host, "web"),) * 2)]
+    assert state(host, host.folder) == state_before
+
+
 # -- 6. per-guest options -----------------------------------------------------------------------
 def test_exclusive_with_keep_per_guest(host):
     extra = ["%s/web-extra.img,raw,xvdc,rw" % host.images, "%s/web-spare.img,raw,xvdd,rw" % host.images]
     assert not xen_disk_run(host, domain="web", disks=extra, wait=False).get("failed")
+    db_extra = "%s/db-extra.img,raw,xvdc,rw" % host.images
+    assert not xen_disk_run(host, domain="db", disks=[db_extra], wait=False).get("failed")
     host.guests[0].update(exclusive=True, keep=["xvdd"])
     live_before = live_specs(host, "web")
     result = host_run(host, host.folder, guests=host.guests)
     assert not result.get("failed"), result
+    # db is not exclusive: its undeclared disk stays, and is drift
+    assert sorted(children(host, "/libxl/2/device/vbd")) == ["51712", "51744", "5632"]
+    assert result["drift"]["db"]["only_live"] == [live_specs(host, "db")["xvdc"]]
     assert [(d["domain"], d["vdev"], d["action"]) for d in result["disks"] if d["domain"] == "web"] == [
         ("web", "xvdc", "detach"), ("web", "xvda", "attach"), ("web", "xvdb", "attach")]
     assert sorted(children(host, "/libxl/1/device/vbd")) == ["51712", "51728", "51760"]
