@@ -184,7 +184,6 @@ def xl_cfg_files_argument_spec():
     return spec
 
 
-
 def xen_host_disks_argument_spec():
     """Argument spec of xen.disks.xen_host_disks: one host's guests, live and in their files."""
     guest_options = {

@@ -57,7 +57,7 @@ options:
       disks:
         description:
           - The guest's disks in order, xl spec strings or dicts, as
-            M(xen.disks.xen_disk#module:disks) takes them (a dict may also declare the storage behind
+            O(xen.disks.xen_disk#module:disks) takes them (a dict may also declare the storage behind
             its file target; the xl.cfg line carries only the xl options).
           - The file's disk setting becomes exactly this list.
           - Required for a guest applied live or persisted (an empty list must be said), so that a
@@ -154,15 +154,15 @@ options:
     type: bool
     default: false
   wait:
-    description: Wait for the hot-plug handshake (see M(xen.disks.xen_disk#module:wait)).
+    description: Wait for the hot-plug handshake (see O(xen.disks.xen_disk#module:wait)).
     type: bool
     default: true
   timeout:
     description: Seconds per backend state change and xenstored answer (see
-      M(xen.disks.xen_disk#module:timeout)); unset means libxl's timeouts.
+      O(xen.disks.xen_disk#module:timeout)); unset means libxl's timeouts.
     type: float
   hotplug_scripts:
-    description: Who runs the backend hotplug scripts (see M(xen.disks.xen_disk#module:hotplug_scripts)).
+    description: Who runs the backend hotplug scripts (see O(xen.disks.xen_disk#module:hotplug_scripts)).
     type: str
     choices: [auto, run, skip]
     default: auto
@@ -175,7 +175,7 @@ options:
     type: path
     default: /var/run/xen
   xenstore_socket:
-    description: Path of the xenstored unix socket (see M(xen.disks.xen_disk#module:xenstore_socket)).
+    description: Path of the xenstored unix socket (see O(xen.disks.xen_disk#module:xenstore_socket)).
     type: path
   libxl_dir:
     description: libxl's state directory, holding the guests' domain configuration files and libxl's locks.
@@ -191,7 +191,6 @@ seealso:
   - module: xen.disks.xen_disk
   - module: xen.disks.xl_cfg_files
   - module: xen.disks.xen_disk_info
-  - role: xen.disks.guest_disks
 """
 
 EXAMPLES = r"""
