@@ -38,11 +38,8 @@ attributes:
     platforms: posix
     support: full
     description: Runs on the Xen toolstack domain (dom0).
-  action_group:
-    support: full
-    description: Use C(group/xen.disks.xen) in C(module_defaults).
-    membership:
-      - xen.disks.xen
+extends_documentation_fragment:
+  - xen.disks.action_group
 options:
   guests:
     description: The host's guests and their disks.

@@ -37,11 +37,8 @@ attributes:
     platforms: posix
     support: full
     description: Runs on the host that holds the guests' files (the dom0).
-  action_group:
-    support: full
-    description: Use C(group/xen.disks.xen) in C(module_defaults).
-    membership:
-      - xen.disks.xen
+extends_documentation_fragment:
+  - xen.disks.action_group
 options:
   files:
     description: The files, each with the disks of its guest.
