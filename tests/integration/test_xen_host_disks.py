@@ -13,7 +13,6 @@ whether a run sent it any write.
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import subprocess
 import time

@@ -101,7 +101,7 @@ def test_importing_it_loads_no_ansible_code():
     """It runs on the managed host, inside the module: no Ansible import (controller or module side)."""
     from ansible_collections.xen.disks.plugins.module_utils import _host_disks
 
-    root = _host_disks.__file__.split(os.sep + "ansible_collections" + os.sep)[0]
+    root = _host_disks.__file__.split(os.sep + "ansible_collections" + os.sep, maxsplit=1)[0]
     code = ("import sys; import ansible_collections.xen.disks.plugins.module_utils._host_disks; "
             "print(sorted(m for m in sys.modules if m == 'ansible' or m.startswith('ansible.')))")
     out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=root), capture_output=True,
