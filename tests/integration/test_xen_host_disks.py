@@ -213,7 +213,7 @@ def test_one_run_equals_xen_disk_and_xl_cfg_files_then_changes_nothing(xenstored
     assert [len(here.domain_config(d)["disks"]) for d in (1, 2)] == [2, 2]
     assert {n: t for n, (t, _m) in snapshot(folder).items()} == {n: t for n, (t, _m) in snapshot(other_folder).items()}
     for name, _domid, guest_type in DECLARED:
-        assert read(cfg_path(folder, name)) == with_disks(launcher.guest_xl_cfg(name, guest_type),
+        assert read(folder / (name + ".cfg")) == with_disks(launcher.guest_xl_cfg(name, guest_type),
                                                           canonical(images)[name])
 
     # a second run: nothing to do, and not one write request reaches xenstored
@@ -228,10 +228,6 @@ def test_one_run_equals_xen_disk_and_xl_cfg_files_then_changes_nothing(xenstored
     assert again["drift"] == result["drift"] and again["not_running"] == ["spare"]
     assert trace.writes_since(marker) == []
     assert state(here, folder) == before
-
-
-def cfg_path(folder, name):
-    return folder / (name + ".cfg")
 
 
 # -- 2. check and diff modes --------------------------------------------------------------------
