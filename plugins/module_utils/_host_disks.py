@@ -8,8 +8,9 @@ Private to the xen.disks collection: no compatibility promise. It composes what 
 modules run: `_reconcile.run_xen_disk` (the live plane), `_xl_cfg_files.ConfigFiles` (the files)
 and `_reconcile.run_xen_disk_info` with `_xl_cfg_disks.disks_drift` (the report). The order is
 what keeps bad input harmless: every guest and every file is checked and every new file is
-validated by xl before the live plane is touched; the files are moved into place only after the
-live plane succeeded, so a run that fails writes no file.
+validated by xl before the live plane is touched; a guest's file is moved into place only after
+its live disks were applied, so a run that fails before any write writes no file, and a guest that
+fails alone (a noisy guest, a backend that did not answer) holds back only its own file.
 """
 
 from __future__ import annotations
@@ -155,14 +156,20 @@ def run(module):
             raise ReconcileError("\n".join(errors), errors=errors)
         live_result = {"changed": False, "disks": [], "images": [], "stale": [], "missing_domains": [],
                        "warnings": [], "diff": []}
+        live_error = None
         if live:
             try:
                 live_result = _reconcile.run_xen_disk(_live_params(params, live), check_mode=module.check_mode,
                                                       want_diff=module._diff,
                                                       labels=[_where(i) + "." for i, _g in live])
             except ReconcileError as exc:
-                raise ReconcileError("%s\n(no xl.cfg file was written: they are written once the live disks "
-                                     "are applied)" % exc, **exc.details) from None
+                if not exc.details.get("failed_domains"):  # a failure of the whole run (or before any write)
+                    raise ReconcileError("%s\n(no xl.cfg file was written: they are written once the live disks "
+                                         "are applied)" % exc, **exc.details) from None
+                # some guests failed alone (a noisy guest, a backend that did not answer): the others'
+                # files are still written, theirs are held until their live disks are applied
+                live_error = exc
+                live_result = dict(live_result, **{k: v for k, v in exc.details.items() if k in live_result})
         info = None
         if report_drift and guests:
             try:  # before the files are moved into place: a host that cannot be read back gets none
@@ -171,7 +178,8 @@ def run(module):
                 raise ReconcileError("%s\n(reading the guests back for the drift report; no xl.cfg file was "
                                      "written)" % exc, **dict(exc.details, changed=live_result["changed"],
                                                               disks=live_result["disks"])) from None
-        file_results, file_diffs = files.commit(with_content=False)
+        held = live_error.details["failed_domains"] if live_error is not None else []
+        file_results, file_diffs = files.commit(with_content=False, hold=held)
     finally:
         files.cleanup()
     not_running = list(live_result["missing_domains"])
@@ -192,6 +200,11 @@ def run(module):
     }
     if module._diff:
         result["diff"] = live_result.get("diff", []) + file_diffs
+    if live_error is not None:
+        message = "%s\n(the xl.cfg files of %s were not written: they are written once the live disks are " \
+                  "applied; the other guests' files were)" % (live_error, ", ".join(held))
+        raise ReconcileError(message, errors=list(live_error.details.get("errors") or [str(live_error)]),
+                             failed_domains=held, **result)
     drifting = sorted(name for name, entry in drift.items() if not entry["in_sync"])
     if params["fail_on_drift"] and drifting:
         message = "live disks, libxl's record and xl.cfg files differ: %s" % ", ".join(drifting)

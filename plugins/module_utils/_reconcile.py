@@ -98,6 +98,29 @@ class _RecordsChanged(Exception):
         self.differences = differences
 
 
+class Failures(list):
+    """The failure messages of a run (a list), and the declared guests they stopped: a failure
+    added with `add(guest, ...)` is that guest's alone; one appended without a guest is the run's."""
+
+    def __init__(self):
+        super().__init__()
+        self.guests = []         # GuestRequest.domain of each guest that failed, first failure first
+        self.of_run = False      # some failure belongs to no single guest
+
+    def append(self, message):
+        self.of_run = True
+        super().append(message)
+
+    def add(self, guest, message):
+        super().append(message)
+        if guest.domain not in self.guests:
+            self.guests.append(guest.domain)
+
+    def failed_domains(self):
+        """The declared guests that failed, or None when a failure is the whole run's."""
+        return None if self.of_run else list(self.guests)
+
+
 class ReconcileError(Exception):
     """A failure for the module to report: `str()` is the message, `details` extra result keys."""
 
@@ -456,7 +479,7 @@ class Reconciler:
         self.run_dir = params.get("libxl_run_dir") or DEFAULT_RUN_DIR
         self.warnings = []
         self.results = {}        # (domid, devid, kind) -> result dict
-        self.failures = []
+        self.failures = Failures()
         self.retries = 0         # transactions re-planned after a conflict (EAGAIN)
         self.replans = 0         # guests planned again: another writer changed their records
         self.committed = False   # a transaction of this run was committed
@@ -587,7 +610,7 @@ class Reconciler:
                    "they were read (%d reads)" % (domid, snap.attempts)
             if domid in declared:
                 self.unsettled.add(domid)
-                self.failures.append("%s: %s: not changed in this run; run again" % (declared[domid].where, what))
+                self.failures.add(declared[domid], "%s: %s: not changed in this run; run again" % (declared[domid].where, what))
             else:
                 self.warnings.append("%s; the read-write sharing rule used the last read" % what)
 
@@ -804,13 +827,13 @@ class Reconciler:
             plan = replanned
             if plan.errors:
                 for error in plan.errors:
-                    self.failures.append("%s (planned again: another writer changed %s's disks after this "
-                                         "run read them: %s)" % (error, guest.domain, seen))
+                    self.failures.add(guest, "%s (planned again: another writer changed %s's disks after this "
+                                             "run read them: %s)" % (error, guest.domain, seen))
                 return plan
         return plan  # not reached
 
     def _not_applied(self, guest, plan, message):
-        self.failures.append(message)
+        self.failures.add(guest, message)
         for change in plan.changes:
             if change.acts:
                 self._result(guest, change)["error"] = message
@@ -853,7 +876,7 @@ class Reconciler:
             self._apply_phases(guest, plan, changes, remaining, skip_hotplug, config, devlock_until, devlock,
                                qmp)
         except (LibxlFileError, _libxl_json.LibxlConfigError) as exc:
-            self.failures.append("%s: libxl's domain configuration: %s" % (guest.where, exc))
+            self.failures.add(guest, "%s: libxl's domain configuration: %s" % (guest.where, exc))
         finally:
             qmp.close()
             if devlock is not None:
@@ -903,7 +926,7 @@ class Reconciler:
                         raise
                     message = ("%s: another writer changed its disks while this run applied its plan (%s); "
                                "this run stopped for it: run again" % (where, "; ".join(exc.differences)))
-                    self.failures.append(message)
+                    self.failures.add(guest, message)
                     for change in changes:
                         if remaining[id(change)]:
                             self._result(guest, change)["error"] = message
@@ -936,7 +959,7 @@ class Reconciler:
                         self.warnings.append("%s: %s; removed without the backend's answer" % (label, message))
                         skip_hotplug.add(id(change))
                     else:
-                        self.failures.append("%s: %s" % (label, message))
+                        self.failures.add(guest, "%s: %s" % (label, message))
                         remaining[id(change)] = []
             for change, phase in batch:
                 if phase.step != _plan.STEP_HOTPLUG:
@@ -975,7 +998,7 @@ class Reconciler:
             else:
                 state = ("the drive is left empty in QEMU and in xenstore (libxl leaves it so too); "
                          "a next run inserts the declared medium")
-            self.failures.append("%s: media change failed: %s; %s" % (self._label(guest, change), exc, state))
+            self.failures.add(guest, "%s: media change failed: %s; %s" % (self._label(guest, change), exc, state))
             if not isinstance(exc, QmpCommandError):
                 qmp.close()  # the connection is unusable; another change opens a new one
             return False
@@ -1100,7 +1123,7 @@ class Reconciler:
                 return HOTPLUG_RAN
             backend = change.desired.placement.backend_path
             error = self.conn.read_value(backend + "/hotplug-error")
-            self.failures.append("%s: hotplug script failed: %s%s" % (
+            self.failures.add(guest, "%s: hotplug script failed: %s%s" % (
                 label, exc, ("; hotplug-error: %s" % error) if error else ""))
             return "failed"
         return HOTPLUG_RAN
@@ -1365,7 +1388,9 @@ def run_xen_disk(params, check_mode=False, want_diff=False, *, stat=stat_target,
             "domains": [str(g.domid) for g, _d, _p in planned], "xenstore_socket": params.get("xenstore_socket"),
             "script_dir": rec.script_dir, "libxl_dir": rec.libxl_dir})["guests"]
     if rec.failures:
+        # failed_domains: the guests the failures stopped (None: a failure of the whole run)
         raise ReconcileError("\n".join(rec.failures), errors=list(rec.failures),
+                             failed_domains=rec.failures.failed_domains(),
                              **{k: v for k, v in result.items() if k != "errors"})
     return result
 
@@ -1882,7 +1907,7 @@ class ImageRun:
             except _qemu_img.ImageError as exc:
                 message = "%s: %s; nothing of guest %s was changed in xenstore" % (spec.label, exc, entry.guest.domain)
                 entry.result["error"] = message
-                failures.append(message)
+                failures.add(entry.guest, message)
                 self.failed.add(entry.guest.domid)
 
     def notify(self, conn, timeout, failures, rec=None):
@@ -1925,7 +1950,7 @@ class ImageRun:
             out["note"] = "QMP block_resize of %s failed: %s" % (drive, exc)
             message = "%s: %s: the image was not grown" % (entry.spec.label, out["note"])
             entry.result["error"] = message
-            failures.append(message)
+            failures.add(entry.guest, message)
         finally:
             qmp.close()
         return out
@@ -1940,7 +1965,7 @@ class ImageRun:
             message = ("%s: %s (the device model holds the image: detach the disk, or grow it with the guest "
                        "shut down)" % (entry.spec.label, exc))
             entry.result["error"] = message
-            failures.append(message)
+            failures.add(entry.guest, message)
 
     def _notify(self, conn, entry, timeout, failures, rec):
         placement = entry.current.placement
@@ -1980,8 +2005,8 @@ class ImageRun:
                 return out
             if time.monotonic() >= deadline:
                 out["sectors_after"] = sectors
-                failures.append("%s: the backend %s did not publish the new size (%d sectors; it shows %s) in time"
-                                % (entry.spec.label, placement.backend_path, wanted, sectors))
+                failures.add(entry.guest, "%s: the backend %s did not publish the new size (%d sectors; it shows %s) "
+                                          "in time" % (entry.spec.label, placement.backend_path, wanted, sectors))
                 return out
             time.sleep(0.05)
 
@@ -2010,14 +2035,14 @@ class ImageRun:
                 message = "%s.remove_storage: %s is still named by the backend %s: not removed" \
                     % (entry.result["label"], entry.result["path"], backend)
                 entry.result["error"] = message
-                failures.append(message)
+                failures.add(entry.guest, message)
                 continue
             try:
                 _qemu_img.remove(entry.result["path"])
                 entry.result["done"] = True
             except _qemu_img.ImageError as exc:
                 entry.result["error"] = str(exc)
-                failures.append("%s.remove_storage: %s" % (entry.result["label"], exc))
+                failures.add(entry.guest, "%s.remove_storage: %s" % (entry.result["label"], exc))
 
 
 def _hdtype(config):

@@ -176,14 +176,19 @@ class ConfigFiles:
             changed = module.set_mode_if_different(path, entry["mode"], changed)
         return changed
 
-    def commit(self, with_content=True):
-        """The new files moved into place (check mode: nothing); (results, diffs) in entry order."""
+    def commit(self, with_content=True, hold=()):
+        """The new files moved into place (check mode: nothing); (results, diffs) in entry order.
+        The files of the guests named in `hold` are left as they are (`held` true)."""
         module = self.module
         results, diffs = [], []
         for index, entry, edit in self.edits:
-            result = {"path": entry["path"], "name": entry.get("name"), "changed": edit.write, "created": edit.created,
+            held = entry.get("name") in hold and edit.write
+            write = edit.write and not held
+            result = {"path": entry["path"], "name": entry.get("name"), "changed": write, "created": write and edit.created,
                       "validated": index in self.validated, "backup_file": None}
-            if edit.write:
+            if held:
+                result["held"] = True
+            if write:
                 if module._diff:
                     diffs.append({"before_header": entry["path"], "after_header": entry["path"],
                                   "before": edit.old_text or "", "after": edit.new_text})
@@ -191,10 +196,10 @@ class ConfigFiles:
                     if edit.old_text is not None and self.backup:
                         result["backup_file"] = module.backup_local(edit.path)
                     module.atomic_move(self.temp.pop(index), edit.path)
-            exists = edit.old_text is not None or (edit.write and not module.check_mode)
-            if exists and entry["disks"] is not None:  # a file only read keeps its attributes
+            exists = edit.old_text is not None or (write and not module.check_mode)
+            if exists and entry["disks"] is not None and not held:  # a file only read keeps its attributes
                 result["changed"] = self._attributes(edit.path, entry, result["changed"])
-            text = edit.old_text if module.check_mode else edit.text
+            text = edit.old_text if module.check_mode or held else edit.text
             result["exists"] = exists
             if with_content:
                 result["content"] = text or ""

@@ -687,6 +687,13 @@ xenstore_replans:
       detached one of their disks between this run's read and its first transaction for the guest.
   returned: always
   type: int
+failed_domains:
+  description: On failure, the declared guests the failures stopped (a guest fails alone, the others
+    are applied); null when a failure was the whole run's (xenstored lost, invalid input).
+  returned: failure
+  type: list
+  elements: str
+  sample: [web1]
 errors:
   description: On failure, every error, one per item.
   returned: failure

@@ -19,9 +19,14 @@ description:
     RV(not_running).
   - "The order keeps bad input harmless: every guest, every disk and every file is checked, and every
     new file is validated with C(xl create --dryrun) where C(xl) is installed, before anything is
-    written. The live disks are applied next; the files are moved into place only once the live
-    plane succeeded. A failed run therefore writes no file; a failure of the live plane after its
-    first write is reported with what was written, as M(xen.disks.xen_disk) reports it."
+    written; one error fails the run with nothing written. The live disks are applied next, then the
+    guests are read back, and only then are the files moved into place."
+  - "A guest whose live disks fail on their own (a hotplug script that fails, a backend that does not
+    answer, a guest whose nodes keep changing while the host is read) holds back only its own file:
+    the other guests' files are written, the run fails naming it in RV(failed_domains), and its
+    file is written by the run that applies its disks. A failure of the whole run (xenstored lost)
+    writes no file, and is reported with what the live plane had written, as
+    M(xen.disks.xen_disk) reports it."
   - The role P(xen.disks.guest_disks#role) runs this module once per host.
 author:
   - xen.disks contributors (@xen-disks)
@@ -261,6 +266,10 @@ files:
     exists:
       description: Whether the file exists after the run (in check mode, now).
       type: bool
+    held:
+      description: The file was not written because its guest's live disks failed (see RV(failed_domains)).
+      type: bool
+      returned: when true
     disks:
       description: The file's disk setting as xl reads it after the run (in check mode, as it is now).
       type: list
@@ -287,6 +296,13 @@ in_sync:
   description: Whether every running declared guest is in sync (true when nothing was compared).
   returned: always
   type: bool
+failed_domains:
+  description: On failure, the guests whose live disks failed on their own (their files were held
+    back, the others' written); absent when the failure was the whole run's.
+  returned: failure
+  type: list
+  elements: str
+  sample: [web1]
 errors:
   description: On failure, every error, one per item.
   returned: failure

@@ -214,7 +214,7 @@ def test_one_run_equals_xen_disk_and_xl_cfg_files_then_changes_nothing(xenstored
     assert {n: t for n, (t, _m) in snapshot(folder).items()} == {n: t for n, (t, _m) in snapshot(other_folder).items()}
     for name, _domid, guest_type in DECLARED:
         assert read(folder / (name + ".cfg")) == with_disks(launcher.guest_xl_cfg(name, guest_type),
-                                                          canonical(images)[name])
+                                                            canonical(images)[name])
 
     # a second run: nothing to do, and not one write request reaches xenstored
     before = state(here, folder)
@@ -518,3 +518,41 @@ def test_live_false_writes_only_the_file_and_persist_false_only_the_live_disks(h
     assert result["drift"]["web"]["only_live"] == [live["xvda"], live["xvdb"]]
     assert result["drift"]["db"]["only_persistent"] == canonical(host.images)["db"][::-1]  # by device number
     assert result["in_sync"] is False
+
+
+# -- 7. a guest that fails alone holds back only its own file ---------------------------------
+def test_a_guest_whose_live_disks_fail_holds_back_only_its_own_file(host, tmp_path):
+    from ansible_collections.xen.disks.tests.integration.test_xen_disk import HOTPLUG_SCRIPT
+    from ansible_collections.xen.disks.tests.xenstored import backend_sim
+
+    scripts = {}
+    for name, status in (("fails", 3), ("works", 0)):
+        scripts[name] = tmp_path / ("block-" + name)
+        scripts[name].write_text(HOTPLUG_SCRIPT.format(log=tmp_path / "calls.log", status=status))
+        scripts[name].chmod(0o755)
+    failing = scripts["fails"]
+    guests = declaration(host.images)
+    guests[0]["disks"] = ["%s/web-root.img,raw,xvda,rw,script=%s" % (host.images, failing)]
+    guests[1]["disks"] = ["vdev=xvda,access=rw,script=%s,target=%s/db-root.img" % (scripts["works"], host.images),
+                          ",,hdc:cdrom,r"]
+    before = snapshot(host.folder)
+    # a backend driver that answers; web's hotplug script fails after the handshake, as it may on a real host
+    with backend_sim.running(host.socket, "connect", udev=False):
+        result = host_run(host, host.folder, guests=guests, hotplug_scripts="run", wait=True)
+    assert result["failed"] is True, result
+    assert result.get("failed_domains") == ["web"], result
+    assert "guests[0].disks[0] (xvda): hotplug script failed: %s add exited with status 3" % failing in result["msg"]
+    assert "the xl.cfg files of web were not written" in result["msg"]
+    files = {f["name"]: f for f in result["files"]}
+    assert files["web"]["held"] is True and files["web"]["changed"] is False
+    assert read(cfg(host, "web")) == before["web.cfg"][0]  # web's file as it was
+    assert [f.get("held", False) for n, f in files.items() if n != "web"] == [False, False]
+    # the others' live disks and files are there
+    db = ["format=raw,vdev=xvda,access=rw,script=%s,target=%s/db-root.img" % (scripts["works"], host.images),
+          canonical(host.images)["db"][1]]
+    live = live_specs(host, "db")
+    assert sorted(live) == ["hdc", "xvda"] and "script=%s," % scripts["works"] in live["xvda"]
+    types = {n: t for n, _d, t in DECLARED}
+    for name, specs in (("db", db), ("spare", canonical(host.images)["spare"])):
+        assert read(cfg(host, name)) == with_disks(launcher.guest_xl_cfg(name, types[name]), specs)
+    assert result["drift"]["db"]["in_sync"] is True
