@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from ansible_collections.xen.disks.plugins.module_utils import _xl_cfg
 from ansible_collections.xen.disks.plugins.module_utils._storage import split_storage
+from ansible_collections.xen.disks.plugins.module_utils._vdev import VdevError, vdev_to_devid
 from ansible_collections.xen.disks.plugins.module_utils._declaration import (
     GuestDeclaration,
     domid_text,
@@ -159,6 +160,25 @@ def _devid(disk, where):
         raise ValueError("%s: %s" % (where, exc)) from None
 
 
+def _unreadable_devid(entry, vdev):
+    """The device number of a live disk whose spec could not be read (its own, or its vdev's)."""
+    devid = entry.get("devid") if isinstance(entry, Mapping) else None
+    if isinstance(devid, int) and not isinstance(devid, bool):
+        return devid
+    try:
+        return vdev_to_devid(vdev) if isinstance(vdev, str) else None
+    except VdevError:
+        return None
+
+
+def _add_once(by_devid, devid, disk, side, index):
+    """One disk per device number and side: a second would hide the first from the comparison."""
+    if devid in by_devid:
+        raise ValueError("%s[%d]: %s is the same device (number %d) as %s, an earlier %s disk"
+                         % (side, index, disk.vdev, devid, by_devid[devid].vdev, side))
+    by_devid[devid] = disk
+
+
 def disks_drift(live, persistent):
     """The drift of a running guest from its file, by device number: disks only live (lost at the
     next re-create), only in the file (they appear at the next boot), or different; live disks
@@ -167,23 +187,29 @@ def disks_drift(live, persistent):
     `live`: xen_disk_info's guests[].disks entries (or specs); `persistent`: the file's disks.
     Raises ValueError naming the entry (`live[2]: ...`)."""
     unreadable = []
+    unreadable_devids = set()  # live, so a file disk of the same number is not "only in the file"
     not_in_libxl = []
     live_by_devid = {}
     for index, entry in enumerate(live):
         disk = _live_disk(entry, "live[%d]" % index)
         if disk is None:
-            unreadable.append(entry.get("vdev") if isinstance(entry, Mapping) else str(entry))
+            vdev = entry.get("vdev") if isinstance(entry, Mapping) else str(entry)
+            unreadable.append(vdev)
+            devid = _unreadable_devid(entry, vdev)
+            if devid is not None:
+                unreadable_devids.add(devid)
             continue
-        live_by_devid[_devid(disk, "live[%d]" % index)] = disk
+        _add_once(live_by_devid, _devid(disk, "live[%d]" % index), disk, "live", index)
         if isinstance(entry, Mapping) and entry.get("survives_xl_reboot") is False:
             not_in_libxl.append(render_disk_spec(disk))
     file_by_devid = {}
     for index, entry in enumerate(persistent):
         disk = _to_disk(entry, "persistent[%d]" % index)
-        file_by_devid[_devid(disk, "persistent[%d]" % index)] = disk
+        _add_once(file_by_devid, _devid(disk, "persistent[%d]" % index), disk, "persistent", index)
 
     only_live = [render_disk_spec(live_by_devid[d]) for d in sorted(set(live_by_devid) - set(file_by_devid))]
-    only_persistent = [render_disk_spec(file_by_devid[d]) for d in sorted(set(file_by_devid) - set(live_by_devid))]
+    only_persistent = [render_disk_spec(file_by_devid[d])
+                       for d in sorted(set(file_by_devid) - set(live_by_devid) - unreadable_devids)]
     different = []
     for devid in sorted(set(live_by_devid) & set(file_by_devid)):
         fields = _differing_fields(live_by_devid[devid], file_by_devid[devid])

@@ -70,6 +70,23 @@ def test_an_unreadable_live_disk_is_never_in_sync():
     assert drift["unreadable_live"] == ["xvda"]
     assert drift["in_sync"] is False and drift["only_live"] == [] and drift["different"] == []
     assert disks_drift([info(None, vdev="xvda")], [])["unreadable_live"] == ["xvda"]
+    # the file's xvda is live (unreadable), not only in the file; by its vdev, or by its devid
+    assert drift["only_persistent"] == []
+    assert disks_drift([info(None, vdev="d0p0", devid=51712)], ["/srv/a.img,raw,xvda"])["only_persistent"] == []
+    assert disks_drift([info(None, vdev="xvdc")], ["/srv/a.img,raw,xvda"])["only_persistent"] == [
+        "format=raw,vdev=xvda,access=rw,target=/srv/a.img"]
+
+
+@pytest.mark.parametrize("live, persistent, message", [
+    ([], ["/srv/a.img,raw,xvda", "/srv/b.img,raw,d0p0"],
+     "persistent[1]: d0p0 is the same device (number 51712) as xvda, an earlier persistent disk"),
+    (["/srv/a.img,raw,hda", "/srv/b.img,raw,hda"], [],
+     "live[1]: hda is the same device (number 768) as hda, an earlier live disk"),
+])
+def test_two_disks_of_one_device_number_on_a_side_are_an_error_not_one_hidden(live, persistent, message):
+    with pytest.raises(ValueError) as error:
+        disks_drift(live, persistent)
+    assert str(error.value) == message
 
 
 @pytest.mark.parametrize("live, persistent, message", [
