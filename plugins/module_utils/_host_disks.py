@@ -123,10 +123,14 @@ def _drift(guests, info, file_results):
     """(drift by guest name, names of declared guests that are not running)."""
     refs = [guest["domain"] for guest in guests]
     file_disks = {entry["name"]: entry["disks"] for entry in file_results}
+    file_errors = {entry["name"]: entry["error"] for entry in file_results if entry.get("error")}
     drift = {}
     for guest in info["guests"]:
         ref = next((r for r in refs if r in (guest["domain"], str(guest["domid"])) and r not in drift), None)
         if ref is None:
+            continue
+        if ref in file_errors:  # a file only read, that xl cannot read either
+            drift[ref] = {"in_sync": False, "error": file_errors[ref]}
             continue
         try:
             drift[ref] = _xl_cfg_disks.disks_drift(guest["disks"], file_disks.get(ref, []))
@@ -149,7 +153,7 @@ def run(module):
     live = [(i, g) for i, g in enumerate(guests) if _flag(g, "live", params["live"])]
     files = ConfigFiles(module, _file_entries(params, guests, report_drift), backup=params["backup"],
                         validate=params["validate"], xl_path=params["xl_path"],
-                        validate_command=params["validate_command"])
+                        validate_command=params["validate_command"], report_unreadable=True)
     try:
         errors = files.plan() or files.stage()
         if errors:

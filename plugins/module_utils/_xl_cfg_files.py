@@ -71,7 +71,7 @@ class ConfigFiles:
     `where` (how messages name the entry, e.g. `files[1]`)."""
 
     def __init__(self, module, entries, *, defaults=None, backup=False, validate="auto", xl_path="/usr/sbin/xl",
-                 validate_command=None):
+                 validate_command=None, report_unreadable=False):
         self.module = module
         self.entries = []
         for entry in entries:
@@ -87,6 +87,9 @@ class ConfigFiles:
         self.edits = []
         self.temp = {}  # index -> temporary file holding the new text
         self.validated = set()
+        # a file only read that xl could not read: an `error` in its result instead of a failure
+        self.report_unreadable = report_unreadable
+        self.unreadable = {}  # index -> message
 
     def where(self, index):
         entry = self.entries[index]
@@ -114,6 +117,10 @@ class ConfigFiles:
                 if edit.write and not os.path.isdir(os.path.dirname(path)):
                     raise ValueError("its folder does not exist")
             except (OSError, ValueError) as exc:
+                if self.report_unreadable and entry["disks"] is None:
+                    self.unreadable[index] = "%s: %s" % (where, _message(exc, path))
+                    self.edits.append((index, entry, _xl_cfg_disks.FileEdit(path, None, None, False, False)))
+                    continue
                 errors.append("%s: %s" % (where, _message(exc, path)))
                 continue
             self.edits.append((index, entry, edit))
@@ -201,6 +208,8 @@ class ConfigFiles:
                 result["changed"] = self._attributes(edit.path, entry, result["changed"])
             text = edit.old_text if module.check_mode or held else edit.text
             result["exists"] = exists
+            if index in self.unreadable:
+                result.update(exists=os.path.exists(edit.path), error=self.unreadable[index])
             if with_content:
                 result["content"] = text or ""
             result["disks"] = _xl_cfg_disks.file_disks(text, edit.path) if text else []

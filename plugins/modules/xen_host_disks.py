@@ -266,6 +266,11 @@ files:
     exists:
       description: Whether the file exists after the run (in check mode, now).
       type: bool
+    error:
+      description: Why a file only read (O(guests[].persist) false) could not be read as xl reads
+        it; its guest's drift then says so. A persisted file that cannot be read fails the run.
+      type: str
+      returned: when the file could not be read
     held:
       description: The file was not written because its guest's live disks failed (see RV(failed_domains)).
       type: bool

@@ -307,12 +307,6 @@ def _all_at_once(host, guests):
             "guests[4] (ops/web): the name cannot name a file in config_dir: give the guest's config"]
 
 
-def _unreadable_file_only_read(host, guests):
-    guests[1]["persist"] = False
-    cfg(host, "db").write_text(launcher.guest_xl_cfg("db", "hvm") + "disk = [ 'vdev=xvda,target=/x' \n")
-    return ["guests[1].config (%s): " % cfg(host, "db")]
-
-
 def _missing_backend_domain(host, guests):
     guests[0]["disks"].append("backend=stor9,vdev=xvdc,target=/dev/vg9/web")
     return ["guests[0].disks[2].backend: ", "stor9",
@@ -320,7 +314,7 @@ def _missing_backend_domain(host, guests):
 
 
 @pytest.mark.parametrize("case", [_bad_disks, _declared_twice, _no_disks_key, _slash_without_config, _all_at_once,
-                                  _unreadable_file_only_read, _missing_backend_domain])
+                                  _missing_backend_domain])
 def test_bad_input_writes_nothing_and_says_where(host, case):
     expected = case(host, host.guests)
     before = state(host, host.folder)
@@ -438,6 +432,23 @@ def test_a_file_edited_by_hand_is_drift_and_an_unreadable_spec_is_reported(host)
     assert result["drift"]["db"]["in_sync"] is False
     assert result["drift"]["db"]["error"].startswith("db: persistent[2]")
     assert result["drift"]["web"]["in_sync"] is True
+
+
+def test_a_file_only_read_that_xl_cannot_read_is_that_guests_drift_not_a_failed_run(host):
+    host.guests[1]["persist"] = False
+    broken = launcher.guest_xl_cfg("db", "hvm") + "disk = [ 'vdev=xvda,target=/x' \n"
+    cfg(host, "db").write_text(broken)
+    result = host_run(host, host.folder, guests=host.guests)
+    assert not result.get("failed"), result
+    assert result["drift"]["db"] == {"in_sync": False, "error": result["files"][1]["error"]}
+    assert result["files"][1]["error"].startswith("guests[1].config (%s): " % cfg(host, "db"))
+    assert result["drift"]["web"]["in_sync"] is True and result["in_sync"] is False
+    assert read(cfg(host, "db")) == broken  # only read
+    assert sorted(live_specs(host, "db")) == ["hdc", "xvda"]  # db's live disks applied all the same
+    # not running: nothing compared, nothing failed
+    host.guests[2]["persist"] = False
+    cfg(host, "spare").write_text("disk = [ \n")
+    assert not host_run(host, host.folder, guests=host.guests).get("failed")
 
 
 # -- 5. whole files ---------------------------------------------------------------------------
