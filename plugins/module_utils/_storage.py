@@ -316,6 +316,14 @@ class ImageStep:
         return text
 
 
+def backing_path(image, backing_file):
+    """The backing file a qcow2 header names, as a normalised path (a relative name is relative to
+    the overlay's directory, as QEMU opens it); None for no backing file."""
+    if not backing_file:
+        return None
+    return posixpath.normpath(posixpath.join(posixpath.dirname(image), backing_file))
+
+
 def format_mismatch(declared, found):
     """The message when an image's header says another format than the declaration, or None."""
     wanted = CREATABLE.get(declared, declared)
@@ -355,6 +363,12 @@ def plan_image(spec, facts, *, attached=False, uid=None, gid=None):
             raise ValueError("%s.format: %s: %s (format_mismatch: ignore accepts it; the image is then "
                              "neither grown nor shrunk)" % (where, spec.path, mismatch))
         warnings = ("%s: %s: %s (format_mismatch: ignore): its size is left alone" % (where, spec.path, mismatch),)
+    if spec.backing_file is not None and not mismatch and facts.format == "qcow2" \
+            and backing_path(spec.path, facts.backing_file) != posixpath.normpath(spec.backing_file):
+        warnings += ("%s.backing_file: %s has %s, not the declared %s: left as it is (qemu-img rebase is not "
+                     "run: a wrong backing file would corrupt the guest's data)"
+                     % (where, spec.path, "the backing file %s" % shown(facts.backing_file) if facts.backing_file
+                        else "no backing file", shown(spec.backing_file)),)
     attributes = []
     for name, wanted, found in (("mode", spec.mode, facts.mode), ("uid", uid, facts.uid), ("gid", gid, facts.gid)):
         if wanted is not None and wanted != found:

@@ -87,7 +87,9 @@ options:
         C(create) (default true when C(size) or C(backing_file) is given: a missing image is created
         with qemu-img under a temporary name in the same directory, then linked to its name),
         C(preallocation) (off, metadata (qcow2), falloc, full),
-        C(backing_file) and C(backing_format) (a qcow2 overlay; the backing format is required),
+        C(backing_file) and C(backing_format) (a qcow2 overlay; the backing format is required; an
+        existing overlay is never rebased, and one whose header names another backing file is
+        reported in a warning),
         C(mode), C(owner), C(group) (of the image file),
         C(allow_shrink) (a smaller C(size) is an error unless true, and is refused for an attached disk),
         C(format_mismatch) (C(error) (default) or C(ignore): an image whose header names another

@@ -105,6 +105,16 @@ def test_overlay_over_a_backing_file(sim):
     assert info["backing-filename-format"] == "qcow2"
     assert info["virtual-size"] == 64 * MiB
 
+    # declared over another backing file now: said, and the overlay is left as it is
+    other = sim.images / "other.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(other), "64M"], check=True)
+    again = xen_disk_run(sim, domain="guest6", disks=[disk(top, vdev="xvdb", fmt="qcow2", backing_file=str(other),
+                                                           backing_format="qcow2")])
+    assert again["changed"] is False, again
+    assert any(w.startswith("disks[0].backing_file: %s has the backing file '%s', not the declared '%s'"
+                            % (top, base, other)) for w in again["warnings"]), again["warnings"]
+    assert qemu_info(top)["backing-filename"] == str(base)
+
 
 @pytest.mark.parametrize("fmt,initial,grown", [("raw", "8M", "24MiB"), ("qcow2", "1G", "1.5G")])
 def test_grow_detached_then_nothing_more(host, fmt, initial, grown):

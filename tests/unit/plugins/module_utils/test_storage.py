@@ -147,3 +147,21 @@ def test_xl_cfg_side_drops_storage_keys():
     item = {"vdev": "xvdb", "target": "/srv/a.qcow2", "format": "qcow2", "size": "20G", "preallocation": "metadata",
             "backing_file": "/srv/b.qcow2", "backing_format": "qcow2", "mode": "0600"}
     assert declared_items([item]) == [{"vdev": "xvdb", "target": "/srv/a.qcow2", "format": "qcow2"}]
+
+
+@pytest.mark.parametrize("header_names, reported", [
+    ("/srv/base.qcow2", False),
+    ("base.qcow2", False),             # relative to the overlay's directory, as QEMU opens it
+    ("../srv/./base.qcow2", False),
+    ("/srv/other.qcow2", True),
+    (None, True),                      # a qcow2 image without a backing file
+])
+def test_an_overlay_of_another_backing_file_is_reported_not_rebased(header_names, reported):
+    spec = _spec(format="qcow2", target="/srv/top.qcow2", backing_file="/srv/base.qcow2", backing_format="qcow2")
+    step = plan_image(spec, ImageFacts("/srv/top.qcow2", "file", format="qcow2", virtual_size=G,
+                                       backing_file=header_names))
+    assert step.action == LEAVE and not step.changed
+    assert [w for w in step.warnings if "backing_file" in w] == ([
+        "disks[0].backing_file: /srv/top.qcow2 has %s, not the declared '/srv/base.qcow2': left as it is "
+        "(qemu-img rebase is not run: a wrong backing file would corrupt the guest's data)"
+        % ("the backing file '%s'" % header_names if header_names else "no backing file")] if reported else [])
