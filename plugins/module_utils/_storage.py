@@ -316,6 +316,9 @@ class ImageStep:
         return text
 
 
+PATH_MAX = 4096  # a path in a message is shown whole (a qcow2 header's backing name has at most 1023 bytes)
+
+
 def backing_path(image, backing_file):
     """The backing file a qcow2 header names, as a normalised path (a relative name is relative to
     the overlay's directory, as QEMU opens it); None for no backing file."""
@@ -367,8 +370,8 @@ def plan_image(spec, facts, *, attached=False, uid=None, gid=None):
             and backing_path(spec.path, facts.backing_file) != posixpath.normpath(spec.backing_file):
         warnings += ("%s.backing_file: %s has %s, not the declared %s: left as it is (qemu-img rebase is not "
                      "run: a wrong backing file would corrupt the guest's data)"
-                     % (where, spec.path, "the backing file %s" % shown(facts.backing_file) if facts.backing_file
-                        else "no backing file", shown(spec.backing_file)),)
+                     % (where, spec.path, "the backing file %s" % shown(facts.backing_file, PATH_MAX)
+                        if facts.backing_file else "no backing file", shown(spec.backing_file, PATH_MAX)),)
     attributes = []
     for name, wanted, found in (("mode", spec.mode, facts.mode), ("uid", uid, facts.uid), ("gid", gid, facts.gid)):
         if wanted is not None and wanted != found:
