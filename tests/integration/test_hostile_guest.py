@@ -266,18 +266,27 @@ def test_a_guest_whose_backend_nodes_keep_changing_fails_alone(host):
         try:
             alone = xen_disk_run(host, domain="guest7", disks=[spec(host, "b.img", "xvdb"), spec(host, "d.img", "xvdc")],
                                  hotplug_scripts="run")
-            both = xen_disk_run(host, domains=[domains[0], {"domain": "guest9", "disks": [
-                spec(host, "c.img", "xvdb"), spec(host, "e.img", "xvdc")]}], hotplug_scripts="run")
+            # On a loaded machine the flapper may get no CPU for a whole read window, and the read
+            # then settles: such a run must apply everything; one of a few must meet the flapping.
+            attempts = []
+            for _attempt in range(4):
+                attempts.append(xen_disk_run(host, domains=[domains[0], {"domain": "guest9", "disks": [
+                    spec(host, "c.img", "xvdb"), spec(host, "e.img", "xvdc")]}], hotplug_scripts="run"))
+                if attempts[-1].get("failed"):
+                    break
         finally:
             flapper.terminate()
             flapper.join(30)
     assert not alone.get("failed"), alone
     assert [d["action"] for d in alone["disks"]] == ["unchanged", "attach"]
-    assert both["failed"] is True
+    *settled, both = attempts
+    assert all(not a.get("failed") for a in settled), settled
+    assert both.get("failed") is True, attempts
     assert re.fullmatch(r"domains\[0\]\.domain: the xenstore nodes of guest 5 \(its libxl records or backends\) "
                         r"kept changing while they were read \(\d+ reads\): not changed in this run; run again",
                         both["msg"]), both["msg"]
-    assert [(d["domid"], d["action"]) for d in both["disks"]] == [(9, "unchanged"), (9, "attach")]
+    assert both["failed_domains"] == ["guest5"]  # the guest that failed alone, by its declared name
+    assert [(d["domid"], d["action"]) for d in both["disks"]] == [(9, "unchanged"), (9, "unchanged" if settled else "attach")]
     assert value(host, "/local/domain/0/backend/vbd/9/51744/state") is not None
 
 
