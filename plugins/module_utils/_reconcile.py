@@ -1615,7 +1615,8 @@ def run_xen_disk_info(params, *, inspect_images=True, skip_missing=False):
                     disk["image"] = image
                     if image.get("format_mismatch"):
                         disk["warnings"].append("%s: %s" % (image["path"], image["format_mismatch"]))
-                disk["survives_xl_reboot"] = entry is not None
+                # no file (a guest xl did not create): nothing to survive, not a disk libxl lost
+                disk["survives_xl_reboot"] = entry is not None if config is not None else None
                 if config is not None and entry is None:
                     disk["warnings"].append(
                         "not in libxl's domain configuration: xl drops it at the guest's next xl reboot, "
