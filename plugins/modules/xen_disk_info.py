@@ -260,7 +260,7 @@ guests:
           description: Whether the disk is both in xenstore and in libxl's domain configuration,
             so that C(xl reboot), C(xl save)/C(xl restore) and C(xl migrate) keep it (libxl drops a
             xenstore disk without an entry). Null when the guest has no domain configuration file
-            (a guest xl did not create: there is no libxl record to keep in step, and the drift
+            (a guest xl did not create, so there is no libxl record to keep in step, and the drift
             report does not count it).
           type: bool
 """
