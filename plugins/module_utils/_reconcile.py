@@ -129,6 +129,21 @@ class ReconcileError(Exception):
         self.details = details
 
 
+def exit_module(module, run):
+    """End an AnsibleModule with `run()`'s result, or with the ReconcileError it raised (its
+    message, and its details as result keys); `warnings` of either become the module's warnings."""
+    try:
+        result = run()
+    except ReconcileError as exc:
+        details = dict(exc.details)
+        for warning in details.pop("warnings", []):
+            module.warn(warning)
+        module.fail_json(msg=str(exc), **details)
+    for warning in result.pop("warnings", []):
+        module.warn(warning)
+    module.exit_json(**result)
+
+
 # -- host I/O (injectable) ----------------------------------------------------------------
 def stat_target(path):
     """What libxl's stat of a local target finds: block, file, other, missing or unknown."""

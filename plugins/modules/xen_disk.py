@@ -725,17 +725,8 @@ def main():
     )
     if not HAS_PYXS:
         module.fail_json(msg=missing_required_lib("pyxs"), exception=PYXS_IMPORT_ERROR)
-    try:
-        result = _reconcile.run_xen_disk(module.params, check_mode=module.check_mode,
-                                         want_diff=module._diff)
-    except _reconcile.ReconcileError as exc:
-        details = dict(exc.details)
-        for warning in details.pop("warnings", []):
-            module.warn(warning)
-        module.fail_json(msg=str(exc), **details)
-    for warning in result.pop("warnings", []):
-        module.warn(warning)
-    module.exit_json(**result)
+    _reconcile.exit_module(module, lambda: _reconcile.run_xen_disk(module.params, check_mode=module.check_mode,
+                                                                   want_diff=module._diff))
 
 
 if __name__ == "__main__":

@@ -280,11 +280,7 @@ def main():
     )
     if not HAS_PYXS:
         module.fail_json(msg=missing_required_lib("pyxs"), exception=PYXS_IMPORT_ERROR)
-    try:
-        result = _reconcile.run_xen_disk_info(module.params)
-    except _reconcile.ReconcileError as exc:
-        module.fail_json(msg=str(exc), **exc.details)
-    module.exit_json(changed=False, **result)
+    _reconcile.exit_module(module, lambda: dict(_reconcile.run_xen_disk_info(module.params), changed=False))
 
 
 if __name__ == "__main__":

@@ -318,7 +318,7 @@ errors:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.xen.disks.plugins.module_utils import _argspec, _host_disks
-from ansible_collections.xen.disks.plugins.module_utils._reconcile import ReconcileError
+from ansible_collections.xen.disks.plugins.module_utils._reconcile import exit_module
 from ansible_collections.xen.disks.plugins.module_utils._xenstore import HAS_PYXS, PYXS_IMPORT_ERROR
 
 
@@ -329,16 +329,7 @@ def main():
         params["live"] if guest.get("live") is None else guest["live"] for guest in params["guests"])
     if reads_xenstore and not HAS_PYXS:
         module.fail_json(msg=missing_required_lib("pyxs"), exception=PYXS_IMPORT_ERROR)
-    try:
-        result = _host_disks.run(module)
-    except ReconcileError as exc:
-        details = dict(exc.details)
-        for warning in details.pop("warnings", []):
-            module.warn(warning)
-        module.fail_json(msg=str(exc), **details)
-    for warning in result.pop("warnings", []):
-        module.warn(warning)
-    module.exit_json(**result)
+    exit_module(module, lambda: _host_disks.run(module))
 
 
 if __name__ == "__main__":

@@ -1,24 +1,12 @@
 #!/usr/bin/env bash
-# xen_disk and xen_disk_info against Debian's REAL xenstored, started here with the collection's
-# launcher (tests/xenstored/launcher.py; tests/setup.sh installs the daemon), with a simulated
-# backend driver answering the XenbusState handshake. The daemon and the simulator are stopped on
-# exit, on failure too. Then an independent read with Xen's own xenstore-read.
+# xen_disk and xen_disk_info against Debian's REAL xenstored with a simulated backend driver
+# (../setup_xenstored/start.sh): attach, converge, detach; then an independent read with Xen's own
+# xenstore-read.
+# shellcheck disable=SC2154  # work and socket: set by ../setup_xenstored/start.sh
 set -eux
 
-collection=${ANSIBLE_COLLECTIONS_PATH%%:*}/ansible_collections/xen/disks
-launcher=$collection/tests/xenstored/launcher.py
-# A short run directory: a unix socket path may not exceed 107 bytes.
-work=$(mktemp -d /tmp/xen-disks-it.XXXXXX)
-cleanup() {
-  if [ -f "$work/backend_sim.pid" ]; then kill "$(cat "$work/backend_sim.pid")" 2>/dev/null || true; fi
-  python "$launcher" stop --rundir "$work/host" || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-socket=$(python "$launcher" start --rundir "$work/host")
-python "$launcher" add-guest --rundir "$work/host" --name web5 --domid 5 --type pv
-python "$collection/tests/xenstored/backend_sim.py" --socket "$socket" --daemon --pidfile "$work/backend_sim.pid"
+# shellcheck source=../setup_xenstored/start.sh
+. ../setup_xenstored/start.sh
 truncate -s 16M "$work/root.img" "$work/data.img"
 
 ansible-playbook -i "$INVENTORY_PATH" playbook.yml \
