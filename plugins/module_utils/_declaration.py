@@ -84,7 +84,7 @@ def parse_item(item):
                         % type(item).__name__)
 
 
-def _spec_message(label, err):
+def spec_message(label, err):
     """`disks[2].vdev: message`: the error located by its field (libxl-stage messages already
     start with `field: `, which is not repeated)."""
     message = str(err)
@@ -168,13 +168,13 @@ def validate_declaration(guests, *, stat_target=None, resolve_domain=None, defau
             try:
                 disk = parse_item(item)
             except DiskSpecError as err:
-                errors.append(_spec_message(label, err))
+                errors.append(spec_message(label, err))
                 continue
             item_errors = []
             try:
                 check_libxl_rules(disk, hotplug=False)
             except DiskSpecError as err:
-                item_errors.append(_spec_message(label, err))
+                item_errors.append(spec_message(label, err))
             backend_domid, problem = resolve_backend(disk, resolve_domain, default_backend)
             if problem:
                 item_errors.append("%s.backend: %s" % (label, problem))
@@ -193,7 +193,7 @@ def validate_declaration(guests, *, stat_target=None, resolve_domain=None, defau
                 backend_type = choose_backend(disk, backend_domid=backend_domid, target_kind=target_kind,
                                               guest_type=guest.guest_type)
             except DiskSpecError as err:
-                errors.append(_spec_message(label, err))
+                errors.append(spec_message(label, err))
                 continue
             devid = disk.devid
             checked.append(_Checked(label, guest.domid, disk, devid, backend_domid, backend_type))

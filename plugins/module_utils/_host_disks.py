@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 
 from ansible_collections.xen.disks.plugins.module_utils import _reconcile, _xl_cfg_disks
-from ansible_collections.xen.disks.plugins.module_utils._declaration import _spec_message, parse_item
+from ansible_collections.xen.disks.plugins.module_utils._declaration import spec_message, parse_item
 from ansible_collections.xen.disks.plugins.module_utils._disk_spec import DiskSpecError, check_libxl_rules
 from ansible_collections.xen.disks.plugins.module_utils._storage import split_storage
 from ansible_collections.xen.disks.plugins.module_utils._reconcile import ReconcileError
@@ -51,7 +51,7 @@ def _disk_errors(disks, label):
         try:
             check_libxl_rules(parse_item(split_storage(item)[0]), hotplug=False)
         except DiskSpecError as err:
-            errors.append(_spec_message(where, err))
+            errors.append(spec_message(where, err))
         except ValueError as err:
             errors.append("%s: %s" % (where, err))
     return errors
