@@ -25,6 +25,7 @@ One reconcile:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import platform
 import stat
@@ -44,6 +45,7 @@ from ansible_collections.xen.disks.plugins.module_utils import (
 from ansible_collections.xen.disks.plugins.module_utils._libxl_config import (
     DEFAULT_LIBXL_DIR,
     DomainFiles,
+    FileLock,
     LibxlFileError,
     uuid_of_vm_path,
 )
@@ -495,6 +497,7 @@ class Reconciler:
         self.warnings = []
         self.results = {}        # (domid, devid, kind) -> result dict
         self.failures = Failures()
+        self.sharing = ((), {}, set())  # the declaration, names and declared disks, for recheck_sharing
         self.retries = 0         # transactions re-planned after a conflict (EAGAIN)
         self.replans = 0         # guests planned again: another writer changed their records
         self.committed = False   # a transaction of this run was committed
@@ -648,6 +651,7 @@ class Reconciler:
             g.domid, tuple(self._with_default_backend(g)), g.guest_type or "pv", g.width, g.prefix)
             for g in present]
         desired_lists = self._validate(declarations, names, attached=())
+        self.sharing = (declarations, names, {(g.domid, d.devid) for g, ds in zip(present, desired_lists) for d in ds})
         desired_of = {id(g): d for g, d in zip(present, desired_lists)}
         for guest in guests:
             guest.desired = desired_of[id(guest)] if guest.state == "present" else self._absent_items(guest)
@@ -696,6 +700,50 @@ class Reconciler:
                 plan = self._plan_guest(guest.view, guest, guest.desired)
             planned.append((guest, guest.desired, plan))
         return planned, tree
+
+    # what puts a dom0 target into a backend: these take the target's lock
+    _TARGET_ACTIONS = (_plan.ATTACH, _plan.RECREATE, _plan.MEDIA_CHANGE)
+
+    def target_locks(self, planned):
+        """FileLocks (not yet held), in one order, on each target this run puts into a backend.
+        Two runs of this module attaching one image take the same lock, so the second checks the
+        sharing rule (`recheck_sharing`) only once the first has committed. Lock files live in
+        libxl's directory, beside libxl's own (none on a host without it)."""
+        if not os.path.isdir(self.libxl_dir):
+            return []
+        keys = set()
+        for guest, _desired, plan in planned:
+            if guest.domid in self.unsettled:
+                continue
+            for change in plan.changes:
+                disk = change.desired.disk if change.desired is not None else None
+                if change.acts and change.action in self._TARGET_ACTIONS and disk is not None and disk.target \
+                        and disk.effective_format != "empty":
+                    keys.add(_declaration.target_key(change.desired.placement.backend_domid, disk.target))
+        timeout = self.timeout if self.timeout is not None else _plan.HOTPLUG_TIMEOUT
+        return [FileLock(os.path.join(self.libxl_dir, "xen-disks-target-%s.lock"
+                                      % hashlib.sha256(("%d:%s" % key).encode("utf-8", "surrogateescape")).hexdigest()[:32]),
+                         timeout=timeout)
+                for key in sorted(keys)]
+
+    def recheck_sharing(self):
+        """The sharing rule again, on a fresh read of every disk record of the host, with this
+        run's target locks held: another run may have attached one of its targets after this run
+        read the host (its commit is visible now; a later one waits for the lock). Raises
+        ReconcileError before anything is written."""
+        declarations, names, declared = self.sharing
+
+        def read(reader):
+            domains = reader.domains()
+            tree = read_libxl_records(reader, sorted(domains))
+            states = [c.placement.backend_path + "/state" for d in sorted(domains) for c in _plan.read_disks(tree, d)]
+            merge(tree, reader.read_nodes(states))
+            return domains, tree
+
+        domains, tree = self.conn.snapshot(read)
+        attached = [c for d in sorted(domains) for c in _plan.read_disks(tree, d) if (c.domid, c.devid) not in declared]
+        if attached:
+            self._validate(declarations, names, attached=attached)
 
     def _validate(self, declarations, names, attached):
         try:
@@ -1361,11 +1409,22 @@ def run_xen_disk(params, check_mode=False, want_diff=False, *, stat=stat_target,
     conn = _open(params)
     rec = Reconciler(conn, params, check_mode=check_mode, want_diff=want_diff, stat=images.stat,
                      run_script=run_script)
+    locks = []  # held from the sharing rule's second check until every guest is applied
     try:
         rec.stage = "reading the host"
         planned, tree = rec.plan(guests)
         images.read_host(tree, rec.domains)
         images.plan(planned)
+        locks = [] if check_mode else rec.target_locks(planned)
+        if locks:
+            rec.stage = "locking the targets to attach"
+            try:
+                for lock in locks:
+                    lock.acquire()
+            except LibxlFileError as exc:
+                raise ReconcileError("%s (nothing was written)" % exc, errors=[str(exc)]) from None
+            rec.stage = "checking again that no other guest attached a target meanwhile"
+            rec.recheck_sharing()
         if not check_mode:
             rec.stage = "creating and growing images"
             images.apply(rec.failures)
@@ -1389,6 +1448,8 @@ def run_xen_disk(params, check_mode=False, want_diff=False, *, stat=stat_target,
         raise ReconcileError("\n".join(errors), errors=errors, changed=rec.committed, warnings=rec.warnings,
                              disks=list(rec.results.values())) from None
     finally:
+        for lock in locks:
+            lock.release()
         conn.close()
     result = _xen_disk_result(rec, planned, want_diff)
     result["xenstore_requests"] = conn.requests

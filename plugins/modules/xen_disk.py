@@ -316,6 +316,13 @@ notes:
     (for example the same vdev now attached with another target). If they change after this run's
     first write, the run stops for the guest and fails, naming the change. Each guest is applied
     in its own transactions, so with several guests each ends as one run's declaration.
+  - Concurrent runs attaching one image to two guests are safe too. A run that puts a dom0 target
+    into a backend (attach, re-create, media change) first takes a lock on that target (a file
+    C(xen-disks-target-<hash>.lock) in O(libxl_dir), removed when released, as libxl removes its
+    own), then checks the read-write sharing rule again on a fresh read of the host, and holds the
+    lock until its guests are applied. So at most one of two runs sharing an image with a writer
+    attaches it; the other fails before writing anything. C(xl) itself does not check sharing (the
+    block hotplug script refuses a busy device; QEMU's qdisk does not).
 seealso:
   - module: xen.disks.xen_disk_info
   - name: xl-disk-configuration(5)

@@ -219,3 +219,46 @@ def test_concurrent_runs_end_in_one_declaration_or_fail_clearly(
           % (exclusive_rounds, same_vdev_rounds, runs, dict(sorted(stats.items()))))
     assert stats["ok"] >= exclusive_rounds - stats["rounds where every run failed"]
     assert stats["same vdev: ok"] == same_vdev_rounds
+
+
+# -- one image, two guests, two runs at once --------------------------------------------------
+SHARING_ROUNDS = int(os.environ.get("XEN_DISKS_SHARING_ROUNDS", "12"))
+
+
+def test_two_runs_never_both_attach_one_image_read_write_to_two_guests(sim):
+    """Run A attaches an image read-write to guest5 while run B attaches the same image to
+    guest9 (read-write or read-only): each run's read of the host may come before the other's
+    commit, yet at most one of them may attach it: the image is never shared with a writer."""
+    seed = _seed()
+    rng = random.Random(seed)
+    print("sharing rounds: seed %d (XEN_DISKS_SEED to replay)" % seed)
+    both = 0
+    with RunPool(2, seed) as pool:
+        for round_no in range(SHARING_ROUNDS):
+            image = sim.images / ("shared-%d.img" % round_no)
+            with open(image, "wb") as handle:
+                handle.truncate(1 << 20)
+            vdev = VDEVS[round_no % len(VDEVS)]
+            mode = rng.choice(("rw", "ro"))
+            results = pool.run([
+                _args(sim, [{"domain": "guest5", "disks": ["%s,raw,%s,rw" % (image, vdev)]}], wait=False),
+                _args(sim, [{"domain": "guest9", "disks": ["%s,raw,%s,%s" % (image, vdev, mode)]}], wait=False)],
+                delay=0.01)
+            outcomes = [outcome(r) for r in results]
+            assert not any(o == "traceback" for o in outcomes), (seed, round_no, results)
+            attached = [domid for (_name, domid), r in zip(GUESTS, results) if not r.get("failed")]
+            both += len(attached) == 2
+            for (_name, domid), r in zip(GUESTS, results):
+                if r.get("failed"):
+                    assert "is already attached to guest" in r["msg"] and "read-write" in r["msg"], (seed, round_no, r)
+            assert len(attached) == 1, (seed, round_no, mode, results)
+            # the image attached to exactly the guest whose run succeeded
+            for name, domid in GUESTS:
+                params = launcher.read_node(sim.socket, "/local/domain/0/backend/vbd/%d/%d/params"
+                                            % (domid, vdev_to_devid(vdev)))
+                assert (params == str(image)) == (domid in attached), (seed, round_no, domid, params)
+            # detach both for the next round
+            for name, domid in GUESTS:
+                xen_disk_run(sim, domain=name, disks=[vdev], state="absent", force=True, wait=False,
+                             hotplug_scripts="skip")
+    assert both == 0
