@@ -152,6 +152,8 @@ def run(module):
         raise ReconcileError("\n".join(errors), errors=errors)
     live = [(i, g) for i, g in enumerate(guests) if _flag(g, "live", params["live"])]
     files = ConfigFiles(module, _file_entries(params, guests, report_drift), backup=params["backup"],
+                        defaults={"owner": params["config_owner"], "group": params["config_group"],
+                                  "mode": params["config_mode"]},
                         validate=params["validate"], xl_path=params["xl_path"],
                         validate_command=params["validate_command"], report_unreadable=True)
     try:

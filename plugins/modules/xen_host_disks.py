@@ -126,6 +126,17 @@ options:
     description: Create a missing file holding only the disk setting (when O(guests[].content) is unset).
     type: bool
     default: false
+  config_owner:
+    description: Owner of each file written; unset keeps an existing file's owner. Files only read
+      keep theirs.
+    type: str
+  config_group:
+    description: Group of each file written; unset keeps an existing file's group.
+    type: str
+  config_mode:
+    description: Mode of each file written (e.g. C("0644")); unset keeps an existing file's mode (a
+      new file gets the umask's).
+    type: raw
   backup:
     description: Keep a timestamped copy of each file before changing it.
     type: bool

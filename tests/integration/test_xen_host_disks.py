@@ -567,3 +567,25 @@ def test_a_guest_whose_live_disks_fail_holds_back_only_its_own_file(host, tmp_pa
     for name, specs in (("db", db), ("spare", canonical(host.images)["spare"])):
         assert read(cfg(host, name)) == with_disks(launcher.guest_xl_cfg(name, types[name]), specs)
     assert result["drift"]["db"]["in_sync"] is True
+
+
+# -- 8. the files' owner, group and mode --------------------------------------------------------
+def test_config_mode_owner_and_group_of_the_files_written(host):
+    before = state(host, host.folder)
+    refused = host_run(host, host.folder, guests=host.guests, config_owner="no-such-user-xen-disks")
+    assert refused["failed"] is True
+    assert "owner: no user named 'no-such-user-xen-disks' on this host" in refused["msg"], refused["msg"]
+    assert state(host, host.folder) == before  # checked before anything was written
+    host.guests[1]["persist"] = False  # db's file is only read: it keeps its own mode
+    os.chmod(cfg(host, "db"), 0o600)
+    result = host_run(host, host.folder, guests=host.guests, config_mode="0640", config_owner="0", config_group="0")
+    assert not result.get("failed"), result
+    assert {n: oct(os.stat(cfg(host, n)).st_mode & 0o7777) for n in ("web", "db", "spare")} == {
+        "web": "0o640", "db": "0o600", "spare": "0o640"}
+    assert all(os.stat(cfg(host, n)).st_uid == 0 for n in ("web", "spare"))
+    again = host_run(host, host.folder, guests=host.guests, config_mode="0640")
+    assert again["changed"] is False, again
+    os.chmod(cfg(host, "web"), 0o644)  # only the mode differs: the run says so and sets it
+    fixed = host_run(host, host.folder, guests=host.guests, config_mode="0640")
+    assert fixed["changed"] is True and [f["changed"] for f in fixed["files"]] == [True, False, False]
+    assert os.stat(cfg(host, "web")).st_mode & 0o7777 == 0o640
