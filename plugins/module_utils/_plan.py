@@ -483,6 +483,10 @@ class Phase:
     on_timeout: str = "fail"     # "fail", or "continue" (FORCE_ON goes on to the cleanup)
     placement: object = None     # cleanup: recompute cleanup_ops against a fresh snapshot
     qmp: tuple = ()              # QmpCommands, sent in order
+    # FORCE_ON: the placement whose frontend directory `ops` removes first; the runtime removes it
+    # on the transaction's own view instead (its walk-up of empty parents may not go by the
+    # snapshot: another change of the same transaction may create a sibling)
+    frontend_cleanup: object = None
 
 
 @dataclass(frozen=True)
@@ -634,7 +638,7 @@ def _detach_phases(tree, current, force, cleanup):
     if not current.backend_present:  # no backend left to hand-shake with
         return [Phase(STEP_CLEANUP, ops=tuple(cleanup), placement=p)]
     phases = [
-        Phase(STEP_TRANSACTION, ops=tuple(close_ops(tree, p, force=force))),
+        Phase(STEP_TRANSACTION, ops=tuple(close_ops(tree, p, force=force)), frontend_cleanup=p if force else None),
         Phase(STEP_WAIT, path=p.backend_path + "/state", values=("6",), timeout=DESTROY_TIMEOUT,
               on_timeout="continue" if force else "fail"),
     ]

@@ -56,6 +56,7 @@ from ansible_collections.xen.disks.plugins.module_utils._layout import (
     cleanup_ops,
     cleanup_read_paths,
     libxl_kind_dir,
+    path_cleanup_ops,
 )
 from ansible_collections.xen.disks.plugins.module_utils._qmp import (
     DEFAULT_RUN_DIR,
@@ -72,7 +73,7 @@ from ansible_collections.xen.disks.plugins.module_utils._xenstore import (
     XenstoreTimeout,
 )
 from ansible_collections.xen.disks.plugins.module_utils._vdev import VdevError, vdev_to_devid
-from ansible_collections.xen.disks.plugins.module_utils._xs_tree import XsTree
+from ansible_collections.xen.disks.plugins.module_utils._xs_tree import RM, XsTree
 
 GUEST_OPTIONS = ("disks", "state", "exclusive", "keep", "recreate", "force", "creating", "backend", "width")
 
@@ -129,6 +130,17 @@ class ReconcileError(Exception):
     def __init__(self, message, **details):
         super().__init__(message)
         self.details = details
+
+
+def _without_frontend_cleanup(phase):
+    """A phase's ops without the forced frontend removal planned on the snapshot (the leading
+    removals of the frontend directory and of its ancestors), which the transaction plans again."""
+    ops = list(phase.ops)
+    if phase.frontend_cleanup is not None:
+        frontend = phase.frontend_cleanup.frontend_path
+        while ops and ops[0].action == RM and (ops[0].path == frontend or frontend.startswith(ops[0].path + "/")):
+            ops.pop(0)
+    return ops
 
 
 def exit_module(module, run):
@@ -1073,7 +1085,9 @@ class Reconciler:
         re-planned on this transaction's view and the planned ops. `expected` then takes this
         run's own changes."""
         cleanups = [ph.placement for _c, ph in batch if ph.step == _plan.STEP_CLEANUP]
-        fixed = [op for _c, ph in batch if ph.step == _plan.STEP_TRANSACTION for op in ph.ops]
+        forced = [ph.frontend_cleanup for _c, ph in batch
+                  if ph.step == _plan.STEP_TRANSACTION and ph.frontend_cleanup is not None]
+        fixed = [op for _c, ph in batch if ph.step == _plan.STEP_TRANSACTION for op in _without_frontend_cleanup(ph)]
         domid = guest.domid
 
         def plan_fn(reader):
@@ -1086,9 +1100,14 @@ class Reconciler:
                 raise _RecordsChanged(differences)
             if before_commit is not None:
                 before_commit()
-            # cleanups first, re-planned on this transaction's view (also after EAGAIN)
-            work = read_cleanup_view(reader, cleanups)
+            # removals first, their walk-ups planned on this transaction's view (also after
+            # EAGAIN); the additions after them create again any parent they need
+            work = read_cleanup_view(reader, forced + cleanups)
             ops = []
+            for placement in forced:
+                step = path_cleanup_ops(work, placement.frontend_path)
+                work.apply_all(step)
+                ops += step
             for placement in cleanups:
                 step = cleanup_ops(work, placement)
                 work.apply_all(step)

@@ -573,3 +573,25 @@ def test_environment_socket(host, monkeypatch):
                                         "wait": False}, check=True)
     assert result["changed"] is True
     assert os.environ["XENSTORED_PATH"] == host.socket
+
+
+def test_a_forced_recreate_beside_new_disks_keeps_their_frontends(sim):
+    """One run: xvdc re-created by force (its frontend removed, FORCE_ON) while xvdb and xvdd are
+    attached. The forced removal's walk-up of empty parents is planned on the transaction's own
+    view, not on the snapshot (where device/vbd held only xvdc): it used to remove device/vbd with
+    the new xvdb frontend in it."""
+    first = xen_disk_run(sim, domain="guest5", disks=["%s,raw,xvdc,rw" % img(sim, "a.img")])
+    assert not first.get("failed"), first
+    settled(sim, "/local/domain/0/backend/vbd/5/51744")
+    declared = ["%s,raw,xvdb,rw" % img(sim, "b.img"), "%s,raw,xvdc,rw" % img(sim, "c.img"),
+                "%s,raw,xvdd,ro" % img(sim, "d.iso")]
+    result = xen_disk_run(sim, domain="guest5", disks=declared, exclusive=True, recreate=True, force=True)
+    assert not result.get("failed"), result
+    assert [(d["vdev"], d["action"]) for d in result["disks"]] == [("xvdb", "attach"), ("xvdc", "recreate"),
+                                                                   ("xvdd", "attach")]
+    for vdev, devid in (("xvdb", 51728), ("xvdc", 51744), ("xvdd", 51760)):
+        for path in ("/local/domain/5/device/vbd/%d" % devid, "/local/domain/0/backend/vbd/5/%d" % devid,
+                     "/libxl/5/device/vbd/%d" % devid):
+            assert children(sim, path), (vdev, path)  # every directory, with its nodes
+    again = xen_disk_run(sim, check=True, domain="guest5", disks=declared, exclusive=True)
+    assert again["changed"] is False, again
