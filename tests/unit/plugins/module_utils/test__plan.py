@@ -693,7 +693,8 @@ def _declaration(indexes):
 def _tampered(tree, d):
     out = tree.copy()
     out.values[d.placement.backend_path + "/mode"] = "x"
-    out.perms[d.placement.frontend_path] = ("n0",)
+    if d.placement.frontend_path in out.values:  # xenstore has no permissions without a node
+        out.perms[d.placement.frontend_path] = ("n0",)
     return out
 
 
