@@ -53,6 +53,7 @@ from ansible_collections.xen.disks.plugins.module_utils._disk_spec import DiskSp
 from ansible_collections.xen.disks.plugins.module_utils._layout import (
     DEFAULT_SCRIPT_DIR,
     KINDS,
+    TreeView,
     cleanup_ops,
     cleanup_read_paths,
     libxl_kind_dir,
@@ -73,7 +74,7 @@ from ansible_collections.xen.disks.plugins.module_utils._xenstore import (
     XenstoreTimeout,
 )
 from ansible_collections.xen.disks.plugins.module_utils._vdev import VdevError, vdev_to_devid
-from ansible_collections.xen.disks.plugins.module_utils._xs_tree import RM, XsTree
+from ansible_collections.xen.disks.plugins.module_utils._xs_tree import RM, SET_PERMS, XsTree
 
 GUEST_OPTIONS = ("disks", "state", "exclusive", "keep", "recreate", "force", "creating", "backend", "width")
 
@@ -509,6 +510,7 @@ class Reconciler:
         self.warnings = []
         self.results = {}        # (domid, devid, kind) -> result dict
         self.failures = Failures()
+        self.applied = {}  # domid -> the ops this run committed for the guest, in order
         self.sharing = ((), {}, set())  # the declaration, names and declared disks, for recheck_sharing
         self.retries = 0         # transactions re-planned after a conflict (EAGAIN)
         self.replans = 0         # guests planned again: another writer changed their records
@@ -1089,6 +1091,18 @@ class Reconciler:
                   if ph.step == _plan.STEP_TRANSACTION and ph.frontend_cleanup is not None]
         fixed = [op for _c, ph in batch if ph.step == _plan.STEP_TRANSACTION for op in _without_frontend_cleanup(ph)]
         domid = guest.domid
+        # A forced frontend removal's walk-up of empty parents, decided on the guest's snapshot
+        # view (its own nodes are never read inside a transaction: its writes would make ours
+        # conflict) with this run's earlier writes and this batch's other ops applied: a sibling
+        # that another change of the batch creates keeps the parent.
+        forced_ops = []
+        if forced:
+            view = TreeView(guest.view)
+            view.apply_all(op for op in self.applied.get(domid, []) + fixed if op.action != SET_PERMS)
+            for placement in forced:
+                step = path_cleanup_ops(view, placement.frontend_path)
+                view.apply_all(step)
+                forced_ops += step
 
         def plan_fn(reader):
             # read inside the transaction: a change by another writer before the commit is EAGAIN
@@ -1100,22 +1114,18 @@ class Reconciler:
                 raise _RecordsChanged(differences)
             if before_commit is not None:
                 before_commit()
-            # removals first, their walk-ups planned on this transaction's view (also after
-            # EAGAIN); the additions after them create again any parent they need
-            work = read_cleanup_view(reader, forced + cleanups)
+            # cleanups first, re-planned on this transaction's view (also after EAGAIN)
+            work = read_cleanup_view(reader, cleanups)
             ops = []
-            for placement in forced:
-                step = path_cleanup_ops(work, placement.frontend_path)
-                work.apply_all(step)
-                ops += step
             for placement in cleanups:
                 step = cleanup_ops(work, placement)
                 work.apply_all(step)
                 ops += step
-            return ops + fixed
+            return ops + forced_ops + fixed
 
         outcome = self.conn.transaction(plan_fn)
         self.committed = True
+        self.applied.setdefault(domid, []).extend(outcome.ops)
         self.retries += outcome.attempts - 1
         for op in outcome.ops:
             if _in_toolstack_records(op.path, domid):
