@@ -27,6 +27,23 @@ LIBXL_FILES = {
     "libxl_dir": {"type": "path", "default": "/var/lib/xen"},
 }
 
+# How the live plane runs: libxl's hot-plug handshake and its run directory (xen_disk, xen_host_disks).
+LIVE_RUN = {
+    "wait": {"type": "bool", "default": True},
+    "timeout": {"type": "float"},
+    "hotplug_scripts": {"type": "str", "default": "auto", "choices": list(HOTPLUG_SCRIPT_POLICIES)},
+    "script_dir": {"type": "path", "default": "/etc/xen/scripts"},
+    "libxl_run_dir": {"type": "path", "default": "/var/run/xen"},
+}
+
+# How xl.cfg files are written: backups and xl's validation (xl_cfg_files, xen_host_disks).
+XL_CFG_WRITING = {
+    "backup": {"type": "bool", "default": False},
+    "validate": {"type": "str", "default": "auto", "choices": list(VALIDATE_POLICIES)},
+    "xl_path": {"type": "path", "default": "/usr/sbin/xl"},
+    "validate_command": {"type": "str"},
+}
+
 # Options that apply to one guest; `domains:` entries take the same ones (they override the
 # top-level values for that guest).
 _GUEST_OPTIONS = {
@@ -54,6 +71,10 @@ GUEST_DEFAULTS = {
 }
 
 
+# The guest options of xen_host_disks' guests[] entries that go to the live plane as they are.
+HOST_GUEST_LIVE_OPTIONS = ("disks", "exclusive", "keep", "recreate", "force", "backend")
+
+
 def _domain_entry_spec():
     options = {"domain": {"type": "str", "required": True}}
     options.update(copy.deepcopy(_GUEST_OPTIONS))
@@ -69,15 +90,11 @@ def xen_disk_argument_spec():
             spec[name]["default"] = copy.deepcopy(default)
     spec.update({
         "domains": _domain_entry_spec(),
-        "wait": {"type": "bool", "default": True},
-        "timeout": {"type": "float"},
-        "hotplug_scripts": {"type": "str", "default": "auto", "choices": list(HOTPLUG_SCRIPT_POLICIES)},
-        "script_dir": {"type": "path", "default": "/etc/xen/scripts"},
         "arch": {"type": "str", "choices": ["x86", "arm"]},
-        "libxl_run_dir": {"type": "path", "default": "/var/run/xen"},
         "missing_domains": {"type": "str", "default": "fail", "choices": ["fail", "skip"]},
         "read_back": {"type": "bool", "default": False},
     })
+    spec.update(copy.deepcopy(LIVE_RUN))
     spec.update(copy.deepcopy(XENSTORE_CONNECTION))
     spec.update(copy.deepcopy(LIBXL_FILES))
     return spec
@@ -173,11 +190,8 @@ def xl_cfg_files_argument_spec():
         "owner": {"type": "str"},
         "group": {"type": "str"},
         "mode": {"type": "raw"},
-        "backup": {"type": "bool", "default": False},
-        "validate": {"type": "str", "default": "auto", "choices": list(VALIDATE_POLICIES)},
-        "xl_path": {"type": "path", "default": "/usr/sbin/xl"},
-        "validate_command": {"type": "str"},
     }
+    spec.update(copy.deepcopy(XL_CFG_WRITING))
     # unused here: the options the group's other modules share, so the group's module_defaults apply
     spec.update(copy.deepcopy(XENSTORE_CONNECTION))
     spec.update(copy.deepcopy(LIBXL_FILES))
@@ -186,19 +200,14 @@ def xl_cfg_files_argument_spec():
 
 def xen_host_disks_argument_spec():
     """Argument spec of xen.disks.xen_host_disks: one host's guests, live and in their files."""
-    guest_options = {
-        "domain": {"type": "str", "required": True},
-        "disks": {"type": "list", "elements": "raw"},
-        "exclusive": {"type": "bool"},
-        "keep": {"type": "list", "elements": "str"},
-        "recreate": {"type": "bool"},
-        "force": {"type": "bool"},
-        "backend": {"type": "str"},
+    guest_options = {"domain": {"type": "str", "required": True}}
+    guest_options.update({name: copy.deepcopy(_GUEST_OPTIONS[name]) for name in HOST_GUEST_LIVE_OPTIONS})
+    guest_options.update({
         "live": {"type": "bool"},
         "persist": {"type": "bool"},
         "config": {"type": "path"},
         "content": {"type": "str"},
-    }
+    })
     spec = {
         "guests": {"type": "list", "elements": "dict", "required": True, "options": guest_options},
         "live": {"type": "bool", "default": True},
@@ -211,18 +220,11 @@ def xen_host_disks_argument_spec():
         "config_owner": {"type": "str"},
         "config_group": {"type": "str"},
         "config_mode": {"type": "raw"},
-        "backup": {"type": "bool", "default": False},
-        "validate": {"type": "str", "default": "auto", "choices": list(VALIDATE_POLICIES)},
-        "xl_path": {"type": "path", "default": "/usr/sbin/xl"},
-        "validate_command": {"type": "str"},
         "report_drift": {"type": "bool", "default": True},
         "fail_on_drift": {"type": "bool", "default": False},
-        "wait": {"type": "bool", "default": True},
-        "timeout": {"type": "float"},
-        "hotplug_scripts": {"type": "str", "default": "auto", "choices": list(HOTPLUG_SCRIPT_POLICIES)},
-        "script_dir": {"type": "path", "default": "/etc/xen/scripts"},
-        "libxl_run_dir": {"type": "path", "default": "/var/run/xen"},
     }
+    spec.update(copy.deepcopy(XL_CFG_WRITING))
+    spec.update(copy.deepcopy(LIVE_RUN))
     spec.update(copy.deepcopy(XENSTORE_CONNECTION))
     spec.update(copy.deepcopy(LIBXL_FILES))
     return spec

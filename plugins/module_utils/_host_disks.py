@@ -17,23 +17,26 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.xen.disks.plugins.module_utils import _reconcile, _xl_cfg_disks
+from ansible_collections.xen.disks.plugins.module_utils import _argspec, _reconcile, _xl_cfg_disks
 from ansible_collections.xen.disks.plugins.module_utils._declaration import spec_message, parse_item
 from ansible_collections.xen.disks.plugins.module_utils._disk_spec import DiskSpecError, check_libxl_rules
 from ansible_collections.xen.disks.plugins.module_utils._storage import split_storage
 from ansible_collections.xen.disks.plugins.module_utils._reconcile import ReconcileError
 from ansible_collections.xen.disks.plugins.module_utils._xl_cfg_files import ConfigFiles
 
-# a guest's options that the live plane takes as they are (xen_disk's domains[] entries)
-_LIVE_OPTIONS = ("disks", "exclusive", "keep", "recreate", "force", "backend")
-# xen_disk's options passed through unchanged
-_LIVE_RUN_OPTIONS = ("exclusive", "recreate", "force", "wait", "timeout", "hotplug_scripts", "script_dir",
-                     "libxl_run_dir", "xenstore_socket", "libxl_dir")
+# xen_disk's options passed through unchanged: the guests' defaults, and how the live plane runs
+_LIVE_RUN_OPTIONS = ("exclusive", "recreate", "force") + tuple(_argspec.LIVE_RUN) \
+    + tuple(_argspec.XENSTORE_CONNECTION) + tuple(_argspec.LIBXL_FILES)
 
 
 def _flag(guest, name, default):
     value = guest.get(name)
     return default if value is None else bool(value)
+
+
+def needs_xenstore(params):
+    """Whether a run reads xenstore: some guest is applied live, or drift is reported."""
+    return params["report_drift"] or any(_flag(guest, "live", params["live"]) for guest in params["guests"])
 
 
 def _where(index):
@@ -91,7 +94,7 @@ def _live_params(params, guests):
     out = {name: params.get(name) for name in _LIVE_RUN_OPTIONS}
     out.update(domain=None, disks=[], state="present", keep=[], creating=False, backend=None, width=64, arch=None,
                missing_domains="skip", read_back=False,
-               domains=[dict({"domain": guest["domain"]}, **{k: guest.get(k) for k in _LIVE_OPTIONS})
+               domains=[dict({"domain": guest["domain"]}, **{k: guest.get(k) for k in _argspec.HOST_GUEST_LIVE_OPTIONS})
                         for _index, guest in guests])
     return out
 

@@ -687,16 +687,7 @@ class Reconciler:
                     values.append(current.placement.backend_path + "/state")
         merge(tree, reader.read_nodes(values, perms_of=perms))
         if present:
-            # the sharing rule only looks at records that are not declared disks themselves
-            declared_disks = {(g.domid, d.devid) for g in present for d in g.desired}
-            attached = []
-            for domid in sorted(domains):
-                devids = [n for kind in KINDS for n in tree.children(libxl_kind_dir(domid, kind))]
-                if any((domid, _int(n)) not in declared_disks for n in devids):
-                    attached += [c for c in _plan.read_disks(tree, domid)
-                                 if (c.domid, c.devid) not in declared_disks]
-            if attached:
-                self._validate(declarations, names, attached=attached)
+            self._check_sharing(tree, domains)
 
         views = guest_views(tree, [g.domid for g in guests])
         planned = []
@@ -745,8 +736,6 @@ class Reconciler:
         run's target locks held: another run may have attached one of its targets after this run
         read the host (its commit is visible now; a later one waits for the lock). Raises
         ReconcileError before anything is written."""
-        declarations, names, declared = self.sharing
-
         def read(reader):
             domains = reader.domains()
             tree = read_libxl_records(reader, sorted(domains))
@@ -755,7 +744,17 @@ class Reconciler:
             return domains, tree
 
         domains, tree = self.conn.snapshot(read)
-        attached = [c for d in sorted(domains) for c in _plan.read_disks(tree, d) if (c.domid, c.devid) not in declared]
+        self._check_sharing(tree, domains)
+
+    def _check_sharing(self, tree, domids):
+        """The read-write sharing rule against every disk record of `tree` that is not a declared
+        disk itself (the declared ones are checked among themselves); raises ReconcileError."""
+        declarations, names, declared = self.sharing
+        attached = []
+        for domid in sorted(domids):
+            devids = [n for kind in KINDS for n in tree.children(libxl_kind_dir(domid, kind))]
+            if any((domid, _int(n)) not in declared for n in devids):
+                attached += [c for c in _plan.read_disks(tree, domid) if (c.domid, c.devid) not in declared]
         if attached:
             self._validate(declarations, names, attached=attached)
 

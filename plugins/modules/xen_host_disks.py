@@ -335,10 +335,7 @@ from ansible_collections.xen.disks.plugins.module_utils._xenstore import HAS_PYX
 
 def main():
     module = AnsibleModule(argument_spec=_argspec.xen_host_disks_argument_spec(), supports_check_mode=True)
-    params = module.params
-    reads_xenstore = params["report_drift"] or any(
-        params["live"] if guest.get("live") is None else guest["live"] for guest in params["guests"])
-    if reads_xenstore and not HAS_PYXS:
+    if _host_disks.needs_xenstore(module.params) and not HAS_PYXS:
         module.fail_json(msg=missing_required_lib("pyxs"), exception=PYXS_IMPORT_ERROR)
     exit_module(module, lambda: _host_disks.run(module))
 
