@@ -32,6 +32,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -206,12 +207,19 @@ def _die_with_parent():
 
 
 _NAMESPACE_SCRIPT = r"""set -eu
-w=$1; etc_extra=$2
-for d in etc var run; do mkdir -p "$w/$d.upper" "$w/$d.work"; done
+w=$1; etc_extra=$2; version=$3; xl_command=$4
+for d in etc var run usrlib; do mkdir -p "$w/$d.upper" "$w/$d.work"; done
 mount -t overlay overlay -o "lowerdir=$etc_extra:/etc,upperdir=$w/etc.upper,workdir=$w/etc.work" /etc
 mount -t overlay overlay -o "lowerdir=/var,upperdir=$w/var.upper,workdir=$w/var.work" /var
 mount -t overlay overlay -o "lowerdir=/run,upperdir=$w/run.upper,workdir=$w/run.work" /run
 mkdir -p /var/lib/xen /run/xen /run/lock /var/log/xen
+# Debian's layout of the installed toolstack, /usr/lib/xen-<version>/bin/xl, and only that
+# version's: what a dom0 shows the modules' version detection
+mount -t overlay overlay -o "lowerdir=/usr/lib,upperdir=$w/usrlib.upper,workdir=$w/usrlib.work" /usr/lib
+for d in /usr/lib/xen-*/bin; do [ ! -e "$d" ] || rm -rf "$d"; done
+mkdir -p "/usr/lib/xen-$version/bin"
+printf '#!/bin/sh\nexec %s "$@"\n' "$xl_command" > "/usr/lib/xen-$version/bin/xl"
+chmod 755 "/usr/lib/xen-$version/bin/xl"
 echo ready
 exec sleep 100000
 """
@@ -240,14 +248,14 @@ def loop_devices(paths):
 class Namespace:
     """A process holding a private mount namespace; commands enter it with nsenter."""
 
-    def __init__(self, workdir, etc_extra):
+    def __init__(self, workdir, tools):
         if os.geteuid() != 0:
             raise HarnessError("the xl oracle needs root (unshare -m, overlayfs mounts)")
         self.workdir = workdir
         os.makedirs(workdir, exist_ok=True)
         self.process = subprocess.Popen(
             ["unshare", "-m", "--propagation", "private", "sh", "-c", _NAMESPACE_SCRIPT, "ns", workdir,
-             etc_extra],
+             tools.etc, tools.version, " ".join(shlex.quote(a) for a in tools.xl_argv)],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             preexec_fn=_die_with_parent)
         line = self.process.stdout.readline()
@@ -306,6 +314,21 @@ class Connection:
                 in_tx, pending = False, []
             elif op in _WRITE_OPS and reply == op:
                 (pending if in_tx else done).append((op, _split_args(op, payload)))
+        return done
+
+    def committed_transactions(self):
+        """The write requests of each committed transaction, in order (a list per transaction;
+        writes outside a transaction are left out)."""
+        done, pending, in_tx = [], [], False
+        for op, payload, reply, _answer in self.requests:
+            if op == "TRANSACTION_START":
+                in_tx, pending = reply == "TRANSACTION_START", []
+            elif op == "TRANSACTION_END":
+                if payload.startswith("T") and reply == "TRANSACTION_END" and pending:
+                    done.append(pending)
+                in_tx, pending = False, []
+            elif in_tx and op in _WRITE_OPS and reply == op:
+                pending.append((op, _split_args(op, payload)))
         return done
 
 
@@ -445,7 +468,7 @@ class XlHost:
         try:
             self.socket = self.daemon.socket
             self.trace_file = os.path.join(self.workdir, "trace.log")
-            self.ns = Namespace(os.path.join(self.workdir, "ns"), self.tools.etc)
+            self.ns = Namespace(os.path.join(self.workdir, "ns"), self.tools)
             self._control("logfile", self.trace_file)
             self._control("log", "on")
             with launcher.WireClient(self.socket) as client:
@@ -611,6 +634,11 @@ class XlHost:
         if conn is None:
             return {}, set()
         return effect(before, replay(before, conn.committed_writes()))
+
+    def own_transactions(self, marker):
+        """The committed transactions of that client, each as its list of write requests."""
+        conn = self.complete_trace().client_after(marker)
+        return conn.committed_transactions() if conn else []
 
     def own_requests(self, marker):
         """The requests of the same connection, as text lines (to show when a case fails)."""
