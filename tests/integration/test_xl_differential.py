@@ -247,8 +247,14 @@ DIFFERENCES = {
         "(hotplug-status error), `xl block-attach` returns 1 and leaves the backend, frontend and "
         "libxl directory nodes and the JSON entry behind, and such a cdrom would break the "
         "guest's next `xl create` the same way. xen_disk refuses it before writing anything and "
-        "says how to get one that works on 4.20: backendtype=phy, which 4.20 serves from an "
-        "empty file (case cdrom-empty-phy-pv)."),
+        "says why; a cdrom with a medium works on every version (an empty one with "
+        "backendtype=phy works on 4.20's xl: case cdrom-empty-phy-pv)."),
+    "empty-phy-cdrom-420": (
+        "Xen 4.20's libxl accepts an empty cdrom with backendtype=phy (4.17 finds no suitable "
+        "backend): it creates an empty placeholder file /var/run/xen/empty-cdrom.<domid> and "
+        "writes it as the backend's params, which the block script puts a loop device on. "
+        "xen_disk refuses it on both versions, before writing, as 4.17 does: it does not create "
+        "libxl's placeholder file, and its read-back would take that file for a medium."),
 }
 EMPTY_POSITIONAL = {"cdrom-empty-hvm", "cdrom-empty-pv"}
 
@@ -256,6 +262,8 @@ EMPTY_POSITIONAL = {"cdrom-empty-hvm", "cdrom-empty-pv"}
 def case_differences(version, case_id):
     if version == "4.20" and case_id in PV_EMPTY_CDROM:
         return {"pv-empty-cdrom-420"}
+    if version == "4.20" and case_id == EMPTY_PHY_CDROM.id:
+        return {"empty-phy-cdrom-420"}
     if case_id in EMPTY_POSITIONAL:
         return {"empty-positional-target"}
     if version == "4.17" and case_id.startswith("untrusted-"):
@@ -316,15 +324,18 @@ def test_attach_writes_equal_libxl(outcomes, xen_version, case_id):
     if "pv-empty-cdrom-420" in case_differences(xen_version, case_id):
         _assert_pv_empty_cdrom_refused(outcomes(xen_version)[case_id])
         return
+    if "empty-phy-cdrom-420" in case_differences(xen_version, case_id):
+        _assert_empty_phy_cdrom_refused(outcomes(xen_version)[case_id])
+        return
     _assert_same_writes(outcomes(xen_version)[case_id], xen_version)
 
 
 def _assert_pv_empty_cdrom_refused(outcome):
     """pv-empty-cdrom-420, as listed: xl fails after writing a phy backend without params;
-    xen_disk refuses, writes nothing and names the way that works."""
+    xen_disk refuses, writes nothing and says why."""
     assert outcome.xl.error is None, outcome.xl.error
     assert outcome.ours.error is None, outcome.ours.error
-    xl_result, ours = outcome.xl.results[0], outcome.ours.results[0]
+    xl_result = outcome.xl.results[0]
     assert xl_result.returncode == 1 and "block failed" in xl_result.stderr, xl_result.stderr
     changed, _removed = outcome.xl.writes[0]
     backend = [p for p in changed if p.startswith("/local/domain/0/backend/vbd/") and p.count("/") == 7]
@@ -333,10 +344,28 @@ def _assert_pv_empty_cdrom_refused(outcome):
     assert changed[backend[0] + "/script"][0] == "/etc/xen/scripts/block"
     assert backend[0] + "/params" not in changed
     assert [d.get("format") for d in outcome.xl.configs[0]["disks"]] == ["empty"], "xl left no JSON entry"
+    _assert_we_refused(outcome, "4.20")
+
+
+def _assert_we_refused(outcome, *words):
+    ours = outcome.ours.results[0]
     assert ours.get("failed"), ours
-    assert "4.20" in ours["msg"] and "backendtype=phy" in ours["msg"], ours["msg"]
+    assert all(word in ours["msg"] for word in words), ours["msg"]
     assert outcome.ours.writes[0] == ({}, set()), ours
     assert outcome.ours.configs[0] == outcome.ours.before_configs[0]
+
+
+def _assert_empty_phy_cdrom_refused(outcome):
+    """empty-phy-cdrom-420, as listed: 4.20's xl serves it from its placeholder file and the
+    block script connects it; xen_disk refuses, writing nothing."""
+    assert outcome.xl.error is None, outcome.xl.error
+    assert outcome.ours.error is None, outcome.ours.error
+    assert outcome.xl.results[0].returncode == 0, outcome.xl.results[0].stderr
+    changed, _removed = outcome.xl.writes[0]
+    assert changed["/local/domain/0/backend/vbd/5/51760/params"][0] == "/var/run/xen/empty-cdrom.5"
+    assert changed["/local/domain/0/backend/vbd/5/51760/type"][0] == "phy"
+    assert [d.get("backend") for d in outcome.xl.configs[0]["disks"]] == ["phy"]
+    _assert_we_refused(outcome, "phy")
 
 
 @pytest.mark.parametrize("xen_version, case_id", case_ids("detach"))
