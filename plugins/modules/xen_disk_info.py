@@ -267,9 +267,9 @@ guests:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.xen.disks.plugins.module_utils import _argspec
-from ansible_collections.xen.disks.plugins.module_utils import _reconcile
-from ansible_collections.xen.disks.plugins.module_utils._xenstore import HAS_PYXS, PYXS_IMPORT_ERROR
+from ansible_collections.xen.disks.plugins.module_utils._core import argspec as _argspec
+from ansible_collections.xen.disks.plugins.module_utils._runs import live as _reconcile
+from ansible_collections.xen.disks.plugins.module_utils._io.xenstore import HAS_PYXS, PYXS_IMPORT_ERROR
 
 
 def main():

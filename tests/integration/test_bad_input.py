@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.xen.disks.plugins.module_utils import _reconcile
+from ansible_collections.xen.disks.plugins.module_utils._runs import live as _reconcile
 from ansible_collections.xen.disks.tests.integration.test_xen_disk_helpers import (
     xen_disk_info_run,
     xen_disk_run,

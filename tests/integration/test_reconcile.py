@@ -11,9 +11,9 @@ import stat
 
 import pytest
 
-from ansible_collections.xen.disks.plugins.module_utils import _reconcile
-from ansible_collections.xen.disks.plugins.module_utils._layout import cleanup_ops, DiskPlacement
-from ansible_collections.xen.disks.plugins.module_utils._xs_tree import XsTree
+from ansible_collections.xen.disks.plugins.module_utils._runs import live as _reconcile
+from ansible_collections.xen.disks.plugins.module_utils._core.layout import cleanup_ops, DiskPlacement
+from ansible_collections.xen.disks.plugins.module_utils._core.xs_tree import XsTree
 
 
 def test_stat_target_kinds(tmp_path):

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.xen.disks.plugins.module_utils._reconcile import _guest_of, frontend_node
-from ansible_collections.xen.disks.plugins.module_utils._xenstore import XenstoreConflict
+from ansible_collections.xen.disks.plugins.module_utils._runs.live import _guest_of, frontend_node
+from ansible_collections.xen.disks.plugins.module_utils._io.xenstore import XenstoreConflict
 
 NODES = {
     "/libxl/5/device/vbd/51712/params": "a",

@@ -404,7 +404,7 @@ def test_a_change_during_the_read_is_seen(sim):
     """xenstore changes while the host is being read (here: another client rewrites the
     toolstack's record of xvda at the moment libxl's stat of the target runs, after the record
     was read): the read is redone and the plan is made on what xenstore holds, not on a torn view."""
-    from ansible_collections.xen.disks.plugins.module_utils import _reconcile
+    from ansible_collections.xen.disks.plugins.module_utils._runs import live as _reconcile
 
     spec = "%s,,xvda" % img(sim, "a.img")
     xen_disk_run(sim, domain="guest5", disks=[spec])

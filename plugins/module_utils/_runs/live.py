@@ -33,24 +33,22 @@ import subprocess
 import time
 from collections import namedtuple
 
-from ansible_collections.xen.disks.plugins.module_utils import (
-    _argspec,
-    _declaration,
-    _libxl_json,
-    _loop,
-    _plan,
-    _qemu_img,
-    _storage,
-)
-from ansible_collections.xen.disks.plugins.module_utils._libxl_config import (
+from ansible_collections.xen.disks.plugins.module_utils._core import argspec as _argspec
+from ansible_collections.xen.disks.plugins.module_utils._core import declaration as _declaration
+from ansible_collections.xen.disks.plugins.module_utils._core import libxl_json as _libxl_json
+from ansible_collections.xen.disks.plugins.module_utils._io import loop as _loop
+from ansible_collections.xen.disks.plugins.module_utils._core import plan as _plan
+from ansible_collections.xen.disks.plugins.module_utils._io import qemu_img as _qemu_img
+from ansible_collections.xen.disks.plugins.module_utils._core import storage as _storage
+from ansible_collections.xen.disks.plugins.module_utils._io.libxl_config import (
     DEFAULT_LIBXL_DIR,
     DomainFiles,
     FileLock,
     LibxlFileError,
     uuid_of_vm_path,
 )
-from ansible_collections.xen.disks.plugins.module_utils._disk_spec import DiskSpecError, disk_to_dict, render_disk_spec
-from ansible_collections.xen.disks.plugins.module_utils._layout import (
+from ansible_collections.xen.disks.plugins.module_utils._core.disk_spec import DiskSpecError, disk_to_dict, render_disk_spec
+from ansible_collections.xen.disks.plugins.module_utils._core.layout import (
     DEFAULT_SCRIPT_DIR,
     KINDS,
     TreeView,
@@ -59,7 +57,7 @@ from ansible_collections.xen.disks.plugins.module_utils._layout import (
     libxl_kind_dir,
     path_cleanup_ops,
 )
-from ansible_collections.xen.disks.plugins.module_utils._qmp import (
+from ansible_collections.xen.disks.plugins.module_utils._io.qmp import (
     DEFAULT_RUN_DIR,
     QmpCommandError,
     QmpError,
@@ -68,13 +66,13 @@ from ansible_collections.xen.disks.plugins.module_utils._qmp import (
     socket_listening_path,
     socket_path,
 )
-from ansible_collections.xen.disks.plugins.module_utils._xenstore import (
+from ansible_collections.xen.disks.plugins.module_utils._io.xenstore import (
     XenstoreConnection,
     XenstoreError,
     XenstoreTimeout,
 )
-from ansible_collections.xen.disks.plugins.module_utils._vdev import VdevError, vdev_to_devid
-from ansible_collections.xen.disks.plugins.module_utils._xs_tree import RM, SET_PERMS, XsTree
+from ansible_collections.xen.disks.plugins.module_utils._core.vdev import VdevError, vdev_to_devid
+from ansible_collections.xen.disks.plugins.module_utils._core.xs_tree import RM, SET_PERMS, XsTree
 
 GUEST_OPTIONS = ("disks", "state", "exclusive", "keep", "recreate", "force", "creating", "backend", "width")
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Optional
 
-from ansible_collections.xen.disks.plugins.module_utils._text import shown, text_problem
+from ansible_collections.xen.disks.plugins.module_utils._core.text import shown, text_problem
 
 STORAGE_KEYS = ("size", "create", "preallocation", "backing_file", "backing_format", "mode", "owner",
                 "group", "allow_shrink", "format_mismatch", "remove_storage")

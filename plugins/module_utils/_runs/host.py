@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.xen.disks.plugins.module_utils import _argspec, _reconcile, _xl_cfg_disks
-from ansible_collections.xen.disks.plugins.module_utils._declaration import spec_message, parse_item
-from ansible_collections.xen.disks.plugins.module_utils._disk_spec import DiskSpecError, check_libxl_rules
-from ansible_collections.xen.disks.plugins.module_utils._storage import split_storage
-from ansible_collections.xen.disks.plugins.module_utils._reconcile import ReconcileError
-from ansible_collections.xen.disks.plugins.module_utils._xl_cfg_files import ConfigFiles
+from ansible_collections.xen.disks.plugins.module_utils._core import argspec as _argspec
+from ansible_collections.xen.disks.plugins.module_utils._runs import live as _reconcile
+from ansible_collections.xen.disks.plugins.module_utils._core import xl_cfg_disks as _xl_cfg_disks
+from ansible_collections.xen.disks.plugins.module_utils._core.declaration import spec_message, parse_item
+from ansible_collections.xen.disks.plugins.module_utils._core.disk_spec import DiskSpecError, check_libxl_rules
+from ansible_collections.xen.disks.plugins.module_utils._core.storage import split_storage
+from ansible_collections.xen.disks.plugins.module_utils._runs.live import ReconcileError
+from ansible_collections.xen.disks.plugins.module_utils._io.xl_cfg_files import ConfigFiles
 
 # xen_disk's options passed through unchanged: the guests' defaults, and how the live plane runs
 _LIVE_RUN_OPTIONS = ("exclusive", "recreate", "force") + tuple(_argspec.LIVE_RUN) \

@@ -31,7 +31,7 @@ import socket
 import stat
 import time
 
-from ansible_collections.xen.disks.plugins.module_utils._libxl_json import yajl_string
+from ansible_collections.xen.disks.plugins.module_utils._core.libxl_json import yajl_string
 
 DEFAULT_RUN_DIR = "/var/run/xen"
 SOCKET_NAME = "qmp-libxl-%d"
