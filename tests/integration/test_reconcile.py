@@ -1,6 +1,6 @@
 # Copyright: xen.disks contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The runtime's own pieces (_reconcile): host I/O helpers on real files and processes, the
+"""The runtime's own pieces (_io.dom0, _runs): host I/O helpers on real files and processes, the
 request model, the per-guest views of a snapshot, the decoding of what a backend published."""
 
 from __future__ import annotations

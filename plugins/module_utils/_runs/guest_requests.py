@@ -45,7 +45,7 @@ class GuestRequest:
         self.desired = ()
         self.view = None         # the guest's part of the host snapshot
         self.vm_path = None      # /local/domain/D/vm: names libxl's files
-        self.files = None        # _libxl_config.DomainFiles, None when they cannot be named
+        self.files = None        # _io.libxl_config.DomainFiles, None when they cannot be named
         self.config = None       # libxl's domain configuration as read (None: no file)
         self.config_steps = {}   # id(change) -> [_libxl_json.ConfigStep]
 

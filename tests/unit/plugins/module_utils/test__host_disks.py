@@ -1,6 +1,6 @@
 # Copyright: xen.disks contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""_host_disks.declaration_errors: what is wrong with a host's guests taken together (pure, plain
+"""_runs.host.declaration_errors: what is wrong with a host's guests taken together (pure, plain
 dicts as the xen_host_disks module receives them)."""
 
 from __future__ import annotations
