@@ -179,8 +179,7 @@ def test_written_tree_equals_the_document(layout_host, name, guest, disks, extra
 
 def test_second_virtio_disk_on_arm_takes_the_next_slot(layout_host):
     disks = ["/dev/mmcblk0p3,raw,xvda,w,specification=virtio", "/dev/mmcblk0p4,raw,xvdb,w,specification=virtio"]
-    run_xen_disk(_params(layout_host, 3, disks, {"creating": True, "arch": "arm"}),
-                            stat=lambda p: "block")
+    run_xen_disk(_params(layout_host, 3, disks, {"creating": True, "arch": "arm"}), stat=lambda p: "block")
     second = subtree(layout_host, "/local/domain/0/backend/virtio_disk/3/51728")
     assert second["/local/domain/0/backend/virtio_disk/3/51728/base"][0] == "33554944"
     assert second["/local/domain/0/backend/virtio_disk/3/51728/irq"][0] == "34"

@@ -15,7 +15,7 @@ import platform
 import stat
 import subprocess
 
-# -- host I/O (injectable) ----------------------------------------------------------------
+
 def stat_target(path):
     """What libxl's stat of a local target finds: block, file, other, missing or unknown."""
     try:

@@ -10,6 +10,7 @@ Private to the xen.disks collection: no compatibility promise. Standard library 
 
 from __future__ import annotations
 
+
 class Failures(list):
     """The failure messages of a run (a list), and the declared guests they stopped: a failure
     added with `add(guest, ...)` is that guest's alone; one appended without a guest is the run's."""
@@ -56,7 +57,7 @@ def exit_module(module, run):
     module.exit_json(**result)
 
 
-# -- xen_disk -----------------------------------------------------------------------------
 def check_params(errors):
+    """The module's early checks (`_core.argspec`): any error fails the run before xenstore is read."""
     if errors:
         raise ReconcileError("\n".join(errors), errors=errors)

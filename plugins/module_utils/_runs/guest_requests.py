@@ -16,7 +16,6 @@ from ansible_collections.xen.disks.plugins.module_utils._core import storage as 
 GUEST_OPTIONS = ("disks", "state", "exclusive", "keep", "recreate", "force", "creating", "backend", "width")
 
 
-# -- requests -----------------------------------------------------------------------------
 AbsentDisk = namedtuple("AbsentDisk", "devid name vdev")
 AbsentDisk.__doc__ = """A disk declared absent: only its device number matters (`name` labels messages)."""
 

@@ -30,6 +30,7 @@ from ansible_collections.xen.disks.plugins.module_utils._core.xs_tree import XsT
 from ansible_collections.xen.disks.plugins.module_utils._io.xenstore import XenstoreConnection, XenstoreError
 from ansible_collections.xen.disks.plugins.module_utils._runs.failures import ReconcileError
 
+
 def open_xenstore(params):
     """The connection; the user's `timeout` also bounds every answer of xenstored."""
     try:

@@ -28,7 +28,7 @@ from ansible_collections.xen.disks.plugins.module_utils._io.qmp import QmpError,
 from ansible_collections.xen.disks.plugins.module_utils._runs.failures import ReconcileError
 from ansible_collections.xen.disks.plugins.module_utils._runs.host_state import int_or_none, shown_value
 
-# -- the storage behind the disks (images) ------------------------------------------------------
+
 @dataclasses.dataclass
 class ImageEntry:
     """One declared disk with storage options: its spec, what was found, what is planned/done."""

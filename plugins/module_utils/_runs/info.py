@@ -38,7 +38,7 @@ from ansible_collections.xen.disks.plugins.module_utils._runs.host_state import 
     vm_path_node,
 )
 
-# -- xen_disk_info ------------------------------------------------------------------------
+
 INFO_FLAGS = (("cdrom", 1), ("removable", 2), ("readonly", 4))  # blkif.h VDISK_*
 
 
@@ -140,103 +140,116 @@ def run_xen_disk_info(params, *, inspect_images=True, skip_missing=False):
     check_params(_argspec.xen_disk_info_param_errors(params))
     conn = open_xenstore(params)
     try:
-        def read(reader):
-            domains = reader.domains()
-            names = {}
-            for domid, name in domains.items():
-                if name is not None:
-                    names.setdefault(name, []).append(domid)
-            if params.get("domain") is not None:
-                refs = [("domain", str(params["domain"]))]
-            elif params.get("domains"):
-                refs = [("domains[%d]" % i, str(d)) for i, d in enumerate(params["domains"])]
-            else:
-                refs = [(None, str(d)) for d in sorted(domains)]
-            domids, errors, missing = [], [], []
-            for where, ref in refs:
-                number = _declaration.domid_text(ref)
-                if number is not None and number in domains:
-                    domid = number
-                elif len(names.get(ref, [])) == 1:
-                    domid = names[ref][0]
-                elif names.get(ref):
-                    errors.append("%s: several domains are named %r (ids %s): give the domain id"
-                                  % (where, ref, ", ".join(str(d) for d in names[ref])))
-                    continue
-                elif skip_missing:
-                    missing.append(ref)
-                    continue
-                else:
-                    errors.append("%s: %s" % (where, _declaration.no_domain_with_id(ref) if number is not None
-                                              else "no domain named %r on this host" % ref))
-                    continue
-                if domid not in domids:
-                    domids.append(domid)
-            if errors:
-                raise ReconcileError("\n".join(errors), errors=errors)
-            tree = read_libxl_records(reader, domids)
-            tree.values.update({p: v for p, v in reader.read_values([vm_path_node(d) for d in domids]).items()
-                                if v is not None})
-            dirs = []
-            for domid in domids:
-                for current in _plan.read_disks(tree, domid):
-                    dirs += [current.placement.frontend_path, current.placement.backend_path]
-            merge(tree, reader.read_tree(sorted(set(dirs)), with_perms=False))
-            fronts = [p for p in dirs if frontend_node(p)]
-            tree.perms.update({p: v for p, v in reader.read_perms(fronts).items() if v is not None})
-            return domains, domids, tree, missing
-
         try:
-            snap = conn.snapshot_by_owner(read, guest_of, observed=frontend_node)
+            snap = conn.snapshot_by_owner(lambda reader: _read_host(reader, params, skip_missing), guest_of,
+                                          observed=frontend_node)
         except XenstoreError as exc:
             message = "%s (while reading the host)" % exc
             raise ReconcileError(message, errors=[message]) from None
         domains, domids, tree, missing = snap.value
         script_dir = params.get("script_dir") or DEFAULT_SCRIPT_DIR
         libxl_dir = params.get("libxl_dir") or DEFAULT_LIBXL_DIR
-        guests = []
-        for domid in domids:
-            currents = sorted(_plan.read_disks(tree, domid), key=lambda c: (c.devid, c.kind))
-            disks = [disk_info(tree, c, domains, script_dir) for c in currents]
-            warnings = _plan.guest_warnings(tree, domid)
-            path, config, problem = read_guest_config(libxl_dir, domid, tree.get(vm_path_node(domid)))
-            if problem and (currents or config is None and path is None):
-                warnings.append(problem)
-            recorded = set()
-            for current, disk in zip(currents, disks):
-                vdev = current.libxl.get("dev") or current.vdev
-                entry = _libxl_json.entry_for(config, vdev) if config is not None else None
-                if entry is not None:
-                    recorded.add(vdev)
-                disk["libxl_config"] = entry
-                image = target_image(disk) if inspect_images else None
-                if image is not None:
-                    disk["image"] = image
-                    if image.get("format_mismatch"):
-                        disk["warnings"].append("%s: %s" % (image["path"], image["format_mismatch"]))
-                # no file (a guest xl did not create): nothing to survive, not a disk libxl lost
-                disk["survives_xl_reboot"] = entry is not None if config is not None else None
-                if config is not None and entry is None:
-                    disk["warnings"].append(
-                        "not in libxl's domain configuration: xl drops it at the guest's next xl reboot, "
-                        "save or migration")
-            guests.append({
-                "domain": domains.get(domid) or "",
-                "domid": domid,
-                "type": tree.get("/libxl/%d/type" % domid),
-                "specs": [d["spec"] for d in disks if d["spec"] is not None],
-                "warnings": warnings,
-                "disks": disks,
-                "libxl_config_path": path if config is not None else None,
-                "libxl_only": [{"vdev": e.get("vdev"), "entry": e}
-                               for e in _libxl_json.disk_entries(config) if e.get("vdev") not in recorded],
-            })
+        guests = [_guest_info(tree, domains, domid, script_dir, libxl_dir, inspect_images) for domid in domids]
         result = {"guests": guests}
         if skip_missing:
             result["missing_domains"] = missing
         return result
     finally:
         conn.close()
+
+
+def _resolve(params, domains, skip_missing):
+    """(domids, missing refs) of the domains the parameters name (all of the host's by default);
+    raises ReconcileError for a name several domains share, or one not found (unless skipped)."""
+    names = {}
+    for domid, name in domains.items():
+        if name is not None:
+            names.setdefault(name, []).append(domid)
+    if params.get("domain") is not None:
+        refs = [("domain", str(params["domain"]))]
+    elif params.get("domains"):
+        refs = [("domains[%d]" % i, str(d)) for i, d in enumerate(params["domains"])]
+    else:
+        refs = [(None, str(d)) for d in sorted(domains)]
+    domids, errors, missing = [], [], []
+    for where, ref in refs:
+        number = _declaration.domid_text(ref)
+        if number is not None and number in domains:
+            domid = number
+        elif len(names.get(ref, [])) == 1:
+            domid = names[ref][0]
+        elif names.get(ref):
+            errors.append("%s: several domains are named %r (ids %s): give the domain id"
+                          % (where, ref, ", ".join(str(d) for d in names[ref])))
+            continue
+        elif skip_missing:
+            missing.append(ref)
+            continue
+        else:
+            errors.append("%s: %s" % (where, _declaration.no_domain_with_id(ref) if number is not None
+                                      else "no domain named %r on this host" % ref))
+            continue
+        if domid not in domids:
+            domids.append(domid)
+    if errors:
+        raise ReconcileError("\n".join(errors), errors=errors)
+    return domids, missing
+
+
+def _read_host(reader, params, skip_missing):
+    """The body of the snapshot: the named domains' records, `vm` nodes and disk directories."""
+    domains = reader.domains()
+    domids, missing = _resolve(params, domains, skip_missing)
+    tree = read_libxl_records(reader, domids)
+    tree.values.update({p: v for p, v in reader.read_values([vm_path_node(d) for d in domids]).items()
+                        if v is not None})
+    dirs = []
+    for domid in domids:
+        for current in _plan.read_disks(tree, domid):
+            dirs += [current.placement.frontend_path, current.placement.backend_path]
+    merge(tree, reader.read_tree(sorted(set(dirs)), with_perms=False))
+    fronts = [p for p in dirs if frontend_node(p)]
+    tree.perms.update({p: v for p, v in reader.read_perms(fronts).items() if v is not None})
+    return domains, domids, tree, missing
+
+
+def _guest_info(tree, domains, domid, script_dir, libxl_dir, inspect_images):
+    """The xen_disk_info entry of one guest: its disks, and libxl's domain configuration beside them."""
+    currents = sorted(_plan.read_disks(tree, domid), key=lambda c: (c.devid, c.kind))
+    disks = [disk_info(tree, c, domains, script_dir) for c in currents]
+    warnings = _plan.guest_warnings(tree, domid)
+    path, config, problem = read_guest_config(libxl_dir, domid, tree.get(vm_path_node(domid)))
+    if problem and (currents or config is None and path is None):
+        warnings.append(problem)
+    recorded = set()
+    for current, disk in zip(currents, disks):
+        vdev = current.libxl.get("dev") or current.vdev
+        entry = _libxl_json.entry_for(config, vdev) if config is not None else None
+        if entry is not None:
+            recorded.add(vdev)
+        disk["libxl_config"] = entry
+        image = target_image(disk) if inspect_images else None
+        if image is not None:
+            disk["image"] = image
+            if image.get("format_mismatch"):
+                disk["warnings"].append("%s: %s" % (image["path"], image["format_mismatch"]))
+        # no file (a guest xl did not create): nothing to survive, not a disk libxl lost
+        disk["survives_xl_reboot"] = entry is not None if config is not None else None
+        if config is not None and entry is None:
+            disk["warnings"].append(
+                "not in libxl's domain configuration: xl drops it at the guest's next xl reboot, "
+                "save or migration")
+    return {
+        "domain": domains.get(domid) or "",
+        "domid": domid,
+        "type": tree.get("/libxl/%d/type" % domid),
+        "specs": [d["spec"] for d in disks if d["spec"] is not None],
+        "warnings": warnings,
+        "disks": disks,
+        "libxl_config_path": path if config is not None else None,
+        "libxl_only": [{"vdev": e.get("vdev"), "entry": e}
+                       for e in _libxl_json.disk_entries(config) if e.get("vdev") not in recorded],
+    }
 
 
 def target_image(disk):

@@ -31,6 +31,7 @@ from ansible_collections.xen.disks.plugins.module_utils._runs.live_apply import 
 from ansible_collections.xen.disks.plugins.module_utils._runs.live_results import xen_disk_result
 from ansible_collections.xen.disks.plugins.module_utils._runs.reconciler import Reconciler
 
+
 def run_xen_disk(params, check_mode=False, want_diff=False, *, stat=stat_target, run_script=run_hotplug_script,
                  labels=None):
     """The xen_disk module without Ansible: returns the result dict or raises ReconcileError.

@@ -20,6 +20,7 @@ from ansible_collections.xen.disks.plugins.module_utils._io.qmp import (
 from ansible_collections.xen.disks.plugins.module_utils._runs.host_state import spec_of_record
 from ansible_collections.xen.disks.plugins.module_utils._runs.live_apply import HOTPLUG_NONE
 
+
 def change_result(guest, change):
     desired, current = change.desired, change.current
     if desired is not None:

@@ -55,9 +55,11 @@ from ansible_collections.xen.disks.plugins.module_utils._runs.host_state import 
 )
 from ansible_collections.xen.disks.plugins.module_utils._runs.live_results import change_result
 
-# -- the reconcile ------------------------------------------------------------------------
+
 class Reconciler:
-    """One xen_disk call: see the module docstring for the steps."""
+    """One xen_disk call: its settings and records (failures, warnings, per-disk results, what it
+    committed), and the steps before any write: read, validate, plan, lock the targets, check the
+    sharing rule again. `live_apply.apply_guest` carries out each guest's plan."""
 
     def __init__(self, conn, params, *, check_mode=False, want_diff=False, stat=stat_target,
                  run_script=run_hotplug_script):
