@@ -244,7 +244,8 @@ DIFFERENCES = {
         "built, which xl cannot be compared with here (`xl create` needs a hypervisor)."),
     "pv-empty-cdrom-420": (
         "Xen 4.20's libxl gives an empty cdrom of a PV or PVH guest (no target, no backendtype) "
-        "a phy backend with the block hotplug script and no `params` node; the script fails "
+        "a phy backend with the block hotplug script and no medium (no `params` node, or \"\" for "
+        "`,raw,xvdd,cdrom`); the script fails "
         "(hotplug-status error), `xl block-attach` returns 1 and leaves the backend, frontend and "
         "libxl directory nodes and the JSON entry behind, and such a cdrom would break the "
         "guest's next `xl create` the same way. xen_disk refuses it before writing anything and "
@@ -344,7 +345,8 @@ def _assert_pv_empty_cdrom_refused(outcome):
     assert len(backend) == 1, sorted(changed)
     assert changed[backend[0] + "/type"][0] == "phy"
     assert changed[backend[0] + "/script"][0] == "/etc/xen/scripts/block"
-    assert backend[0] + "/params" not in changed
+    # no medium: no params node (`vdev=xvdd,devtype=cdrom`), or "" (`,raw,xvdd,cdrom`)
+    assert changed.get(backend[0] + "/params", ("",))[0] == ""
     assert [d.get("format") for d in outcome.xl.configs[0]["disks"]] == ["empty"], "xl left no JSON entry"
     _assert_we_refused(outcome, "4.20")
 
