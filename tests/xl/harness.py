@@ -9,9 +9,13 @@ One `XlHost` is one simulated dom0 for one test case:
 - its own private mount namespace (`unshare -m`, overlayfs on /etc, /var and /run, upper dirs in
   the case's directory): libxl's hard-coded paths (/etc/xen, /var/lib/xen, /var/run/xen) are
   private to the case, nothing on the host changes and parallel cases never meet. /etc/xen holds
-  xen-utils-common's files (xl.conf, the hotplug scripts). `xl` and `xen_disk` both run inside,
-  so they see the same libxl domain configuration files and lock files;
-- `xl` runs with an LD_PRELOAD hypervisor stand-in (hvshim.c) answering from xenstore.
+  that Xen version's xen-utils-common files (xl.conf, the hotplug scripts), and /usr/lib (an
+  overlay too) shows only that version's toolstack, /usr/lib/xen-<version>/bin/xl, as a dom0
+  does to the modules' version detection. `xl` and `xen_disk` both run inside, so they see the
+  same libxl domain configuration files and lock files;
+- `xl` runs with an LD_PRELOAD hypervisor stand-in (hvshim.c, built for its version) answering
+  from xenstore; 4.20's (Debian 13's, tests/xl/fetch-xen-4.20.sh) through trixie's loader
+  (`XenTools`).
 
 Guests are created as libxl does (launcher.add_guest) plus what xl needs before it touches one:
 /libxl/D/dm-version, the device-model pid of guests with a device model, and libxl's domain
