@@ -80,12 +80,18 @@ def test_trace_separates_xl_writes_from_the_backend(xl_host, tmp_path):
     xl_host.add_guest("pv5", 5, "pv")
     image = tmp_path / "a.img"
     image.write_bytes(b"\0" * 4096)
-    before = xl_host.dump("/")
-    marker = xl_host.mark("attach")
-    xl_host.xl("block-attach", "5", "%s,raw,xvdb,rw" % image)
-    backend = "/local/domain/0/backend/vbd/5/51728"
-    xl_host.wait_for(lambda: xl_host.read(backend + "/state") == "4", what="the backend connected")
-    changed, removed = xl_host.own_writes(marker, before)
+    with harness.loop_devices([str(image)]) as loops:  # the block script's block-device branch
+        target = loops[str(image)]
+        before = xl_host.dump("/")
+        marker = xl_host.mark("attach")
+        xl_host.xl("block-attach", "5", "%s,raw,xvdb,rw" % target)
+        backend = "/local/domain/0/backend/vbd/5/51728"
+        xl_host.wait_for(lambda: xl_host.read(backend + "/state") == "4", what="the backend connected")
+        changed, removed = xl_host.own_writes(marker, before)
+        check_trace(xl_host, backend, changed, removed, target)
+
+
+def check_trace(xl_host, backend, changed, removed, image):
     assert changed[backend + "/params"] == (str(image), ("n0", "r5"))
     assert changed[backend + "/state"] == ("1", ("n0", "r5"))  # libxl's value, not the backend's 4
     assert changed["/local/domain/5/device/vbd/51728/protocol"] == ("x86_64-abi", ("n5", "r0"))
@@ -98,10 +104,10 @@ def test_trace_separates_xl_writes_from_the_backend(xl_host, tmp_path):
 
 def test_pv32_guest_protocol(xl_host, tmp_path):
     xl_host.add_guest("pv6", 6, "pv", width=32)
-    (tmp_path / "a.img").write_bytes(b"\0" * 4096)
+    (tmp_path / "a.qcow2").write_bytes(b"\0" * 4096)  # qdisk: no loop device (losetup -f races other runs)
     before = xl_host.dump("/")
     marker = xl_host.mark("attach")
-    xl_host.xl("block-attach", "6", "%s,raw,xvdb,rw" % (tmp_path / "a.img"))
+    xl_host.xl("block-attach", "6", "%s,qcow2,xvdb" % (tmp_path / "a.qcow2"))
     changed, _removed = xl_host.own_writes(marker, before)
     assert changed["/local/domain/6/device/vbd/51728/protocol"][0] == "x86_32-abi"
 
