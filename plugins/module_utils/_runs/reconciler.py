@@ -69,7 +69,7 @@ class Reconciler:
     sharing rule again. `live_apply.apply_guest` carries out each guest's plan."""
 
     def __init__(self, conn, params, *, check_mode=False, want_diff=False, stat=stat_target,
-                 run_script=run_hotplug_script, xen_facts=xen_version_facts):
+                 run_script=run_hotplug_script, xen=None):
         self.conn = conn
         self.params = params
         self.check_mode = check_mode
@@ -84,9 +84,10 @@ class Reconciler:
         self.libxl_dir = params.get("libxl_dir") or DEFAULT_LIBXL_DIR
         self.run_dir = params.get("libxl_run_dir") or DEFAULT_RUN_DIR
         self.warnings = []
-        # the host's Xen toolstack: what its xl writes where versions differ (_core.xen_version)
-        self.xen, self.warnings[:0] = host_xen_version(params, xen_facts)
-        self.warnings += unsupported_warning(self.xen)
+        # the host's Xen toolstack: what its xl writes where versions differ (_core.xen_version);
+        # (XenVersion, warnings) of `host_xen_version`, read before xenstore is opened
+        self.xen, xen_warnings = xen if xen is not None else host_xen_version(params, xen_version_facts)
+        self.warnings += list(xen_warnings) + unsupported_warning(self.xen)
         self.results = {}        # (domid, devid, kind) -> result dict
         self.failures = Failures()
         self.applied = {}  # domid -> the ops this run committed for the guest, in order
