@@ -36,7 +36,7 @@ def test_option_over_another_toolstack_warns(host):
     assert info["xen"] == {"version": other, "source": "option", "supported": True}
     warnings = [w["event"]["msg"] if isinstance(w, dict) else w for w in info["warnings"]]  # ansible-core 2.19's form
     assert warnings == ["xen_version %s was given, but the toolstack installed is %s "
-                                "(/usr/lib/xen-*/bin/xl): writing what xl %s writes" % (other, host.xen_version, other)]
+                        "(/usr/lib/xen-*/bin/xl): writing what xl %s writes" % (other, host.xen_version, other)]
 
 
 def test_a_version_not_supported_is_refused_by_the_option(host):

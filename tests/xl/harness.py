@@ -191,8 +191,8 @@ def build_shim(version=DEFAULT_XEN_VERSION):
         with open(stub_file, "w") as handle:
             handle.write(stubs)
         partial = os.path.join(tmp, "shim.so")
-        command = ["gcc", "-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-Wno-unused-parameter"] + flags + [
-                   "-o", partial, SHIM_SOURCE, stub_file, "-lxenstore"]
+        command = ["gcc", "-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-Wno-unused-parameter"] + flags
+        command += ["-o", partial, SHIM_SOURCE, stub_file, "-lxenstore"]
         try:
             result = subprocess.run(command, capture_output=True, text=True, check=False)
         except FileNotFoundError:
