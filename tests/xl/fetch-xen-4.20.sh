@@ -53,6 +53,7 @@ rm -rf "$root.partial"
 mkdir -p "$root.partial"
 for deb in "$work"/debs/*.deb; do
   dpkg -x "$deb" "$root.partial"
+  # shellcheck disable=SC2016 # dpkg-deb expands ${Package}, not the shell
   dpkg-deb -W --showformat '${Package} ${Version}\n' "$deb" >> "$root.partial/.packages"
 done
 [ -x "$root.partial/usr/lib/xen-4.20/bin/xl" ] || { echo "fetch-xen-4.20: no xl in the packages" >&2; exit 1; }
