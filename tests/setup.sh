@@ -45,6 +45,11 @@ if [ ! -x "$xen_root/etc/xen/scripts/block" ]; then
   rm -rf "$tmp"
 fi
 
+# Xen 4.20's xl (Debian 13, trixie), the second oracle version, beside the host's 4.17: unpacked
+# from trixie's archive with a private apt configuration (the host's sources are not touched).
+xen420_root=$cache/xen-4.20
+"$here/tests/xl/fetch-xen-4.20.sh" "$xen420_root"
+
 if [ ! -x "$venv/bin/python" ]; then
   py=/usr/bin/python3.11; [ -x "$py" ] || py=python3
   "$py" -m venv "$venv"
@@ -86,6 +91,7 @@ export PATH="$venv/bin:\$PATH"
 export ANSIBLE_COLLECTIONS_PATH="$collections"
 export XEN_DISKS_XENSTORED="$xen_root/usr/lib/xen-4.17/bin/xenstored"
 export XEN_DISKS_XEN_ROOT="$xen_root"
+export XEN_DISKS_XEN_420_ROOT="$xen420_root"
 export XEN_DISKS_COLLECTION="$link"
 ENV
 echo "$cache/env-$key.sh"

@@ -265,6 +265,19 @@ options:
         socket C(qmp-libxl-<domid>). Change it only for test or demo device models.
     type: path
     default: /var/run/xen
+  xen_version:
+    description:
+      - The Xen toolstack version of the host, when its detection is to be overridden. Where Xen
+        4.17 and 4.20 write disks differently (an empty cdrom of a PV or PVH guest, the first
+        transaction of a cdrom media change), the module writes what the host's own C(xl) writes.
+      - Unset means detected on the host, in this order - the running hypervisor
+        (C(/sys/hypervisor/version)), the one toolstack installed as C(/usr/lib/xen-<X.Y>/bin/xl)
+        (Debian's layout), the one C(libxenlight.so.<X.Y>) installed. RV(xen) says which and where from.
+      - A value that contradicts the running hypervisor fails the run before anything is read. When
+        the version is unknown or not among these, a change that depends on it is refused (with
+        this option named) and the others are made, with a warning.
+    type: str
+    choices: ["4.17", "4.20"]
   missing_domains:
     description:
       - What to do with a declared guest that is not on the host (not running).
@@ -685,6 +698,25 @@ xenstore_requests:
     watches), for capacity planning.
   returned: always
   type: int
+xen:
+  description:
+    - The host's Xen toolstack version, as detected or as given by O(xen_version).
+  returned: always
+  type: dict
+  contains:
+    version:
+      description: C(X.Y), or V(null) when nothing on the host says.
+      type: str
+      sample: "4.20"
+    source:
+      description: Where the version came from - V(option), V(hypervisor) (C(/sys/hypervisor/version)),
+        V(toolstack) (C(/usr/lib/xen-<X.Y>/bin/xl)), V(libxenlight) (the installed library), or V(none).
+      type: str
+      sample: toolstack
+    supported:
+      description: Whether the collection is tested with this version (4.17 and 4.20).
+      type: bool
+      sample: true
 xenstore_retries:
   description: Transactions re-planned because another xenstore client changed what they read
     (EAGAIN).

@@ -45,6 +45,13 @@ options:
     description: Several guests, by name or domain id.
     type: list
     elements: str
+  xen_version:
+    description:
+      - The host's Xen toolstack version, when its detection is to be overridden. Unset means
+        detected as M(xen.disks.xen_disk) does (see O(xen.disks.xen_disk#module:xen_version)); a
+        value that contradicts the running hypervisor fails. Reported in RV(xen).
+    type: str
+    choices: ["4.17", "4.20"]
   xenstore_socket:
     description:
       - Path of the xenstored unix socket. Unset means the E(XENSTORED_PATH) environment variable,
@@ -90,6 +97,26 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+xen:
+  description:
+    - The host's Xen toolstack version, as detected or as given by O(xen_version). An unknown or
+      untested version is also a warning.
+  returned: always
+  type: dict
+  contains:
+    version:
+      description: C(X.Y), or V(null) when nothing on the host says.
+      type: str
+      sample: "4.17"
+    source:
+      description: Where the version came from - V(option), V(hypervisor) (C(/sys/hypervisor/version)),
+        V(toolstack) (C(/usr/lib/xen-<X.Y>/bin/xl)), V(libxenlight) (the installed library), or V(none).
+      type: str
+      sample: libxenlight
+    supported:
+      description: Whether the collection is tested with this version (4.17 and 4.20).
+      type: bool
+      sample: true
 guests:
   description: One entry per guest, in domain id order.
   returned: always

@@ -187,6 +187,12 @@ options:
     description: libxl's run directory, where each qemu-xen device model listens on its QMP socket.
     type: path
     default: /var/run/xen
+  xen_version:
+    description:
+      - The host's Xen toolstack version, when its detection is to be overridden (see
+        O(xen.disks.xen_disk#module:xen_version)).
+    type: str
+    choices: ["4.17", "4.20"]
   xenstore_socket:
     description: Path of the xenstored unix socket (see O(xen.disks.xen_disk#module:xenstore_socket)).
     type: path
@@ -291,6 +297,12 @@ files:
       type: list
       elements: str
       sample: [format=raw,vdev=xvda,access=rw,target=/dev/vg0/web1]
+xen:
+  description:
+    - The host's Xen toolstack version (see RV(xen.disks.xen_disk#module:xen)).
+  returned: when a guest is applied live
+  type: dict
+  sample: {"version": "4.20", "source": "toolstack", "supported": true}
 not_running:
   description: The declared guests that are not running (only their files were written).
   returned: always

@@ -166,3 +166,51 @@ def xs_conn(xenstored):
         yield conn
     finally:
         conn.close()
+
+
+# -- the Xen version matrix of the real-xl differential tests ----------------------------------------
+_DIFFERENTIAL = "test_xl_differential.py::"
+
+
+def pytest_terminal_summary(terminalreporter):
+    """After a run that included tests/integration/test_xl_differential.py: one row per case,
+    one column per Xen version, each cell the test's outcome and the listed difference it
+    asserts (`n/a`: a case that version does not have)."""
+    cells = {}
+    for outcome in ("passed", "failed", "error", "skipped"):
+        for report in terminalreporter.stats.get(outcome, []):
+            nodeid = getattr(report, "nodeid", "")
+            if _DIFFERENTIAL not in nodeid or "[" not in nodeid:
+                continue
+            if report.when != "call" and outcome == "passed":
+                continue
+            version, _sep, case_id = nodeid.split("[", 1)[1].rstrip("]").partition("-")
+            if outcome != "passed" or (version, case_id) not in cells:
+                cells[(version, case_id)] = outcome
+    if not cells:
+        return
+    from ansible_collections.xen.disks.tests.integration import test_xl_differential as differential
+
+    versions = sorted({v for v, _c in cells})
+    of_version = {v: [c.id for c in differential.cases_for(v)] for v in versions}
+    cases = []
+    for version in versions:
+        cases += [c for c in of_version[version] if c not in cases and any((v, c) in cells for v in versions)]
+    width = max(len(c) for c in cases)
+    terminalreporter.section("Xen version x differential case (real xl against xen_disk)")
+    terminalreporter.write_line("%-*s  %s" % (width, "case", "  ".join("%-34s" % v for v in versions)))
+    counts = {}
+    for case_id in cases:
+        row = []
+        for version in versions:
+            if case_id not in of_version[version]:
+                result = "n/a"  # not a case of this version
+            else:
+                result = cells.get((version, case_id), "not run")
+            listed = ",".join(sorted(differential.case_differences(version, case_id)))
+            row.append("%-34s" % (result + (" (%s)" % listed if listed and result != "n/a" else "")))
+            counts[(version, result)] = counts.get((version, result), 0) + 1
+        terminalreporter.write_line("%-*s  %s" % (width, case_id, "  ".join(row)))
+    for version in versions:
+        terminalreporter.write_line("Xen %s: %s" % (version, ", ".join(
+            "%d %s" % (n, r) for (v, r), n in sorted(counts.items()) if v == version and r != "n/a")))

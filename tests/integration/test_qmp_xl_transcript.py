@@ -1,6 +1,6 @@
 # Copyright: xen.disks contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""QMP transcripts of real `xl cd-insert` / `xl cd-eject` (libxl 4.17, tests/xl/) against
+"""QMP transcripts of real `xl cd-insert` / `xl cd-eject` (libxl 4.17 and 4.20, tests/xl/) against
 xen_disk's for the same media changes: two hosts prepared identically, each with its own real
 QEMU (tests/qemu/) started with libxl's options for the guest's cdrom, and a recording proxy
 at /var/run/xen/qmp-libxl-<domid> inside the host's mount namespace (where libxl connects).
@@ -25,7 +25,7 @@ DOMID = 7
 DEVID = 5632
 
 
-def media_changes(workdir, images, tool):
+def media_changes(workdir, images, tool, xen_version):
     """Insert d.iso, change to e.iso, eject, with `tool` ("xl" or "xen_disk"); returns per step the
     proxy's messages, the medium QEMU reports after it, what the tool itself wrote to xenstore
     (request trace) and libxl's JSON `disks` after it."""
@@ -33,7 +33,7 @@ def media_changes(workdir, images, tool):
     qemu_dir = os.path.join(workdir, "qemu")
     os.makedirs(qemu_dir)
     steps, media, writes, configs = [], [], [], []
-    with harness.XlHost(os.path.join(workdir, "host")) as host:
+    with harness.XlHost(os.path.join(workdir, "host"), xen_version=xen_version) as host:
         host.add_guest("hvm7", DOMID, "hvm")
         host.xl("block-attach", str(DOMID), ",raw,hdc,cdrom")
         qemu = device_model.DeviceModel(DOMID, qemu_dir, cdroms=[(DEVID, None)]).start()
@@ -80,10 +80,10 @@ def images(tmp_path_factory):
     return out
 
 
-@pytest.fixture(scope="module")
-def transcripts(tmp_path_factory, images):
-    base = str(tmp_path_factory.mktemp("qmp-xl"))
-    return {tool: media_changes(os.path.join(base, tool), images, tool) for tool in ("xl", "xen_disk")}
+@pytest.fixture(scope="module", params=harness.XEN_VERSIONS)
+def transcripts(request, tmp_path_factory, images):
+    base = str(tmp_path_factory.mktemp("qmp-xl-%s" % request.param))
+    return {tool: media_changes(os.path.join(base, tool), images, tool, request.param) for tool in ("xl", "xen_disk")}
 
 
 def test_xl_changes_the_medium_as_qemu_reports(transcripts, images):

@@ -11,7 +11,12 @@ import stat
 
 import pytest
 
-from ansible_collections.xen.disks.plugins.module_utils._io.dom0 import HotplugFailure, run_hotplug_script, stat_target
+from ansible_collections.xen.disks.plugins.module_utils._io.dom0 import (
+    HotplugFailure,
+    run_hotplug_script,
+    stat_target,
+    xen_version_facts,
+)
 from ansible_collections.xen.disks.plugins.module_utils._runs.guest_requests import guest_requests
 from ansible_collections.xen.disks.plugins.module_utils._runs.host_state import guest_views
 from ansible_collections.xen.disks.plugins.module_utils._runs.info import published_of
@@ -31,6 +36,33 @@ def test_stat_target_kinds(tmp_path):
         sock.close()
     if os.path.exists("/dev/loop0") and stat.S_ISBLK(os.stat("/dev/loop0").st_mode):
         assert stat_target("/dev/loop0") == "block"
+
+
+def test_xen_version_facts_on_files(tmp_path):
+    """What a dom0 shows: /sys/hypervisor (only when its type is xen), Debian's toolstack
+    directories (an executable xl), libxenlight files in the library directories."""
+    sys_dir, lib = tmp_path / "sys", tmp_path / "lib"
+    (sys_dir / "version").mkdir(parents=True)
+    (sys_dir / "version" / "major").write_text("4\n")
+    (sys_dir / "version" / "minor").write_text("20\n")
+    for version, mode in (("4.17", 0o644), ("4.20", 0o755)):  # 4.17's xl not executable: not installed
+        xl = tmp_path / ("xen-%s" % version) / "bin" / "xl"
+        xl.parent.mkdir(parents=True)
+        xl.write_text("")
+        xl.chmod(mode)
+    (lib / "x86_64-linux-gnu").mkdir(parents=True)
+    (lib / "x86_64-linux-gnu" / "libxenlight.so.4.17").write_text("")
+    (lib / "x86_64-linux-gnu" / "libxenlight.so.4.17.0").write_text("")
+    (lib / "libxenlight.so").write_text("")
+    args = dict(sys_dir=str(sys_dir), toolstack_glob=str(tmp_path / "xen-*" / "bin" / "xl"), library_dirs=(str(lib),))
+    facts = xen_version_facts(**args)
+    assert facts == {"hypervisor": None, "toolstacks": ["4.20"], "libraries": ["4.17", "4.17"]}  # no type file
+    (sys_dir / "type").write_text("xen\n")
+    assert xen_version_facts(**args)["hypervisor"] == "4.20"
+    (sys_dir / "type").write_text("kvm\n")
+    assert xen_version_facts(**args)["hypervisor"] is None
+    assert xen_version_facts(sys_dir=str(tmp_path / "none"), toolstack_glob=str(tmp_path / "none" / "*"),
+                             library_dirs=()) == {"hypervisor": None, "toolstacks": [], "libraries": []}
 
 
 SCRIPT = """#!/bin/sh

@@ -303,7 +303,8 @@ def test_wait_false_writes_and_returns(host):
 # -- recreate, media change, stale ------------------------------------------------------------
 def test_changed_settings_need_recreate(sim):
     xen_disk_run(sim, domain="guest5", disks=["%s,,xvdb,rw" % img(sim, "a.img")])
-    settled(sim, "/local/domain/0/backend/vbd/5/51728")
+    # both ends Connected: the snapshot below must not race the simulated guest (3 -> 4 under load)
+    settled(sim, "/local/domain/0/backend/vbd/5/51728", "/local/domain/5/device/vbd/51728")
     before = devices(sim, 5)
     refused = xen_disk_run(sim, domain="guest5", disks=["%s,,xvdb,ro" % img(sim, "b.img")])
     assert refused["failed"] is True

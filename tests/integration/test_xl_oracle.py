@@ -1,10 +1,12 @@
 # Copyright: xen.disks contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Differential tests: our parser and vdev numbering against Xen 4.17's own code.
+"""Differential tests: our parser and vdev numbering against Xen's own code, 4.17 (Debian 12)
+and 4.20 (Debian 13).
 
-The oracles (tests/oracle/*.c) are built here with gcc against Debian's libxen-dev and run a
-generated corpus (tests/oracle/corpus.py). Verdict, error message and every field must agree,
-except for the differences listed in ACCEPTED_DIFFERENCES, each with its reason.
+The oracles (tests/oracle/*.c) are built here with gcc against each version's libxen-dev and run
+a generated corpus (tests/oracle/corpus.py). Verdict, error message and every field must agree,
+except for the differences listed in ACCEPTED_DIFFERENCES (with the versions they hold for),
+each with its reason.
 """
 
 from __future__ import annotations
@@ -36,10 +38,16 @@ SOUP_SIZE = 3000
 
 ACCEPTED_DIFFERENCES = {
     "trusted-lexer-bug": (
-        "Xen 4.17's shipped lexer (libxlu_disk_l.c) was generated before `trusted`/`untrusted` "
-        "were added to libxlu_disk_l.l, so it takes them as positional parameters. We follow the "
-        "grammar and xl-disk-configuration(5), as Xen 4.19 does: such cases are compared with the "
-        "flags left out, and our `trusted` is checked against the last flag written."),
+        "4.17 only. Xen 4.17's shipped lexer (libxlu_disk_l.c) was generated before "
+        "`trusted`/`untrusted` were added to libxlu_disk_l.l, so it takes them as positional "
+        "parameters. We follow the grammar and xl-disk-configuration(5), as Xen 4.20 does: such "
+        "cases are compared with the flags left out, and our `trusted` is checked against the "
+        "last flag written. Against 4.20 they are compared as they are."),
+    "grant-usage-420": (
+        "4.20 only. Xen 4.19 added the `grant_usage=<0|1>` key (grant mappings of virtio disks) to "
+        "the grammar; the collection parses 4.17's syntax, which does not have it, and refuses "
+        "the key as unknown syntax against either version: a refusal with a message, never "
+        "another disk. Such cases are checked to be refused by us, whatever 4.20 answers."),
     "flex-jam": (
         "A `=` followed by a newline makes Xen's scanner match nothing in its error state: flex "
         "prints `flex scanner jammed` and exits the whole process (xl dies). We report the first "
@@ -56,14 +64,24 @@ ACCEPTED_DIFFERENCES = {
 XEN_PREFIX = "spec: config parsing error in disk specification: "
 
 
-@pytest.fixture(scope="module")
-def disk_oracle():
-    return build.build("xl_disk_oracle")
+@pytest.fixture(scope="module", params=build.XEN_VERSIONS)
+def xen_version(request):
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def vdev_oracle():
-    return build.build("xl_vdev_oracle")
+def disk_oracle(xen_version):
+    return build.build("xl_disk_oracle", xen_version)
+
+
+@pytest.fixture(scope="module")
+def vdev_oracle(xen_version):
+    return build.build("xl_vdev_oracle", xen_version)
+
+
+def knows_trusted(xen_version):
+    """trusted-lexer-bug: 4.17's lexer does not know the flags, 4.20's does."""
+    return xen_version != "4.17"
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +90,9 @@ def cases():
 
 
 @pytest.fixture(scope="module")
-def xen_results(disk_oracle, cases):
+def xen_results(disk_oracle, cases, xen_version):
+    if knows_trusted(xen_version):
+        return build.run_disk_oracle(disk_oracle, [case.strings for case in cases])
     return build.run_disk_oracle(disk_oracle, [case.without_trusted for case in cases])
 
 
@@ -144,9 +164,12 @@ def error_kind(message):
     return message.split(": near `")[0].split(" in `")[0]
 
 
-def compare(case, result):
-    """Compare one corpus case; a case with trusted flags goes through `trusted-lexer-bug`."""
-    if case.strings == case.without_trusted:
+def compare(case, result, xen_version):
+    """Compare one corpus case; against 4.17 a case with trusted flags goes through
+    `trusted-lexer-bug`."""
+    if xen_version != "4.17" and any("grant_usage=" in text for text in case.strings):
+        return _refused_grant_usage(case.strings)
+    if case.strings == case.without_trusted or knows_trusted(xen_version):
         return compare_with_xen(case.strings, result)
     why = compare_with_xen(case.without_trusted, result)
     if why is not None:
@@ -175,27 +198,47 @@ def test_corpus_is_large_and_mostly_mixed(cases, xen_results):
     assert sum(1 for case in cases if case.trusted is not None) >= 40
 
 
-def test_parser_agrees_with_xen(cases, xen_results):
+def _refused_grant_usage(strings):
+    """grant-usage-420: None when we refuse the key as unknown syntax."""
+    try:
+        parse_disk_spec(strings)
+    except DiskSpecError as exc:
+        return None if "grant_usage=" in str(exc) else "refused for another reason: %s" % exc
+    return "we accept grant_usage"
+
+
+def test_grant_usage_is_420_syntax(xen_version):
+    """The accepted difference `grant-usage-420` is real: 4.20 takes the key, 4.17 does not."""
+    spec = "/dev/x,raw,xvda,w,grant_usage=1"
+    (result,) = build.run_disk_oracle(build.build("xl_disk_oracle", xen_version), [[spec]])
+    assert (result["rc"] == 0) is (xen_version != "4.17"), result
+    with pytest.raises(DiskSpecError, match="near `grant_usage'"):
+        parse_disk_spec(spec)
+
+
+def test_parser_agrees_with_xen(cases, xen_results, xen_version):
     differences = [(case.strings, why) for case, result in zip(cases, xen_results)
-                   if (why := compare(case, result)) is not None]
+                   if (why := compare(case, result, xen_version)) is not None]
     assert differences == []
 
 
-def test_rendered_specs_read_back_identically_by_xen(disk_oracle, cases, xen_results):
+def test_rendered_specs_read_back_identically_by_xen(disk_oracle, cases, xen_results, xen_version):
     accepted = []
     for case, result in zip(cases, xen_results):
-        if result.get("rc") == 0:
+        if result.get("rc") == 0 and not any("grant_usage=" in text for text in case.strings):  # grant-usage-420
             disk = parse_disk_spec(case.strings)
             # trusted-lexer-bug: Xen 4.17 cannot read the flags back; compare without them
-            accepted.append((disk, render_disk_spec(replace(disk, trusted=None))))
+            if not knows_trusted(xen_version):
+                disk = replace(disk, trusted=None)
+            accepted.append((disk, render_disk_spec(disk)))
     assert len(accepted) >= 150
+    if knows_trusted(xen_version):
+        assert sum(1 for disk, unused in accepted if disk.trusted is not None) >= 20
     results = build.run_disk_oracle(disk_oracle, [[rendered] for unused_disk, rendered in accepted])
     for (disk, rendered), result in zip(accepted, results):
         assert result["rc"] == 0, (rendered, result["report"])
-        ours = our_fields(disk)
-        ours["trusted"] = None
-        assert xen_fields(result) == ours, rendered
-        assert parse_disk_spec(rendered) == replace(disk, trusted=None)
+        assert xen_fields(result) == our_fields(disk), rendered
+        assert parse_disk_spec(rendered) == disk
 
 
 def test_parser_agrees_with_xen_on_vocabulary_soup(disk_oracle):
@@ -213,11 +256,15 @@ def test_parser_agrees_with_xen_on_vocabulary_soup(disk_oracle):
     ("/dev/x,raw,xvda,w,trusted", "too many positional parameters: near `trusted' in `/dev/x,raw,xvda,w,trusted'"),
     ("vdev=xvda,untrusted,target=/dev/x", "target respecified: near `/dev/x' in `vdev=xvda,untrusted,target=/dev/x'"),
 ])
-def test_xen_417_lexer_does_not_know_trusted(disk_oracle, spec, xen_error):
-    """The accepted difference `trusted-lexer-bug` is real: Xen 4.17 fails where we follow the grammar."""
-    (result,) = build.run_disk_oracle(disk_oracle, [[spec]])
+def test_xen_417_lexer_does_not_know_trusted(spec, xen_error):
+    """The accepted difference `trusted-lexer-bug` is real: Xen 4.17 fails where we follow the
+    grammar, and 4.20 reads the flags as we do."""
+    (result,) = build.run_disk_oracle(build.build("xl_disk_oracle", "4.17"), [[spec]])
     assert first_xen_error(result) == xen_error
-    assert parse_disk_spec(spec).trusted is (spec.find("untrusted") < 0)
+    trusted = spec.find("untrusted") < 0
+    assert parse_disk_spec(spec).trusted is trusted
+    (result,) = build.run_disk_oracle(build.build("xl_disk_oracle", "4.20"), [[spec]])
+    assert result["rc"] == 0 and result["trusted"] is trusted and result["target"] == "/dev/x", result
 
 
 def test_flex_jam_difference(disk_oracle):

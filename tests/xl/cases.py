@@ -18,7 +18,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
-from ansible_collections.xen.disks.tests.xl.harness import XlHost, loop_devices
+from ansible_collections.xen.disks.tests.xl.harness import DEFAULT_XEN_VERSION, XlHost, loop_devices
 
 # The guests every host gets, created in this order (domid: name, type, width, driver domain).
 GUESTS = [
@@ -44,6 +44,7 @@ class Side:
     writes: list = field(default_factory=list)  # per step: (changed, removed)
     configs: list = field(default_factory=list)  # per step: libxl's JSON of the case's guest
     requests: list = field(default_factory=list)  # per step: the tool's own requests (diagnosis)
+    transactions: list = field(default_factory=list)  # per step: its committed transactions' writes
     before_configs: list = field(default_factory=list)  # per step: libxl's JSON before it
     error: str = None
 
@@ -64,8 +65,8 @@ def make_images(directory):
                 handle.truncate(size)
 
 
-def prepare(workdir):
-    host = XlHost(workdir)
+def prepare(workdir, xen_version=DEFAULT_XEN_VERSION):
+    host = XlHost(workdir, xen_version=xen_version)
     for domid, name, guest_type, width, driver in GUESTS:
         host.add_guest(name, domid, guest_type, width, driver_domain=driver,
                        dm_version=DEVICE_MODEL_VERSION.get(domid, "qemu_xen"))
@@ -88,11 +89,11 @@ def settle(host, timeout=30.0):
     raise AssertionError("backends still moving after %.0f s" % timeout)
 
 
-def run_side(workdir, case, tool):
-    """Prepare a host and run the case's steps with `tool` ('xl' or 'ours')."""
+def run_side(workdir, case, tool, xen_version=DEFAULT_XEN_VERSION):
+    """Prepare a host of that Xen version and run the case's steps with `tool` ('xl' or 'ours')."""
     side = Side()
     try:
-        side.host = prepare(workdir)
+        side.host = prepare(workdir, xen_version)
         for step in case.setup:  # the same on both sides: made with xl
             result = side.host.xl(*step.xl_args(case), check=False)
             if result.returncode != 0:
@@ -112,6 +113,7 @@ def run_side(workdir, case, tool):
                 side.results.append(side.host.xen_disk(**step.module_args(case)))
             side.writes.append(side.host.own_writes(marker, before))
             side.requests.append(side.host.own_requests(marker))
+            side.transactions.append(side.host.own_transactions(marker))
             side.configs.append(_without_uuid(side.host.domain_config(case.domid),
                                               side.host.guests[case.domid]["uuid"]))
     except Exception:  # noqa: BLE001 - reported per case by the test
@@ -130,8 +132,9 @@ def _without_uuid(config, uuid):
 LOOP_IMAGES = {"a": "a.img", "b": "b.img", "d": "d.iso"}
 
 
-def run_cases(base, cases, workers=WORKERS):
-    """Run every case on two fresh hosts (xl, ours) concurrently; {case.id: Outcome}."""
+def run_cases(base, cases, workers=WORKERS, xen_version=DEFAULT_XEN_VERSION):
+    """Run every case on two fresh hosts (xl, ours) of that Xen version concurrently;
+    {case.id: Outcome}."""
     images = os.path.join(base, "images")
     make_images(images)
     paths = {name: os.path.join(images, image) for name, image in LOOP_IMAGES.items()}
@@ -139,10 +142,10 @@ def run_cases(base, cases, workers=WORKERS):
         for case in cases:
             case.images = images
             case.devices = {name: devices[path] for name, path in paths.items()}
-        return _run_cases(base, cases, workers)
+        return _run_cases(base, cases, workers, xen_version)
 
 
-def shared_outcomes(shared_dir, cases, workers=WORKERS):
+def shared_outcomes(shared_dir, cases, workers=WORKERS, xen_version=DEFAULT_XEN_VERSION):
     """run_cases once for every process given the same `shared_dir` (pytest-xdist workers of
     one run): the first runs the batch, the others wait for it and read its outcomes."""
     os.makedirs(shared_dir, exist_ok=True)
@@ -150,7 +153,7 @@ def shared_outcomes(shared_dir, cases, workers=WORKERS):
     with open(os.path.join(shared_dir, "lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not os.path.exists(result):
-            outcomes = run_cases(os.path.join(shared_dir, "cases"), cases, workers)
+            outcomes = run_cases(os.path.join(shared_dir, "cases"), cases, workers, xen_version)
             with open(result + ".partial", "wb") as handle:
                 pickle.dump(outcomes, handle)
             os.replace(result + ".partial", result)
@@ -158,14 +161,14 @@ def shared_outcomes(shared_dir, cases, workers=WORKERS):
             return pickle.load(handle)
 
 
-def _run_cases(base, cases, workers):
+def _run_cases(base, cases, workers, xen_version):
     jobs = {}
     outcomes = {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
         for case in cases:
             for tool in ("xl", "ours"):
                 workdir = os.path.join(base, "%s-%s" % (case.id, tool))
-                jobs[pool.submit(run_side, workdir, case, tool)] = (case, tool)
+                jobs[pool.submit(run_side, workdir, case, tool, xen_version)] = (case, tool)
         sides = {}
         for future in concurrent.futures.as_completed(jobs):
             case, tool = jobs[future]

@@ -1,6 +1,6 @@
 # Copyright: xen.disks contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Debian's real `xl` (libxl 4.17) as a test oracle, next to xen.disks, on a machine without Xen.
+"""Debian's real `xl` (libxl 4.17, and Debian 13's 4.20) as a test oracle, next to xen.disks, on a machine without Xen.
 
 One `XlHost` is one simulated dom0 for one test case:
 - its own real xenstored (tests/xenstored/launcher.py) with request tracing on;
@@ -9,9 +9,13 @@ One `XlHost` is one simulated dom0 for one test case:
 - its own private mount namespace (`unshare -m`, overlayfs on /etc, /var and /run, upper dirs in
   the case's directory): libxl's hard-coded paths (/etc/xen, /var/lib/xen, /var/run/xen) are
   private to the case, nothing on the host changes and parallel cases never meet. /etc/xen holds
-  xen-utils-common's files (xl.conf, the hotplug scripts). `xl` and `xen_disk` both run inside,
-  so they see the same libxl domain configuration files and lock files;
-- `xl` runs with an LD_PRELOAD hypervisor stand-in (hvshim.c) answering from xenstore.
+  that Xen version's xen-utils-common files (xl.conf, the hotplug scripts), and /usr/lib (an
+  overlay too) shows only that version's toolstack, /usr/lib/xen-<version>/bin/xl, as a dom0
+  does to the modules' version detection. `xl` and `xen_disk` both run inside, so they see the
+  same libxl domain configuration files and lock files;
+- `xl` runs with an LD_PRELOAD hypervisor stand-in (hvshim.c, built for its version) answering
+  from xenstore; 4.20's (Debian 13's, tests/xl/fetch-xen-4.20.sh) through trixie's loader
+  (`XenTools`).
 
 Guests are created as libxl does (launcher.add_guest) plus what xl needs before it touches one:
 /libxl/D/dm-version, the device-model pid of guests with a device model, and libxl's domain
@@ -32,6 +36,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -44,10 +49,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SHIM_SOURCE = os.path.join(HERE, "hvshim.c")
 RUN_MODULE = os.path.join(HERE, "run_module.py")
 STUB_PREFIXES = ("xc_", "xenevtchn_", "xenhypfs_")
-XL_RELATIVE = "usr/lib/xen-4.17/bin/xl"
 XL_TIMEOUT = 120.0
 USERDATA_DIR = "/var/lib/xen"
 DEVD_DELAY = 2.0  # seconds the simulated `xl devd` of a driver domain waits before removing
+XEN_VERSIONS = ("4.17", "4.20")
+DEFAULT_XEN_VERSION = "4.17"
 
 
 class HarnessError(Exception):
@@ -55,16 +61,64 @@ class HarnessError(Exception):
 
 
 def xen_root():
-    """The private root tests/setup.sh unpacks xen-utils-4.17 and xen-utils-common into."""
-    root = os.environ.get("XEN_DISKS_XEN_ROOT") or os.path.join(launcher.cache_dir(), "xen-utils")
-    if not os.access(os.path.join(root, XL_RELATIVE), os.X_OK) or \
-            not os.access(os.path.join(root, "etc/xen/scripts/block"), os.X_OK):
-        raise HarnessError("xl or xen-utils-common not unpacked in %s: run tests/setup.sh" % root)
-    return root
+    """The private root tests/setup.sh unpacks xen-utils-4.17 and xen-utils-common into (the
+    host's own Xen version: its xenstored and xenstore-control serve every version's xl)."""
+    return XenTools("4.17").root
 
 
-def xl_path():
-    return os.path.join(xen_root(), XL_RELATIVE)
+class XenTools:
+    """One Xen version's unpacked tools: `xl`, its /etc/xen, the libraries it loads, headers.
+
+    4.17 is the host's (Debian 12): its xl links the installed libxenmisc4.17. 4.20 is Debian
+    13's, unpacked by tests/xl/fetch-xen-4.20.sh with trixie's own glibc: its xl runs through
+    trixie's loader with trixie's library folder (the host's glibc is too old for it, and
+    LD_LIBRARY_PATH alone would mix the two glibcs). The loader's --library-path is not
+    inherited, so the hotplug scripts xl runs are the host's /bin/sh with the host's libraries.
+    """
+
+    def __init__(self, version=DEFAULT_XEN_VERSION):
+        if version not in XEN_VERSIONS:
+            raise HarnessError("no xl oracle for Xen %r (have %s)" % (version, ", ".join(XEN_VERSIONS)))
+        self.version = version
+        self.minor = int(version.split(".")[1])
+        if version == "4.17":
+            self.root = os.environ.get("XEN_DISKS_XEN_ROOT") or os.path.join(launcher.cache_dir(), "xen-utils")
+            self.libdir = None  # the host's
+        else:
+            self.root = os.environ.get("XEN_DISKS_XEN_420_ROOT") or os.path.join(launcher.cache_dir(), "xen-4.20")
+            self.libdir = os.path.join(self.root, "usr/lib/x86_64-linux-gnu")
+        self.xl = os.path.join(self.root, "usr/lib/xen-%s/bin/xl" % version)
+        self.etc = os.path.join(self.root, "etc")
+        if not os.access(self.xl, os.X_OK) or not os.access(os.path.join(self.etc, "xen/scripts/block"), os.X_OK):
+            raise HarnessError("xl %s or its /etc/xen not unpacked in %s: run tests/setup.sh" % (version, self.root))
+
+    @property
+    def xl_argv(self):
+        if self.libdir is None:
+            return [self.xl]
+        return [os.path.join(self.libdir, "ld-linux-x86-64.so.2"), "--library-path", self.libdir, self.xl]
+
+    def libraries(self):
+        """libxenlight and libxlutil, as this xl loads them."""
+        if self.libdir is None:
+            return _linked_libraries(self.xl, ["libxenlight", "libxlutil"])
+        return [os.path.join(self.libdir, "lib%s.so.%s" % (name, self.version)) for name in ("xenlight", "xlutil")]
+
+    @property
+    def include_flags(self):
+        return [] if self.libdir is None else ["-I", os.path.join(self.root, "usr/include")]
+
+    def package_version(self):
+        """The Debian version of the xen-utils package this xl comes from."""
+        if self.libdir is None:
+            return subprocess.run(["dpkg-query", "-W", "-f=${Version}", "libxenmisc4.17"], capture_output=True,
+                                  text=True, check=False).stdout.strip()
+        with open(os.path.join(self.root, ".packages")) as handle:
+            return dict(line.split() for line in handle if line.strip())["xen-utils-4.20"]
+
+
+def xl_path(version=DEFAULT_XEN_VERSION):
+    return XenTools(version).xl
 
 
 # -- the hypervisor stand-in -----------------------------------------------------------------------
@@ -82,10 +136,11 @@ def _linked_libraries(binary, names):
     return [found[n] for n in names]
 
 
-def hypervisor_imports():
-    """Every xc_*, xenevtchn_* and xenhypfs_* function libxenlight and libxlutil import."""
+def hypervisor_imports(version=DEFAULT_XEN_VERSION):
+    """Every xc_*, xenevtchn_* and xenhypfs_* function that version's libxenlight and libxlutil
+    import."""
     names = set()
-    for library in _linked_libraries(xl_path(), ["libxenlight", "libxlutil"]):
+    for library in XenTools(version).libraries():
         out = subprocess.run(["nm", "-D", "--undefined-only", library], capture_output=True, text=True,
                              check=True).stdout
         for line in out.splitlines():
@@ -95,8 +150,14 @@ def hypervisor_imports():
     return sorted(names)
 
 
-def implemented_functions(source):
-    """Functions hvshim.c defines itself (a definition starts a line: `type name(`)."""
+_VERSION_BLOCK = re.compile(r"^#if XL_SHIM_XEN_MINOR >= (\d+)\n(.*?)^#endif.*?$", re.M | re.S)
+
+
+def implemented_functions(source, version=DEFAULT_XEN_VERSION):
+    """Functions hvshim.c defines itself for that version (a definition starts a line: `type
+    name(`; blocks under `#if XL_SHIM_XEN_MINOR >= N` count from 4.N on)."""
+    minor = int(version.split(".")[1])
+    source = _VERSION_BLOCK.sub(lambda m: m.group(2) if minor >= int(m.group(1)) else "", source)
     return set(re.findall(r"^[a-z][\w \*]*?\b((?:%s)\w+)\(" % "|".join(STUB_PREFIXES), source, re.M))
 
 
@@ -109,15 +170,19 @@ def stub_source(names):
     return "\n".join(lines) + "\n"
 
 
-def build_shim():
-    """Compile hvshim.c plus a stub for every other imported hypervisor call, once per content."""
+def build_shim(version=DEFAULT_XEN_VERSION):
+    """Compile hvshim.c (against that version's headers) plus a stub for every other imported
+    hypervisor call, once per content. The host's gcc and glibc: the same library preloads into
+    trixie's xl and into the host's /bin/sh of the hotplug scripts."""
+    tools = XenTools(version)
     with open(SHIM_SOURCE) as handle:
         source = handle.read()
-    implemented = implemented_functions(source)
-    stubs = stub_source([n for n in hypervisor_imports() if n not in implemented])
-    digest = hashlib.sha256((source + stubs).encode()).hexdigest()[:16]
+    implemented = implemented_functions(source, version)
+    stubs = stub_source([n for n in hypervisor_imports(version) if n not in implemented])
+    flags = ["-DXL_SHIM_XEN_MINOR=%d" % tools.minor] + tools.include_flags
+    digest = hashlib.sha256((source + stubs + " ".join(flags)).encode()).hexdigest()[:16]
     build_dir = os.path.join(launcher.cache_dir(), "xl-shim")
-    library = os.path.join(build_dir, "xl-shim-%s.so" % digest)
+    library = os.path.join(build_dir, "xl-shim-%s-%s.so" % (version, digest))
     if os.path.exists(library):
         return library
     os.makedirs(build_dir, exist_ok=True)
@@ -126,14 +191,14 @@ def build_shim():
         with open(stub_file, "w") as handle:
             handle.write(stubs)
         partial = os.path.join(tmp, "shim.so")
-        command = ["gcc", "-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-Wno-unused-parameter",
-                   "-o", partial, SHIM_SOURCE, stub_file, "-lxenstore"]
+        command = ["gcc", "-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-Wno-unused-parameter"] + flags
+        command += ["-o", partial, SHIM_SOURCE, stub_file, "-lxenstore"]
         try:
             result = subprocess.run(command, capture_output=True, text=True, check=False)
         except FileNotFoundError:
             raise HarnessError("gcc not found: run tests/setup.sh") from None
         if result.returncode != 0:
-            raise HarnessError("building the xl shim failed:\n%s" % result.stderr.strip())
+            raise HarnessError("building the xl shim for Xen %s failed:\n%s" % (version, result.stderr.strip()))
         os.replace(partial, library)
     return library
 
@@ -146,12 +211,19 @@ def _die_with_parent():
 
 
 _NAMESPACE_SCRIPT = r"""set -eu
-w=$1; etc_extra=$2
-for d in etc var run; do mkdir -p "$w/$d.upper" "$w/$d.work"; done
+w=$1; etc_extra=$2; version=$3; xl_command=$4
+for d in etc var run usrlib; do mkdir -p "$w/$d.upper" "$w/$d.work"; done
 mount -t overlay overlay -o "lowerdir=$etc_extra:/etc,upperdir=$w/etc.upper,workdir=$w/etc.work" /etc
 mount -t overlay overlay -o "lowerdir=/var,upperdir=$w/var.upper,workdir=$w/var.work" /var
 mount -t overlay overlay -o "lowerdir=/run,upperdir=$w/run.upper,workdir=$w/run.work" /run
 mkdir -p /var/lib/xen /run/xen /run/lock /var/log/xen
+# Debian's layout of the installed toolstack, /usr/lib/xen-<version>/bin/xl, and only that
+# version's: what a dom0 shows the modules' version detection
+mount -t overlay overlay -o "lowerdir=/usr/lib,upperdir=$w/usrlib.upper,workdir=$w/usrlib.work" /usr/lib
+for d in /usr/lib/xen-*/bin; do [ ! -e "$d" ] || rm -rf "$d"; done
+mkdir -p "/usr/lib/xen-$version/bin"
+printf '#!/bin/sh\nexec %s "$@"\n' "$xl_command" > "/usr/lib/xen-$version/bin/xl"
+chmod 755 "/usr/lib/xen-$version/bin/xl"
 echo ready
 exec sleep 100000
 """
@@ -180,14 +252,14 @@ def loop_devices(paths):
 class Namespace:
     """A process holding a private mount namespace; commands enter it with nsenter."""
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, tools):
         if os.geteuid() != 0:
             raise HarnessError("the xl oracle needs root (unshare -m, overlayfs mounts)")
         self.workdir = workdir
         os.makedirs(workdir, exist_ok=True)
         self.process = subprocess.Popen(
             ["unshare", "-m", "--propagation", "private", "sh", "-c", _NAMESPACE_SCRIPT, "ns", workdir,
-             os.path.join(xen_root(), "etc")],
+             tools.etc, tools.version, " ".join(shlex.quote(a) for a in tools.xl_argv)],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             preexec_fn=_die_with_parent)
         line = self.process.stdout.readline()
@@ -246,6 +318,21 @@ class Connection:
                 in_tx, pending = False, []
             elif op in _WRITE_OPS and reply == op:
                 (pending if in_tx else done).append((op, _split_args(op, payload)))
+        return done
+
+    def committed_transactions(self):
+        """The write requests of each committed transaction, in order (a list per transaction;
+        writes outside a transaction are left out)."""
+        done, pending, in_tx = [], [], False
+        for op, payload, reply, _answer in self.requests:
+            if op == "TRANSACTION_START":
+                in_tx, pending = reply == "TRANSACTION_START", []
+            elif op == "TRANSACTION_END":
+                if payload.startswith("T") and reply == "TRANSACTION_END" and pending:
+                    done.append(pending)
+                in_tx, pending = False, []
+            elif in_tx and op in _WRITE_OPS and reply == op:
+                pending.append((op, _split_args(op, payload)))
         return done
 
 
@@ -366,7 +453,7 @@ def collections_path():
 class XlHost:
     """A fresh xenstored, backend simulator and mount namespace, for one case."""
 
-    def __init__(self, workdir, sim_mode="connect"):
+    def __init__(self, workdir, sim_mode="connect", xen_version=DEFAULT_XEN_VERSION):
         # The backend simulator runs without its udev shortcut: as blkback without udev, a vbd
         # stays in InitWait until the hotplug script (the real /etc/xen/scripts/block, run by
         # libxl or by xen_disk) has written physical-device. With the shortcut the backend can
@@ -374,8 +461,10 @@ class XlHost:
         # block devices (loop_devices) as targets.
         self.workdir = os.path.abspath(workdir)
         os.makedirs(self.workdir, exist_ok=True)
-        self.shim = build_shim()
-        self.xl_binary = xl_path()
+        self.tools = XenTools(xen_version)
+        self.xen_version = xen_version
+        self.shim = build_shim(xen_version)
+        self.xl_binary = self.tools.xl
         self.guests = {}
         self.sim = None
         self.ns = None
@@ -383,7 +472,7 @@ class XlHost:
         try:
             self.socket = self.daemon.socket
             self.trace_file = os.path.join(self.workdir, "trace.log")
-            self.ns = Namespace(os.path.join(self.workdir, "ns"))
+            self.ns = Namespace(os.path.join(self.workdir, "ns"), self.tools)
             self._control("logfile", self.trace_file)
             self._control("log", "on")
             with launcher.WireClient(self.socket) as client:
@@ -446,7 +535,7 @@ class XlHost:
     def xl(self, *args, check=True, timeout=XL_TIMEOUT):
         """Run the real xl; a hypervisor call the shim does not answer fails the case."""
         env = dict(self.env, LD_PRELOAD=self.shim)
-        result = self.run([self.xl_binary] + list(args), env=env, timeout=timeout)
+        result = self.run(self.tools.xl_argv + list(args), env=env, timeout=timeout)
         if "xl-shim: unimplemented" in result.stderr:
             raise HarnessError("xl %s reached the hypervisor:\n%s" % (" ".join(args), result.stderr))
         if check and result.returncode != 0:
@@ -502,10 +591,10 @@ class XlHost:
         path = os.path.join(self.workdir, "guest-%d.cfg" % domid)
         with open(path, "w") as handle:
             handle.write("\n".join(cfg) + "\n")
-        key = (guest["name"], guest["type"], guest["uuid"])
-        if key[:2] not in _INITIAL_CONFIGS:
-            _INITIAL_CONFIGS[key[:2]] = (guest["uuid"], self.xl("-N", "create", path).stdout)
-        uuid, text = _INITIAL_CONFIGS[key[:2]]
+        key = (self.xen_version, guest["name"], guest["type"])
+        if key not in _INITIAL_CONFIGS:
+            _INITIAL_CONFIGS[key] = (guest["uuid"], self.xl("-N", "create", path).stdout)
+        uuid, text = _INITIAL_CONFIGS[key]
         config = json.loads(text.replace(uuid, guest["uuid"]))
 
         return config
@@ -549,6 +638,11 @@ class XlHost:
         if conn is None:
             return {}, set()
         return effect(before, replay(before, conn.committed_writes()))
+
+    def own_transactions(self, marker):
+        """The committed transactions of that client, each as its list of write requests."""
+        conn = self.complete_trace().client_after(marker)
+        return conn.committed_transactions() if conn else []
 
     def own_requests(self, marker):
         """The requests of the same connection, as text lines (to show when a case fails)."""

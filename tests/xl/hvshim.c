@@ -2,8 +2,10 @@
  * Copyright: xen.disks contributors
  * GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
  *
- * LD_PRELOAD stand-in for the hypervisor, so Debian's unmodified `xl` (libxl 4.17) runs its
- * disk commands against a real xenstored on a machine without Xen (tests of xen.disks).
+ * LD_PRELOAD stand-in for the hypervisor, so Debian's unmodified `xl` (libxl 4.17, or Debian
+ * 13's 4.20) runs its disk commands against a real xenstored on a machine without Xen (tests of
+ * xen.disks). Built per version with XL_SHIM_XEN_MINOR (17 or 20) and that version's headers;
+ * a block under `#if XL_SHIM_XEN_MINOR >= N` defines calls that exist from 4.N on.
  *
  * libxl reaches the hypervisor only through libxenctrl, libxenevtchn and libxenhypfs. This
  * file answers the calls the disk commands make, from xenstore:
@@ -26,6 +28,10 @@
 #include <xenstore.h>
 #include <xen/io/protocols.h>
 #include <xen/version.h>
+
+#ifndef XL_SHIM_XEN_MINOR
+#error "build with -DXL_SHIM_XEN_MINOR=<minor> (tests/xl/harness.py does)"
+#endif
 
 static char fake_handle;
 static struct xs_handle *xs;
@@ -193,9 +199,9 @@ int xc_version(xc_interface *xch, int cmd, void *arg)
 {
     switch (cmd) {
     case XENVER_version:
-        return (4 << 16) | 17;
+        return (4 << 16) | XL_SHIM_XEN_MINOR;
     case XENVER_extraversion:
-        snprintf(arg, sizeof(xen_extraversion_t), ".7");
+        snprintf(arg, sizeof(xen_extraversion_t), XL_SHIM_XEN_MINOR >= 20 ? ".4" : ".7");
         return 0;
     case XENVER_capabilities:
         snprintf(arg, sizeof(xen_capabilities_info_t),
@@ -226,6 +232,45 @@ int xc_version(xc_interface *xch, int cmd, void *arg)
     errno = ENOSYS;
     return -1;
 }
+
+#if XL_SHIM_XEN_MINOR >= 18
+/* 4.18 replaced xc_domain_getinfo by this one-domain call (libxl's domain info and type). */
+int xc_domain_getinfo_single(xc_interface *xch, uint32_t domid, xc_domaininfo_t *info)
+{
+    if (!domain_exists(domid)) {
+        errno = ESRCH;
+        return -1;
+    }
+    fill_info(domid, info);
+    return 0;
+}
+
+/* 4.18's string forms of xc_version: malloc'ed, the caller frees them. */
+char *xc_xenver_extraversion(xc_interface *xch)
+{
+    return strdup(".4");
+}
+
+char *xc_xenver_capabilities(xc_interface *xch)
+{
+    return strdup("xen-3.0-x86_64 hvm-3.0-x86_32 hvm-3.0-x86_32p hvm-3.0-x86_64");
+}
+
+char *xc_xenver_changeset(xc_interface *xch)
+{
+    return strdup("");
+}
+
+char *xc_xenver_commandline(xc_interface *xch)
+{
+    return strdup("");
+}
+
+char *xc_xenver_buildid(xc_interface *xch)
+{
+    return strdup(""); /* as a hypervisor built without a build id */
+}
+#endif
 
 long xc_sharing_freed_pages(xc_interface *xch)
 {

@@ -27,6 +27,11 @@ LIBXL_FILES = {
     "libxl_dir": {"type": "path", "default": "/var/lib/xen"},
 }
 
+# The host's Xen toolstack version, when its detection is to be overridden (_core.xen_version).
+XEN_VERSION = {
+    "xen_version": {"type": "str", "choices": ["4.17", "4.20"]},
+}
+
 # How the live plane runs: libxl's hot-plug handshake and its run directory (xen_disk, xen_host_disks).
 LIVE_RUN = {
     "wait": {"type": "bool", "default": True},
@@ -34,6 +39,7 @@ LIVE_RUN = {
     "hotplug_scripts": {"type": "str", "default": "auto", "choices": list(HOTPLUG_SCRIPT_POLICIES)},
     "script_dir": {"type": "path", "default": "/etc/xen/scripts"},
     "libxl_run_dir": {"type": "path", "default": "/var/run/xen"},
+    "xen_version": XEN_VERSION["xen_version"],
 }
 
 # How xl.cfg files are written: backups and xl's validation (xl_cfg_files, xen_host_disks).
@@ -112,6 +118,7 @@ def xen_disk_info_argument_spec():
     }
     spec.update(copy.deepcopy(XENSTORE_CONNECTION))
     spec.update(copy.deepcopy(LIBXL_FILES))
+    spec.update(copy.deepcopy(XEN_VERSION))
     return spec
 
 

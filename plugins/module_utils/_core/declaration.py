@@ -148,7 +148,7 @@ def target_key(backend_domid, target):
 
 
 def validate_declaration(guests, *, stat_target=None, resolve_domain=None, default_backend=None,
-                         arch="x86", script_dir=DEFAULT_SCRIPT_DIR, attached=()):
+                         arch="x86", script_dir=DEFAULT_SCRIPT_DIR, attached=(), xen=None):
     """Check every disk of every guest; return [[DesiredDisk, ...] per guest] or raise DeclarationError.
 
     `guests`: GuestDeclarations. `stat_target(path) -> kind` (or a dict path -> kind; kinds are
@@ -157,7 +157,8 @@ def validate_declaration(guests, *, stat_target=None, resolve_domain=None, defau
     `default_backend` is used for disks without `backend=`. `attached`: CurrentDisks of the
     whole host (from `_plan.read_disks`), for the rule that a target attached read-write is
     not shared. Virtio hot-plug is the plan's concern (it knows what would be attached), so the
-    libxl-stage rules run here as at domain creation.
+    libxl-stage rules run here as at domain creation. `xen`: the host's XenVersion (the backend
+    choice of `choose_backend`), None for libxl 4.17's.
     """
     errors = []
     checked_guests = []
@@ -191,7 +192,7 @@ def validate_declaration(guests, *, stat_target=None, resolve_domain=None, defau
                                      % (target_kind, disk.target, ", ".join(TARGET_KINDS)))
             try:
                 backend_type = choose_backend(disk, backend_domid=backend_domid, target_kind=target_kind,
-                                              guest_type=guest.guest_type)
+                                              guest_type=guest.guest_type, xen=xen)
             except DiskSpecError as err:
                 errors.append(spec_message(label, err))
                 continue

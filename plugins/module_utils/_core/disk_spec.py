@@ -820,11 +820,30 @@ def _check_empty(disk):
                                 "been provided: %s" % (disk.vdev, disk.target))
 
 
-def choose_backend(disk: Disk, *, backend_domid: int, target_kind: str, guest_type: str) -> str:
+def _check_pv_empty_cdrom(disk, xen):
+    """An empty cdrom of a PV or PVH guest: 4.17's libxl serves it with qdisk; 4.20's chooses phy
+    without a medium, which its block script cannot attach (its own `xl block-attach` fails)."""
+    need = "an empty cdrom of a PV or PVH guest (vdev=%s)" % disk.vdev
+    try:
+        rules = xen.rules(need)
+    except ValueError as exc:  # XenVersionError: unknown or untested version
+        raise DiskSpecError("backendtype", None, "backendtype: %s" % exc) from None
+    if rules.pv_empty_cdrom_backend is None:
+        raise DiskSpecError("backendtype", None, (
+            "backendtype: Disk vdev=%s, an empty cdrom of a PV or PVH guest cannot be attached on Xen %s: "
+            "its libxl gives it the phy backend without a medium, which the block hotplug script "
+            "refuses (xl block-attach fails the same way); give the cdrom a target (an image), or "
+            "attach it to an HVM guest" % (disk.vdev, rules.version)))
+
+
+def choose_backend(disk: Disk, *, backend_domid: int, target_kind: str, guest_type: str, xen=None) -> str:
     """libxl__device_disk_setdefault + libxl__device_disk_set_backend: phy, qdisk or standalone.
 
     `target_kind` is what stat() says of the target on the backend host (`block`, `file`,
     `other`, `missing`), or `unknown` when the caller could not look (then it is assumed usable).
+    `xen` (a `xen_version.XenVersion`, the host's) decides where libxl versions differ: an empty
+    cdrom of a PV or PVH guest (XENSTORE-LAYOUT.md §9.1). None: libxl 4.17's choice, for callers
+    that know no host (the xl.cfg filters).
     """
     if target_kind not in TARGET_KINDS:
         raise ValueError("target_kind must be one of %s" % ", ".join(TARGET_KINDS))
@@ -841,6 +860,8 @@ def choose_backend(disk: Disk, *, backend_domid: int, target_kind: str, guest_ty
     if disk.effective_format == "empty":
         _check_empty(disk)
         target_kind = "other"  # libxl zeroes the stat buffer
+        if xen is not None and guest_type != "hvm" and backendtype is None:
+            _check_pv_empty_cdrom(disk, xen)
     elif backendtype in (None, "phy", "standalone") and in_dom0 and disk.script is None:
         if target_kind == "missing":
             raise DiskSpecError("target", disk.target, "target: Disk vdev=%s failed to stat: %s"

@@ -467,18 +467,19 @@ def cleanup_read_paths(placement):
     return sorted(set(out))
 
 
-def media_change_ops(desired, *, eject_first=True):
+def media_change_ops(desired, *, eject_first=True, first_params=""):
     """cdrom media change (§3.6): `type` and `params` in the backend and libxl directories.
 
-    libxl does it as two transactions around QMP: the eject (params="") then the insert of the
-    new medium (params of `desired`, "" when it is empty). Returns the list of both when
-    `eject_first`, else only the insert.
+    libxl does it as two transactions around QMP: the eject then the insert of the new medium
+    (params of `desired`, "" when it is empty). The eject writes `first_params`: "" in libxl
+    4.17, the new medium's bare path in 4.20 (`xen_version.XenRules.insert_first_params`, §9.1).
+    Returns the list of both when `eject_first`, else only the insert.
     """
     p = desired.placement
     entries = dict(desired.libxl)
     new_params = "" if desired.disk.effective_format == "empty" else entries["params"]
     out = []
-    steps = [("", ), (new_params, )] if eject_first else [(new_params, )]
+    steps = [(first_params, ), (new_params, )] if eject_first else [(new_params, )]
     for (params,) in steps:
         ops = []
         for base in (p.backend_path, p.libxl_path):

@@ -48,6 +48,7 @@ from ansible_collections.xen.disks.plugins.module_utils._core.layout import (
     script_name,
 )
 from ansible_collections.xen.disks.plugins.module_utils._core.vdev import vdev_to_devid
+from ansible_collections.xen.disks.plugins.module_utils._core.xen_version import RULES, XenVersionError
 from ansible_collections.xen.disks.plugins.module_utils._core.xs_tree import SET_PERMS, WRITE, XsOp
 
 XENBUS_STATES = {0: "Unknown", 1: "Initialising", 2: "InitWait", 3: "Initialised", 4: "Connected",
@@ -760,7 +761,7 @@ def _virtio_error(name, what):
 
 
 def plan_guest(tree, domid, desired, *, state="present", exclusive=False, keep=(), recreate=False,
-               force=False, creating=False, resume=True):
+               force=False, creating=False, resume=True, xen=None):
     """Plan guest `domid` from snapshot `tree` towards `desired` (DesiredDisks of `_layout`).
 
     state=present: attach what is missing, leave what matches, change cdrom media in place (HVM),
@@ -776,6 +777,8 @@ def plan_guest(tree, domid, desired, *, state="present", exclusive=False, keep=(
     A detach in progress (`CurrentDisk.detaching`) is continued by a detach; a declared one is
     refused without `force`, and with it detached by force and attached again.
     Refused changes are in `Plan.errors` (`Plan.check()` raises them).
+    `xen`: the host's XenVersion (what a media change's first transaction writes, §9.1); None
+    plans as libxl 4.17.
     """
     if state not in ("present", "absent"):
         raise ValueError("state must be present or absent, not %r" % (state,))
@@ -899,9 +902,18 @@ def plan_guest(tree, domid, desired, *, state="present", exclusive=False, keep=(
                                          fields=_fields(record), differences=tuple(record), needs=NEEDS_RESTART,
                                          error=dm_error, desired=d, current=current))
                 continue
-            txns = media_change_ops(d, eject_first=True)
-            if d.disk.effective_format == "empty":
-                txns = txns[:1]
+            if d.disk.effective_format == "empty":  # an eject: "" twice in every version
+                first_params = ""
+            else:
+                try:
+                    rules = RULES["4.17"] if xen is None else xen.rules("%s: a cdrom media change" % d.name)
+                except XenVersionError as exc:
+                    others.append(DiskChange(MEDIA_CHANGE, d.vdev, d.devid, p.kind, label=d.name,
+                                             fields=_fields(record), differences=tuple(record),
+                                             error=str(exc), desired=d, current=current))
+                    continue
+                first_params = rules.insert_first_params(d.disk.target)
+            txns = media_change_ops(d, eject_first=True, first_params=first_params)
             rest = [x for x in drift if x[0].rsplit("/", 1)[1] not in ("params", "type")]
             repair = _repair_ops(rest, perms, d)
             ops = [op for txn in txns for op in txn] + repair

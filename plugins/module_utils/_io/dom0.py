@@ -2,18 +2,25 @@
 # Copyright: xen.disks contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """dom0's own facts and processes, as libxl meets them: the stat of a local target, the hotplug
-script runner (XENSTORE-LAYOUT.md §3.4), the architecture. Injectable into the runs
-(`stat_target`, `run_hotplug_script`) so tests can stand in for the host.
+script runner (XENSTORE-LAYOUT.md §3.4), the architecture, what the host says of its Xen version.
+Injectable into the runs (`stat_target`, `run_hotplug_script`) so tests can stand in for the host.
 
 Private to the xen.disks collection: no compatibility promise. Standard library only.
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import platform
 import stat
 import subprocess
+
+from ansible_collections.xen.disks.plugins.module_utils._core.xen_version import (
+    hypervisor_version,
+    library_version,
+    toolstack_version,
+)
 
 
 def stat_target(path):
@@ -56,3 +63,27 @@ def host_arch():
     """libxl's virtio-mmio allocation differs on Arm; everything else is treated as x86."""
     machine = platform.machine().lower()
     return "arm" if machine.startswith(("arm", "aarch64")) else "x86"
+
+
+def xen_version_facts(sys_dir="/sys/hypervisor", toolstack_glob="/usr/lib/xen-*/bin/xl",
+                      library_dirs=("/usr/lib", "/usr/lib64", "/usr/local/lib")):
+    """What this dom0 says of its Xen version (`_core.xen_version.resolve`'s facts):
+    {"hypervisor": "X.Y" or None, "toolstacks": [...], "libraries": [...]}."""
+    hypervisor = None
+    try:
+        with open(os.path.join(sys_dir, "type")) as handle:
+            is_xen = handle.read().strip() == "xen"
+        if is_xen:
+            with open(os.path.join(sys_dir, "version", "major")) as major, \
+                    open(os.path.join(sys_dir, "version", "minor")) as minor:
+                hypervisor = hypervisor_version(major.read(), minor.read())
+    except OSError:
+        pass
+    toolstacks = [toolstack_version(path) for path in glob.glob(toolstack_glob) if os.access(path, os.X_OK)]
+    libraries = []
+    for directory in library_dirs:
+        for path in glob.glob(os.path.join(directory, "libxenlight.so.*")) + \
+                glob.glob(os.path.join(directory, "*", "libxenlight.so.*")):
+            libraries.append(library_version(os.path.basename(path)))
+    return {"hypervisor": hypervisor, "toolstacks": [v for v in toolstacks if v],
+            "libraries": [v for v in libraries if v]}

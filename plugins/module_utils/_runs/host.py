@@ -209,6 +209,8 @@ def run(module):
         "in_sync": all(entry["in_sync"] for entry in drift.values()),
         "warnings": live_result["warnings"],
     }
+    if live_result.get("xen"):
+        result["xen"] = live_result["xen"]
     if module._diff:
         result["diff"] = live_result.get("diff", []) + file_diffs
     if live_error is not None:

@@ -9,7 +9,8 @@
   own nodes: observations), `guest_views` (each guest's part of a host snapshot);
 - what only a toolstack writes (`toolstack_records`) and what another writer changed
   (`record_differences`): the check each apply transaction makes;
-- a libxl record read back as a disk (`disk_of_record`, `spec_of_record`).
+- a libxl record read back as a disk (`disk_of_record`, `spec_of_record`);
+- the host's Xen toolstack version (`host_xen_version`).
 
 Private to the xen.disks collection: no compatibility promise. Standard library only.
 Section numbers (§3.4...) are those of docs/XENSTORE-LAYOUT.md.
@@ -26,9 +27,19 @@ from ansible_collections.xen.disks.plugins.module_utils._core.layout import (
     cleanup_read_paths,
     libxl_kind_dir,
 )
+from ansible_collections.xen.disks.plugins.module_utils._core.xen_version import XenVersionError, resolve
 from ansible_collections.xen.disks.plugins.module_utils._core.xs_tree import XsTree
 from ansible_collections.xen.disks.plugins.module_utils._io.xenstore import XenstoreConnection, XenstoreError
 from ansible_collections.xen.disks.plugins.module_utils._runs.failures import ReconcileError
+
+
+def host_xen_version(params, facts):
+    """(XenVersion, warnings) of this dom0: the `xen_version` option checked against what
+    `facts()` (`_io.dom0.xen_version_facts`) reads; a contradiction is a ReconcileError."""
+    try:
+        return resolve(params.get("xen_version"), **facts())
+    except XenVersionError as exc:
+        raise ReconcileError(str(exc), errors=[str(exc)]) from None
 
 
 def open_xenstore(params):

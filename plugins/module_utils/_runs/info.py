@@ -18,7 +18,9 @@ from ansible_collections.xen.disks.plugins.module_utils._core import plan as _pl
 from ansible_collections.xen.disks.plugins.module_utils._core import storage as _storage
 from ansible_collections.xen.disks.plugins.module_utils._core.disk_spec import disk_to_dict, render_disk_spec
 from ansible_collections.xen.disks.plugins.module_utils._core.layout import DEFAULT_SCRIPT_DIR
+from ansible_collections.xen.disks.plugins.module_utils._core.xen_version import SUPPORTED
 from ansible_collections.xen.disks.plugins.module_utils._io import qemu_img as _qemu_img
+from ansible_collections.xen.disks.plugins.module_utils._io.dom0 import xen_version_facts
 from ansible_collections.xen.disks.plugins.module_utils._io.libxl_config import (
     DEFAULT_LIBXL_DIR,
     DomainFiles,
@@ -31,6 +33,7 @@ from ansible_collections.xen.disks.plugins.module_utils._runs.host_state import 
     disk_of_record,
     frontend_node,
     guest_of,
+    host_xen_version,
     int_or_none,
     merge,
     open_xenstore,
@@ -131,13 +134,26 @@ def read_guest_config(libxl_dir, domid, vm_path):
         return files.path, None, "libxl's domain configuration %s: %s" % (files.path, exc)
 
 
-def run_xen_disk_info(params, *, inspect_images=True, skip_missing=False):
-    """The xen_disk_info module without Ansible: {"guests": [...]} or raises ReconcileError.
+def unsupported_warning(xen):
+    """[a warning] when the host's Xen version is unknown or untested, else []."""
+    if xen.supported:
+        return []
+    return ["Xen toolstack version: %s; changes that depend on the version are refused (set the "
+            "option xen_version if this host runs Xen %s)" % (xen.problem, " or ".join(SUPPORTED))]
+
+
+def run_xen_disk_info(params, *, inspect_images=True, skip_missing=False, xen_facts=xen_version_facts):
+    """The xen_disk_info module without Ansible: {"guests": [...], "xen": {...}} or raises
+    ReconcileError.
 
     `inspect_images=False` leaves out each disk's `image` (no stat, no qemu-img: a drift report
     needs only the specs); `skip_missing` leaves out the named domains that do not exist and lists
-    them in `missing_domains` instead of failing."""
+    them in `missing_domains` instead of failing. `xen`: the host's Xen toolstack version, where
+    it came from and whether it is supported (`_core.xen_version`); an unknown or untested one
+    is also a warning."""
     check_params(_argspec.xen_disk_info_param_errors(params))
+    xen, warnings = host_xen_version(params, xen_facts)
+    warnings += unsupported_warning(xen)
     conn = open_xenstore(params)
     try:
         try:
@@ -150,7 +166,9 @@ def run_xen_disk_info(params, *, inspect_images=True, skip_missing=False):
         script_dir = params.get("script_dir") or DEFAULT_SCRIPT_DIR
         libxl_dir = params.get("libxl_dir") or DEFAULT_LIBXL_DIR
         guests = [_guest_info(tree, domains, domid, script_dir, libxl_dir, inspect_images) for domid in domids]
-        result = {"guests": guests}
+        result = {"guests": guests, "xen": xen.as_result()}
+        if warnings:
+            result["warnings"] = warnings
         if skip_missing:
             result["missing_domains"] = missing
         return result

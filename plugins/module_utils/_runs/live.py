@@ -19,12 +19,16 @@ from __future__ import annotations
 
 
 from ansible_collections.xen.disks.plugins.module_utils._core import argspec as _argspec
-from ansible_collections.xen.disks.plugins.module_utils._io.dom0 import run_hotplug_script, stat_target
+from ansible_collections.xen.disks.plugins.module_utils._io.dom0 import (
+    run_hotplug_script,
+    stat_target,
+    xen_version_facts,
+)
 from ansible_collections.xen.disks.plugins.module_utils._io.libxl_config import LibxlFileError
 from ansible_collections.xen.disks.plugins.module_utils._io.xenstore import XenstoreError
 from ansible_collections.xen.disks.plugins.module_utils._runs.failures import ReconcileError, check_params
 from ansible_collections.xen.disks.plugins.module_utils._runs.guest_requests import guest_requests
-from ansible_collections.xen.disks.plugins.module_utils._runs.host_state import open_xenstore
+from ansible_collections.xen.disks.plugins.module_utils._runs.host_state import host_xen_version, open_xenstore
 from ansible_collections.xen.disks.plugins.module_utils._runs.images import ImageRun
 from ansible_collections.xen.disks.plugins.module_utils._runs.info import run_xen_disk_info
 from ansible_collections.xen.disks.plugins.module_utils._runs.live_apply import apply_guest
@@ -42,9 +46,10 @@ def run_xen_disk(params, check_mode=False, want_diff=False, *, stat=stat_target,
     check_params(_argspec.xen_disk_param_errors(params, labels))
     guests = guest_requests(params, labels)
     images = ImageRun(guests, stat)  # storage options checked, images inspected: nothing written
+    xen = host_xen_version(params, xen_version_facts)  # an option contradicting the host fails here
     conn = open_xenstore(params)
     rec = Reconciler(conn, params, check_mode=check_mode, want_diff=want_diff, stat=images.stat,
-                     run_script=run_script)
+                     run_script=run_script, xen=xen)
     locks = []  # held from the sharing rule's second check until every guest is applied
     try:
         rec.stage = "reading the host"

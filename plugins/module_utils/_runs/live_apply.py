@@ -371,7 +371,7 @@ class LibxlFile:
                 by_change[id(change)] = {txns[-1]: (steps, [])}
             elif change.action == _libxl_json.MEDIA_CHANGE and change.changed and txns:
                 eject, insert = steps
-                if change.desired.disk.effective_format == "empty" or len(txns) < 2:
+                if len(txns) < 2:
                     by_change[id(change)] = {txns[0]: ([eject], [insert])}
                 else:
                     by_change[id(change)] = {txns[0]: ([eject], []), txns[1]: ([insert], [])}

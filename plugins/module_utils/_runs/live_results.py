@@ -166,6 +166,7 @@ def xen_disk_result(rec, planned, want_diff):
         "missing_domains": list(rec.missing),
         "xenstore_retries": rec.retries,
         "xenstore_replans": rec.replans,
+        "xen": rec.xen.as_result(),
         "warnings": rec.warnings,
     }
     if want_diff:

@@ -30,7 +30,12 @@ from ansible_collections.xen.disks.plugins.module_utils._core import plan as _pl
 from ansible_collections.xen.disks.plugins.module_utils._core.disk_spec import DiskSpecError
 from ansible_collections.xen.disks.plugins.module_utils._core.layout import DEFAULT_SCRIPT_DIR, KINDS, libxl_kind_dir
 from ansible_collections.xen.disks.plugins.module_utils._core.vdev import VdevError, vdev_to_devid
-from ansible_collections.xen.disks.plugins.module_utils._io.dom0 import host_arch, run_hotplug_script, stat_target
+from ansible_collections.xen.disks.plugins.module_utils._io.dom0 import (
+    host_arch,
+    run_hotplug_script,
+    stat_target,
+    xen_version_facts,
+)
 from ansible_collections.xen.disks.plugins.module_utils._io.libxl_config import (
     DEFAULT_LIBXL_DIR,
     DomainFiles,
@@ -46,6 +51,7 @@ from ansible_collections.xen.disks.plugins.module_utils._runs.host_state import 
     frontend_node,
     guest_of,
     guest_views,
+    host_xen_version,
     int_or_none,
     merge,
     online_paths,
@@ -53,6 +59,7 @@ from ansible_collections.xen.disks.plugins.module_utils._runs.host_state import 
     read_libxl_records,
     vm_path_node,
 )
+from ansible_collections.xen.disks.plugins.module_utils._runs.info import unsupported_warning
 from ansible_collections.xen.disks.plugins.module_utils._runs.live_results import change_result
 
 
@@ -62,7 +69,7 @@ class Reconciler:
     sharing rule again. `live_apply.apply_guest` carries out each guest's plan."""
 
     def __init__(self, conn, params, *, check_mode=False, want_diff=False, stat=stat_target,
-                 run_script=run_hotplug_script):
+                 run_script=run_hotplug_script, xen=None):
         self.conn = conn
         self.params = params
         self.check_mode = check_mode
@@ -77,6 +84,10 @@ class Reconciler:
         self.libxl_dir = params.get("libxl_dir") or DEFAULT_LIBXL_DIR
         self.run_dir = params.get("libxl_run_dir") or DEFAULT_RUN_DIR
         self.warnings = []
+        # the host's Xen toolstack: what its xl writes where versions differ (_core.xen_version);
+        # (XenVersion, warnings) of `host_xen_version`, read before xenstore is opened
+        self.xen, xen_warnings = xen if xen is not None else host_xen_version(params, xen_version_facts)
+        self.warnings += list(xen_warnings) + unsupported_warning(self.xen)
         self.results = {}        # (domid, devid, kind) -> result dict
         self.failures = Failures()
         self.applied = {}  # domid -> the ops this run committed for the guest, in order
@@ -284,7 +295,7 @@ class Reconciler:
         try:
             return _declaration.validate_declaration(
                 declarations, stat_target=self.stat, resolve_domain=lambda ref: domid_of_ref(self.domains, names, ref),
-                arch=self.arch, script_dir=self.script_dir, attached=attached)
+                arch=self.arch, script_dir=self.script_dir, attached=attached, xen=self.xen)
         except _declaration.DeclarationError as exc:
             raise ReconcileError(str(exc), errors=list(exc.messages)) from None
 
@@ -385,7 +396,7 @@ class Reconciler:
         try:
             return _plan.plan_guest(tree, guest.domid, desired, state=guest.state, exclusive=guest.exclusive,
                                     keep=guest.keep, recreate=guest.recreate, force=guest.force,
-                                    creating=guest.creating, resume=bool(self.wait))
+                                    creating=guest.creating, resume=bool(self.wait), xen=self.xen)
         except ValueError as exc:
             raise ReconcileError("%s: %s" % (guest.where, exc)) from None
 

@@ -29,6 +29,7 @@ from ansible_collections.xen.disks.plugins.module_utils._core.plan import (
     state_name,
 )
 from ansible_collections.xen.disks.plugins.module_utils._core.disk_spec import parse_disk_spec, render_disk_spec
+from ansible_collections.xen.disks.plugins.module_utils._core.xen_version import XenVersion
 from ansible_collections.xen.disks.plugins.module_utils._core.xs_tree import XsOp, XsTree
 
 STAT = {"/dev/vg0/a": "block", "/dev/vg0/b": "block", "/dev/vg0/c": "block", "/srv/a.img": "file",
@@ -184,16 +185,21 @@ def test_trusted_lives_in_the_frontend_only_and_is_repaired_in_place(host):
 
 
 # -- cdrom media change ----------------------------------------------------------------------------
-@pytest.mark.parametrize("old_spec, new_spec, params_written", [
-    (",raw,hdc,cdrom", "/srv/iso/a.iso,raw,hdc,cdrom", ["", "aio:/srv/iso/a.iso"]),        # insert
-    ("/srv/iso/a.iso,raw,hdc,cdrom", "/srv/iso/b.iso,raw,hdc,cdrom", ["", "aio:/srv/iso/b.iso"]),  # change
-    ("/srv/iso/a.iso,raw,hdc,cdrom", ",raw,hdc,cdrom", [""]),                              # eject
+@pytest.mark.parametrize("xen_version, old_spec, new_spec, params_written", [
+    ("4.17", ",raw,hdc,cdrom", "/srv/iso/a.iso,raw,hdc,cdrom", ["", "aio:/srv/iso/a.iso"]),        # insert
+    ("4.17", "/srv/iso/a.iso,raw,hdc,cdrom", "/srv/iso/b.iso,raw,hdc,cdrom", ["", "aio:/srv/iso/b.iso"]),  # change
+    ("4.17", "/srv/iso/a.iso,raw,hdc,cdrom", ",raw,hdc,cdrom", ["", ""]),                  # eject
+    # 4.20's first (eject) transaction writes the new medium's bare path (XENSTORE-LAYOUT.md §9.1)
+    ("4.20", ",raw,hdc,cdrom", "/srv/iso/a.iso,raw,hdc,cdrom", ["/srv/iso/a.iso", "aio:/srv/iso/a.iso"]),
+    ("4.20", "/srv/iso/a.iso,raw,hdc,cdrom", "/srv/iso/b.iso,raw,hdc,cdrom", ["/srv/iso/b.iso", "aio:/srv/iso/b.iso"]),
+    ("4.20", "/srv/iso/a.iso,raw,hdc,cdrom", ",raw,hdc,cdrom", ["", ""]),
+    (None, "/srv/iso/a.iso,raw,hdc,cdrom", "/srv/iso/b.iso,raw,hdc,cdrom", ["", "aio:/srv/iso/b.iso"]),  # as 4.17
 ])
-def test_media_change_in_place_on_hvm(host, old_spec, new_spec, params_written):
+def test_media_change_in_place_on_hvm(host, xen_version, old_spec, new_spec, params_written):
     old = desired(7, "hvm", old_spec)
     tree = connect(attached(host((7, "hvm")), *old), old[0])
     new = desired(7, "hvm", new_spec)
-    plan = plan_guest(tree, 7, new)
+    plan = plan_guest(tree, 7, new, xen=XenVersion(xen_version, "option") if xen_version else None)
     [change] = plan.changes
     assert (change.action, change.needs, change.fields) == ("media_change", "nothing", ("target",))
     assert [ph.step for ph in change.phases] == ["transaction"] * len(params_written)
@@ -205,11 +211,29 @@ def test_media_change_in_place_on_hvm(host, old_spec, new_spec, params_written):
     assert_converged(after, 7, new)
 
 
+def test_media_change_needing_an_unknown_version_is_refused(host):
+    old = desired(7, "hvm", ",raw,hdc,cdrom")
+    tree = connect(attached(host((7, "hvm")), *old), old[0])
+    new = desired(7, "hvm", "/srv/iso/a.iso,raw,hdc,cdrom")
+    unknown = XenVersion("4.19", "hypervisor", "Xen 4.19 (hypervisor) is not a version xen.disks is tested with")
+    plan = plan_guest(tree, 7, new, xen=unknown)
+    [change] = plan.changes
+    assert change.action == "media_change" and not change.ops
+    assert change.error.startswith("disks[0]: a cdrom media change depends on the Xen version, and Xen 4.19 "
+                                   "(hypervisor) is not a version xen.disks is tested with; set the option "
+                                   "xen_version"), change.error
+    # an eject writes the same in every version: no version needed
+    back = desired(7, "hvm", ",raw,hdc,cdrom")
+    tree = connect(attached(host((7, "hvm")), *new), new[0])
+    [change] = plan_guest(tree, 7, back, xen=unknown).changes
+    assert change.action == "media_change" and change.error == "" and change.ops
+
+
 @pytest.mark.parametrize("new_spec, fmt, steps", [
     ("/srv/iso/b.iso,raw,hdc,cdrom", "raw", ["qmp", "transaction", "qmp", "transaction"]),
     ("/srv/iso/b.iso,qcow2,hdc,cdrom", "qcow2", ["qmp", "transaction", "qmp", "transaction"]),
     ("/srv/iso/b.iso,vhd,hdc,cdrom", "vpc", ["qmp", "transaction", "qmp", "transaction"]),
-    (",raw,hdc,cdrom", None, ["qmp", "transaction"]),
+    (",raw,hdc,cdrom", None, ["qmp", "transaction", "transaction"]),  # xl cd-eject: two transactions too
 ])
 def test_media_change_on_qemu_xen_plans_libxls_qmp(host, new_spec, fmt, steps):
     old = desired(7, "hvm", "/srv/iso/a.iso,raw,hdc,cdrom")
