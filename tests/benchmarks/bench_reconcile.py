@@ -37,6 +37,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -55,6 +56,33 @@ from ansible_collections.xen.disks.plugins.modules import xen_disk  # noqa: E402
 from ansible_collections.xen.disks.tests.xenstored import backend_sim, launcher  # noqa: E402
 
 VDEVS = ["xvd" + c for c in "abcdefghijklmnop"]
+_BACKEND_PATH = re.compile(r"^/local/domain/\d+/backend/[^/]+/(\d+)(?:/|$)")
+_DOMAIN_PATH = re.compile(r"^/(?:libxl|local/domain)/(\d+)(?:/|$)")
+
+
+def guest_of(path):
+    """The guest a request path is about (its libxl records, backends, frontends, domain nodes);
+    None for the host's own nodes (dom0's, `/local/domain`, `/`)."""
+    match = _BACKEND_PATH.match(path) or _DOMAIN_PATH.match(path)
+    domid = int(match.group(1)) if match else 0
+    return domid or None
+
+
+def split_requests(requests, total, named):
+    """(about the named guests, about other guests, the host's own) requests of the module's
+    connection in a request trace: the connection that sent `total` requests."""
+    per_connection = {}
+    for connection, op, path in requests:
+        per_connection.setdefault(connection, []).append(path)
+    paths = [p for p in per_connection.values() if len(p) == total]
+    if len(paths) != 1:
+        raise SystemExit("the module's connection is not in the request trace (%d requests; connections: %s)"
+                         % (total, sorted(len(p) for p in per_connection.values())))
+    counts = [0, 0, 0]
+    for path in paths[0]:
+        guest = guest_of(path)
+        counts[0 if guest in named else 1 if guest is not None else 2] += 1
+    return counts
 WAITED = [0.0]
 
 
@@ -154,7 +182,9 @@ def measure(workdir, guests, disks, *, repeat, chunk, named, extra):
 
     In order, alternating between the two hosts so that both see the same load: the full apply
     of `guests` guests in runs of `chunk`; `repeat` no-op runs of the whole host and one in check
-    mode; `repeat` no-op runs naming `named` guests; one run attaching `extra` more guests."""
+    mode; `repeat` no-op runs naming `named` guests; one run attaching `extra` more guests, then
+    one more under xenstored's request trace (`split`: its requests about the guests it names,
+    about the other guests, and the host's own)."""
     images = os.path.join(workdir, "images")
     os.makedirs(images, exist_ok=True)
     rundirs = {"with": os.path.join(workdir, "with-json"), "without": os.path.join(workdir, "no-json")}
@@ -162,7 +192,7 @@ def measure(workdir, guests, disks, *, repeat, chunk, named, extra):
     hosts, figures = {}, {label: {} for label in labels}
     try:
         for label, rundir in rundirs.items():
-            daemon, domains = make_host(rundir, images, guests + extra, disks, libxl_config=label == "with")
+            daemon, domains = make_host(rundir, images, guests + 2 * extra, disks, libxl_config=label == "with")
             hosts[label] = (daemon, domains, {
                 "xenstore_socket": daemon.socket, "hotplug_scripts": "skip",
                 "libxl_dir": launcher.libxl_dir(rundir), "_ansible_check_mode": False, "_ansible_diff": False})
@@ -196,7 +226,16 @@ def measure(workdir, guests, disks, *, repeat, chunk, named, extra):
             after = config_files(rundirs["with"])
             if extra:
                 for label in labels:
-                    figures[label]["extra"] = run(label, hosts[label][1][guests:], True)
+                    figures[label]["extra"] = run(label, hosts[label][1][guests:guests + extra], True)
+                # the same again on more guests, under xenstored's request trace (which slows it):
+                # which guests the requests of the module's connection are about
+                for label in labels:
+                    batch = hosts[label][1][guests + extra:]
+                    with launcher.request_trace(hosts[label][0].socket,
+                                                os.path.join(rundirs[label], "trace.log")) as requests:
+                        sample = run(label, batch, True)
+                    named_ids = {int(d["domain"][len("guest"):]) for d in batch}
+                    figures[label]["split"] = split_requests(requests, sample[0], named_ids)
     finally:
         for rundir in rundirs.values():
             launcher.stop(rundir)
@@ -251,6 +290,12 @@ def report(figures, guests, disks, *, repeat, chunk, named, extra, owned):
             print("attach %d more guests x %d disks, %-7s JSON: module time %.3f s (%.3f s waiting), CPU %.3f s, "
                   "%d xenstore requests = %.1f per attached disk (host: %d disks before)"
                   % (extra, disks, label, elapsed, waited, cpu, requests, requests / (extra * disks), total))
+        existing = (guests + extra) * disks
+        for label in ("without", "with"):
+            own, others, host = figures[label]["split"]
+            print("attach %d more guests again, traced, %-7s JSON: %d requests about them = %.1f per attached disk; "
+                  "%d about the other guests = %.2f per disk already there (%d); %d about no guest (the host's)"
+                  % (extra, label, own, own / (extra * disks), others, others / existing, existing, host))
 
 
 def _ratio(big, small):
@@ -272,17 +317,24 @@ def scale_table(rows, disks, *, chunk, named, extra):
               % (total, a[1], b[1], a[2], b[2], a[1] - a[2], b[1] - b[2], a[3], b[3], a[0] / total, b[0] / total,
                  100 * (_ratio(b[1] - b[2], a[1] - a[2]) - 1), 100 * (_ratio(b[3], a[3]) - 1)))
     head = ("disks", "no-op s no/JSON", "CPU s", "requests/disk", "JSON time/CPU",
-            "%d named: s, CPU, requests" % named, "+%d guests: s, requests/attached disk" % extra)
-    print("%6s | %15s | %13s | %13s | %17s | %27s | %s" % head)
+            "%d named: s, CPU, requests" % named)
+    print("%6s | %15s | %13s | %13s | %17s | %27s" % head)
     for total, f in rows:
         a, b = f["without"], f["with"]
         n = b["named"]
-        e = b.get("extra", [0, 0.0, 0.0, 0.0])
-        print("%6d | %7.3f %7.3f | %6.3f %6.3f | %6.2f %6.2f | %+7.1f%% %+7.1f%% | %7.3f %6.3f %10d | %7.3f %9.1f"
+        print("%6d | %7.3f %7.3f | %6.3f %6.3f | %6.2f %6.2f | %+7.1f%% %+7.1f%% | %7.3f %6.3f %10d"
               % (total, a["noop"][1], b["noop"][1], a["noop"][3], b["noop"][3], a["noop"][0] / total,
                  b["noop"][0] / total, 100 * (_ratio(b["noop"][1], a["noop"][1]) - 1),
-                 100 * (_ratio(b["noop"][3], a["noop"][3]) - 1), n[1], n[3], n[0], e[1],
-                 e[0] / (extra * disks) if extra else 0.0))
+                 100 * (_ratio(b["noop"][3], a["noop"][3]) - 1), n[1], n[3], n[0]))
+    if extra:
+        head = ("disks", "+%d guests: s, CPU, requests" % extra, "per attached disk",
+                "traced: about them /attached disk", "about others /disk there", "host's")
+        print("%6s | %28s | %17s | %33s | %24s | %6s" % head)
+        for total, f in rows:
+            e, (own, others, host) = f["with"]["extra"], f["with"]["split"]
+            print("%6d | %7.3f %6.3f %13d | %17.1f | %33.1f | %24.2f | %6d"
+                  % (total, e[1], e[3], e[0], e[0] / (extra * disks), own / (extra * disks),
+                     others / (total + extra * disks), host))
     (small, fs), (big, fb) = rows[0], rows[-1]
     print("largest against smallest host (%d vs %d disks, x%.1f), with JSON: full apply time x%.2f, CPU x%.2f, "
           "time outside waits x%.2f; whole-host no-op time x%.2f, CPU x%.2f; no-op of %d named guests time x%.2f, "
