@@ -195,8 +195,9 @@ def measure(workdir, guests, disks, *, repeat, chunk, named, extra):
     try:
         for label, rundir in rundirs.items():
             daemon, domains = make_host(rundir, images, guests + 2 * extra, disks, libxl_config=label == "with")
+            # timeout: a loaded machine's simulated backends may take longer than libxl's 10 s
             hosts[label] = (daemon, domains, {
-                "xenstore_socket": daemon.socket, "hotplug_scripts": "skip",
+                "xenstore_socket": daemon.socket, "hotplug_scripts": "skip", "timeout": 300,
                 "libxl_dir": launcher.libxl_dir(rundir), "_ansible_check_mode": False, "_ansible_diff": False})
 
         def run(label, domains, changed, **extra_args):
