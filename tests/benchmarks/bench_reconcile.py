@@ -85,6 +85,8 @@ def split_requests(requests, total, named):
         guest = guest_of(path)
         counts[0 if guest in named else 1 if guest is not None else 2] += 1
     return counts
+
+
 WAITED = [0.0]
 
 
@@ -285,8 +287,8 @@ def report(figures, guests, disks, *, repeat, chunk, named, extra, owned):
     for label in ("without", "with"):
         requests, elapsed, _waited, cpu = figures[label]["named"]
         print("no-op naming %d guests, %-7s JSON: module time median %.3f s, CPU %.3f s, %d xenstore requests "
-              "= %.2f per disk of theirs (host: %d disks)" % (named, label, elapsed, cpu, requests,
-                                                               requests / (named * disks), total))
+              "= %.2f per disk of theirs (host: %d disks)"
+              % (named, label, elapsed, cpu, requests, requests / (named * disks), total))
     if extra:
         for label in ("without", "with"):
             requests, elapsed, waited, cpu = figures[label]["extra"]

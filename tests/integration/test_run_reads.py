@@ -81,8 +81,8 @@ def test_a_no_op_naming_a_guest_reads_nothing_of_the_others(host):
 
 def test_an_attach_reads_one_node_per_disk_of_the_others(host):
     _attach_other(host)
-    result, requests = _traced(host, domain="guest5", disks=["%s,raw,xvda,rw" % _image(host, "g5-a"),
-                                                               "%s,raw,xvdb,rw" % _image(host, "g5-b")])
+    disks = ["%s,raw,xvda,rw" % _image(host, "g5-a"), "%s,raw,xvdb,rw" % _image(host, "g5-b")]
+    result, requests = _traced(host, domain="guest5", disks=disks)
     assert result["changed"] is True and not result.get("failed"), result
     assert _other_guest_requests(requests) == {
         ("READ", "/local/domain/N/name"): 1,
@@ -96,8 +96,8 @@ def test_an_attach_reads_one_node_per_disk_of_the_others(host):
 def test_the_sharing_rule_reads_whole_only_the_record_naming_a_declared_target(host, backendtype):
     shared = _image(host, "shared")
     _attach_other(host, {"xvdb": shared}, backendtype)
-    result, requests = _traced(host, domain="guest5", disks=["%s,raw,xvda,rw" % _image(host, "g5-a"),
-                                                               "%s,raw,xvdc,ro" % shared])
+    disks = ["%s,raw,xvda,rw" % _image(host, "g5-a"), "%s,raw,xvdc,ro" % shared]
+    result, requests = _traced(host, domain="guest5", disks=disks)
     assert result.get("failed") and "is already attached to guest %d as xvdb" % OTHER in result["msg"], result
     assert not result.get("changed") and launcher.read_node(host.socket, "/libxl/5/device/vbd/51744") is None
     per_record = collections.defaultdict(collections.Counter)
