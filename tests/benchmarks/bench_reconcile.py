@@ -176,6 +176,14 @@ def make_host(rundir, images, guests, disks, libxl_config):
     return daemon, domains
 
 
+def daemon_cpu_seconds(pid):
+    """CPU time (user + system) xenstored has used so far: what the daemon costs, apart from
+    the module (xenstored 4.17's store gets slower to create nodes in as it grows)."""
+    with open("/proc/%d/stat" % pid, encoding="ascii") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _median(values):
     ordered = sorted(values)
     return ordered[len(ordered) // 2]
@@ -203,12 +211,14 @@ def measure(workdir, guests, disks, *, repeat, chunk, named, extra):
                 "libxl_dir": launcher.libxl_dir(rundir), "_ansible_check_mode": False, "_ansible_diff": False})
 
         def run(label, domains, changed, **extra_args):
+            daemon_cpu = daemon_cpu_seconds(hosts[label][0].pid)
             result, elapsed = run_module(dict(hosts[label][2], domains=domains, **extra_args))
             assert result["changed"] is changed, (label, result["changed"])
-            return [result["xenstore_requests"], elapsed, WAITED[0], CPU[0]]
+            return [result["xenstore_requests"], elapsed, WAITED[0], CPU[0],
+                    daemon_cpu_seconds(hosts[label][0].pid) - daemon_cpu]
 
         def add(label, key, sample):
-            totals = figures[label].setdefault(key, [0, 0.0, 0.0, 0.0])
+            totals = figures[label].setdefault(key, [0, 0.0, 0.0, 0.0, 0.0])
             figures[label][key] = [a + b for a, b in zip(totals, sample)]
 
         sims = [backend_sim.running(hosts[label][0].socket, "connect") for label in labels]
@@ -248,7 +258,7 @@ def measure(workdir, guests, disks, *, repeat, chunk, named, extra):
         for key in ("noop", "named"):
             samples = figures[label][key]
             figures[label][key + "_min"] = min(s[1] for s in samples)
-            figures[label][key] = [_median([s[i] for s in samples]) for i in range(4)]
+            figures[label][key] = [_median([s[i] for s in samples]) for i in range(5)]
     figures["written"] = sum(1 for path in after if before.get(path) != after[path])
     figures["files"] = len(after)
     return figures
@@ -258,10 +268,10 @@ def report(figures, guests, disks, *, repeat, chunk, named, extra, owned):
     """The figures of one host size, one line each (the default and --quick output)."""
     total = guests * disks
     for label in ("without", "with"):
-        requests, elapsed, waited, cpu = figures[label]["apply"]
+        requests, elapsed, waited, cpu, daemon = figures[label]["apply"]
         print("full apply %-7s JSON: module time %.3f s (of which %.3f s waiting for %d simulated backends), "
-              "CPU %.3f s, %d xenstore requests = %.1f per disk (%d runs of %d guests)"
-              % (label, elapsed, waited, total, cpu, requests, requests / total, -(-guests // chunk), chunk))
+              "CPU %.3f s (xenstored: %.3f s), %d xenstore requests = %.1f per disk (%d runs of %d guests)"
+              % (label, elapsed, waited, total, cpu, daemon, requests, requests / total, -(-guests // chunk), chunk))
     work = {label: figures[label]["apply"][1] - figures[label]["apply"][2] for label in ("with", "without")}
     cpu = {label: figures[label]["apply"][3] for label in ("with", "without")}
     print("full apply, JSON and locks: %+.2f ms per guest of module time outside the backend waits "
@@ -270,10 +280,10 @@ def report(figures, guests, disks, *, repeat, chunk, named, extra, owned):
              work["without"], work["with"], (cpu["with"] - cpu["without"]) * 1000 / guests,
              100 * (cpu["with"] / cpu["without"] - 1)))
     for label in ("without", "with"):
-        requests, elapsed, _waited, _cpu = figures[label]["noop"]
-        print("no-op %-7s JSON: module time min %.3f s, median %.3f s (%d runs), %d xenstore requests = %.2f "
-              "per disk (budget %d per disk)" % (label, figures[label]["noop_min"], elapsed, repeat, requests,
-                                                 requests / total, owned + 2))
+        requests, elapsed, _waited, _cpu, daemon = figures[label]["noop"]
+        print("no-op %-7s JSON: module time min %.3f s, median %.3f s (%d runs; xenstored CPU %.3f s), %d xenstore "
+              "requests = %.2f per disk (budget %d per disk)"
+              % (label, figures[label]["noop_min"], elapsed, repeat, daemon, requests, requests / total, owned + 2))
     noop = {label: figures[label]["noop"] for label in ("with", "without")}
     print("no-op, JSON read: %+.2f ms per guest (%+.1f%% of the median no-op); CPU median %.3f s without, "
           "%.3f s with (%+.2f ms per guest, %+.1f%%); JSON files written by the %d no-op runs: %d of %d"
@@ -281,17 +291,17 @@ def report(figures, guests, disks, *, repeat, chunk, named, extra, owned):
              noop["without"][3], noop["with"][3], (noop["with"][3] - noop["without"][3]) * 1000 / guests,
              100 * (noop["with"][3] / noop["without"][3] - 1), repeat, figures["written"], figures["files"]))
     for label in ("without", "with"):
-        requests, elapsed, _waited, _cpu = figures[label]["check"]
+        requests, elapsed, _waited, _cpu, _daemon = figures[label]["check"]
         print("no-op check %-7s JSON: module time %.3f s, %d xenstore requests = %.2f per disk"
               % (label, elapsed, requests, requests / total))
     for label in ("without", "with"):
-        requests, elapsed, _waited, cpu = figures[label]["named"]
+        requests, elapsed, _waited, cpu, _daemon = figures[label]["named"]
         print("no-op naming %d guests, %-7s JSON: module time median %.3f s, CPU %.3f s, %d xenstore requests "
               "= %.2f per disk of theirs (host: %d disks)"
               % (named, label, elapsed, cpu, requests, requests / (named * disks), total))
     if extra:
         for label in ("without", "with"):
-            requests, elapsed, waited, cpu = figures[label]["extra"]
+            requests, elapsed, waited, cpu, _daemon = figures[label]["extra"]
             print("attach %d more guests x %d disks, %-7s JSON: module time %.3f s (%.3f s waiting), CPU %.3f s, "
                   "%d xenstore requests = %.1f per attached disk (host: %d disks before)"
                   % (extra, disks, label, elapsed, waited, cpu, requests, requests / (extra * disks), total))
@@ -313,14 +323,14 @@ def scale_table(rows, disks, *, chunk, named, extra):
     print("scaling (%d disks per guest; apply in runs of %d guests; 'no/JSON' = without / with libxl's JSON "
           "files and locks; time outside waits = module time - time waiting for the simulated backends)"
           % (disks, chunk))
-    head = ("disks", "apply s no/JSON", "waits s", "outside waits s", "CPU s", "requests/disk",
-            "JSON+locks outside/CPU")
-    print("%6s | %15s | %13s | %15s | %13s | %13s | %22s" % head)
+    head = ("disks", "apply s no/JSON", "waits s", "outside waits s", "CPU s", "xenstored CPU s",
+            "requests/disk", "JSON+locks outside/CPU")
+    print("%6s | %15s | %13s | %15s | %13s | %15s | %13s | %22s" % head)
     for total, f in rows:
         a, b = f["without"]["apply"], f["with"]["apply"]
-        print("%6d | %7.1f %7.1f | %6.1f %6.1f | %7.1f %7.1f | %6.2f %6.2f | %6.1f %6.1f | %+9.1f%% %+10.1f%%"
-              % (total, a[1], b[1], a[2], b[2], a[1] - a[2], b[1] - b[2], a[3], b[3], a[0] / total, b[0] / total,
-                 100 * (_ratio(b[1] - b[2], a[1] - a[2]) - 1), 100 * (_ratio(b[3], a[3]) - 1)))
+        print("%6d | %7.1f %7.1f | %6.1f %6.1f | %7.1f %7.1f | %6.2f %6.2f | %7.1f %7.1f | %6.1f %6.1f | %+9.1f%% %+10.1f%%"
+              % (total, a[1], b[1], a[2], b[2], a[1] - a[2], b[1] - b[2], a[3], b[3], a[4], b[4], a[0] / total,
+                 b[0] / total, 100 * (_ratio(b[1] - b[2], a[1] - a[2]) - 1), 100 * (_ratio(b[3], a[3]) - 1)))
     head = ("disks", "no-op s no/JSON", "CPU s", "requests/disk", "JSON time/CPU",
             "%d named: s, CPU, requests" % named)
     print("%6s | %15s | %13s | %13s | %17s | %27s" % head)
@@ -341,11 +351,12 @@ def scale_table(rows, disks, *, chunk, named, extra):
                   % (total, e[1], e[3], e[0], e[0] / (extra * disks), own / (extra * disks),
                      others / (total + extra * disks), host))
     (small, fs), (big, fb) = rows[0], rows[-1]
-    print("largest against smallest host (%d vs %d disks, x%.1f), with JSON: full apply time x%.2f, CPU x%.2f, "
-          "time outside waits x%.2f; whole-host no-op time x%.2f, CPU x%.2f; no-op of %d named guests time x%.2f, "
+    print("largest against smallest host (%d vs %d disks, x%.1f), with JSON: full apply time x%.2f, CPU x%.2f "
+          "(xenstored's CPU x%.2f), time outside waits x%.2f; whole-host no-op time x%.2f, CPU x%.2f; no-op of %d "
+          "named guests time x%.2f, "
           "requests x%.2f; attach of %d guests time x%.2f, requests x%.2f"
           % (big, small, big / small, _ratio(fb["with"]["apply"][1], fs["with"]["apply"][1]),
-             _ratio(fb["with"]["apply"][3], fs["with"]["apply"][3]),
+             _ratio(fb["with"]["apply"][3], fs["with"]["apply"][3]), _ratio(fb["with"]["apply"][4], fs["with"]["apply"][4]),
              _ratio(fb["with"]["apply"][1] - fb["with"]["apply"][2], fs["with"]["apply"][1] - fs["with"]["apply"][2]),
              _ratio(fb["with"]["noop"][1], fs["with"]["noop"][1]), _ratio(fb["with"]["noop"][3], fs["with"]["noop"][3]),
              named, _ratio(fb["with"]["named"][1], fs["with"]["named"][1]),
