@@ -16,7 +16,9 @@ XenbusState handshake that is not the toolstack (docs/XENSTORE-LAYOUT.md §3.3, 
 - backend 4 -> frontend 4;
 - a connected vbd whose `physical-device-path` is a real block device (a loop device): its size
   checked again while idle, and `sectors` republished when it changed, as blkback's
-  xen_vbd_resize does after `losetup -c` (a fake path such as /dev/dm-3 is never re-read);
+  xen_vbd_resize does after `losetup -c` (a fake path such as /dev/dm-3 is never re-read, and
+  idle checks cost nothing for it: they read only the backends that have a real device, so the
+  simulator's work per event or idle tick does not grow with the number of disks on the host);
 - backend 5 (libxl's close) -> frontend 5 then 6 -> backend 6 (also when the frontend directory
   was removed, as FORCE_ON does); in a driver domain (B != 0), a Closed backend with online=0 is
   then removed, as `xl devd` does.
@@ -68,6 +70,19 @@ def _sectors_of(target):
     return size // 512 or DEFAULT_SECTORS
 
 
+def _device_sectors(device):
+    """Sectors of `device` when it is a real block device (a loop device), else None."""
+    if not device or not device.startswith("/dev/"):
+        return None
+    try:
+        if not stat.S_ISBLK(os.stat(device).st_mode):
+            return None
+        with open(device, "rb") as handle:
+            return handle.seek(0, os.SEEK_END) // 512
+    except OSError:
+        return None
+
+
 def kind_connected(items):
     """Whether a step's writes move a vbd backend to Connected."""
     return any(path.endswith("/state") and value == "4" and "/backend/vbd/" in path for path, value in items)
@@ -98,7 +113,8 @@ class BackendSimulator:
         self.devd_delay = devd_delay
         self.client = None
         self.monitor = None
-        self.connected = set()   # vbd backends moved to Connected: their size is watched
+        self.connected = set()   # vbd backends moved to Connected
+        self.devices = {}        # those of them served by a real block device: bpath -> device path
 
     # -- xenstore helpers (privileged dom0 client) ---------------------------------------------
     def _read(self, path):
@@ -144,29 +160,32 @@ class BackendSimulator:
             if self.client.commit():
                 if kind_connected(items):
                     self.connected.add(bpath)
+                    self._track_device(bpath)
                 return bool(items)
         return False
 
     def _block_sectors(self, bpath):
         """Sectors of the backend's physical device when it is a real block device, else None."""
+        return _device_sectors(self._read(bpath + "/physical-device-path"))
+
+    def _track_device(self, bpath):
+        """Note (or forget) a connected backend's real block device, whose size is then watched.
+        Called at the connect and whenever its `physical-device-path` is written afterwards."""
         device = self._read(bpath + "/physical-device-path")
-        if not device or not device.startswith("/dev/"):
-            return None
-        try:
-            if not stat.S_ISBLK(os.stat(device).st_mode):
-                return None
-            with open(device, "rb") as handle:
-                return handle.seek(0, os.SEEK_END) // 512
-        except OSError:
-            return None
+        if _device_sectors(device) is None:
+            self.devices.pop(bpath, None)
+        else:
+            self.devices[bpath] = device
 
     def republish_sizes(self):
-        """blkback's xen_vbd_resize: a Connected vbd whose device changed size publishes it."""
-        for bpath in sorted(self.connected):
+        """blkback's xen_vbd_resize: a Connected vbd whose device changed size publishes it.
+        Only backends with a real block device are read (none on a host of fake paths)."""
+        for bpath, device in sorted(self.devices.items()):
             if self._read(bpath + "/state") != "4":
+                self.devices.pop(bpath)
                 self.connected.discard(bpath)
                 continue
-            sectors = self._block_sectors(bpath)
+            sectors = _device_sectors(device)
             if sectors is not None and str(sectors) != self._read(bpath + "/sectors"):
                 self.client.write((bpath + "/sectors").encode(), str(sectors).encode())
 
@@ -288,7 +307,7 @@ class BackendSimulator:
                 except queue.Empty:
                     if not self.client.router.thread.is_alive():
                         return  # xenstored went away: nothing left to simulate
-                    if self.connected and self.mode != "never":
+                    if self.devices and self.mode != "never":
                         with contextlib.suppress(PyXSError):
                             self.republish_sizes()
                     continue
@@ -300,6 +319,13 @@ class BackendSimulator:
                         break
                 if self.mode == "never":
                     continue
+                for path in paths:
+                    # a device written after the connect (a test's loop device): watch its size
+                    if path.endswith("/physical-device-path"):
+                        bpath = path[:-len("/physical-device-path")]
+                        if bpath in self.connected:
+                            with contextlib.suppress(PyXSError):
+                                self._track_device(bpath)
                 if WATCH_ROOT in paths:
                     backends = self._all_backends()
                 else:

@@ -25,9 +25,11 @@ tests/integration/conftest.py uses.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import struct
@@ -159,7 +161,7 @@ def set_domids(rundir, domids):
 # The collection's adapter speaks through pyxs; the launcher must also run from a bare python3
 # (molecule prepare steps, the demo before its venv exists), so it carries this small client.
 
-XS_DIRECTORY, XS_READ, XS_GET_PERMS, XS_TRANSACTION_START, XS_TRANSACTION_END = 1, 2, 3, 6, 7
+XS_CONTROL, XS_DIRECTORY, XS_READ, XS_GET_PERMS, XS_TRANSACTION_START, XS_TRANSACTION_END = 0, 1, 2, 3, 6, 7
 XS_WRITE, XS_MKDIR, XS_RM, XS_SET_PERMS, XS_ERROR, XS_DIRECTORY_PART = 11, 12, 13, 14, 16, 22
 _HEADER = struct.Struct("<IIII")
 
@@ -534,6 +536,31 @@ def _check_guest_args(name, domid, guest_type, width):
 
 def _guests_file(rundir):
     return os.path.join(rundir, "guests.json")
+
+
+_TRACE_LINE = re.compile(r"^IN (\S+) \S+ \S+ (\S+) \((.*)\)$")
+
+
+@contextlib.contextmanager
+def request_trace(socket_path, trace_file):
+    """The requests the daemon receives inside the `with` block, from its own trace (xenstored's
+    `logfile` control command): a list, filled at the end, of (connection, op, path) in order
+    (path: the first argument, "" for none). The control requests that switch it are left out."""
+    requests = []
+    with open(trace_file, "w", encoding="utf-8"):
+        pass  # the daemon appends
+    with WireClient(socket_path) as client:
+        client.request(XS_CONTROL, b"logfile\0", trace_file.encode() + b"\0")
+    try:
+        yield requests
+    finally:
+        with WireClient(socket_path) as client:
+            client.request(XS_CONTROL, b"logfile\0", b"/dev/null\0")
+        with open(trace_file, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                match = _TRACE_LINE.match(line.rstrip("\n"))
+                if match and match.group(2) != "CONTROL":
+                    requests.append((match.group(1), match.group(2), match.group(3).split(" ")[0]))
 
 
 def read_node(socket_path, path):

@@ -85,6 +85,8 @@ DEFAULT_OWNER_RETRIES = 3  # re-reads when only some owners' nodes changed (snap
 DEFAULT_OWNER_WINDOW = 1.0
 DEFAULT_BACKOFF = 0.02
 BATCH_SIZE = 1024  # requests in flight at once
+# snapshot records: a node read and found missing is also keyed path + MISSING (not a valid path)
+MISSING = "/*"
 PROBE_INTERVAL = 1.0  # a wait without events checks this often (at most) that xenstored answers
 
 _COMPONENT_RE = re.compile(r"^[A-Za-z0-9_@-]+$")
@@ -486,10 +488,13 @@ class XenstoreReader(object):
                 key = path.rstrip("/") + "/" if op == Op.DIRECTORY else path
                 self.record.setdefault(key, seq)
         out = []
-        for (op, path), answer in zip(requests, answers):
+        for index, ((op, path), answer) in enumerate(zip(requests, answers)):
             if isinstance(answer, XenstoreError):
                 if answer.errno_name == "ENOENT":
                     answer = None
+                    if seqs is not None and op == Op.READ:
+                        # found missing: a node created at or below it later is a change too
+                        self.record.setdefault(path.rstrip("/") + MISSING, seqs[index])
                 elif answer.errno_name == "E2BIG" and op == Op.DIRECTORY:
                     answer = self._directory_in_parts(path)
                 else:
@@ -988,8 +993,10 @@ class XenstoreConnection(XenstoreReader):
         """Wait until every path of {path: values} holds one of its values; {path: value}.
 
         Watch driven: one watch per path, the current values read once after the watches are
-        set, then only what the events name is read again. Raises XenstoreTimeout naming the
-        first path still waited for, the values wanted and the last value seen.
+        set, then only what the events name is read again: an event received before the
+        answer of the path's last read (the watch's own first event, a change that read
+        already saw) is not read again. Raises XenstoreTimeout naming the first path still
+        waited for, the values wanted and the last value seen.
         """
         wanted = {check_path(p): set(v) for p, v in conditions.items()}
         if not wanted:
@@ -1007,14 +1014,17 @@ class XenstoreConnection(XenstoreReader):
         try:
             self._watch_all(tokens, Op.WATCH)
             to_read = list(wanted)
+            read_at = {}  # path -> place of its last read's answer among received messages
             while True:
-                seen.update(self.read_values(to_read))
+                record = {}
+                seen.update(XenstoreReader(self, 0, record).read_values(to_read))
+                read_at.update((p, record[p]) for p in to_read)
                 for path in to_read:
                     if path not in done and seen[path] in wanted[path]:
                         done[path] = seen[path]
                 if len(done) == len(wanted):
                     return done
-                to_read = self._next_events(sink, tokens, deadline, probe)
+                to_read = self._next_events(sink, tokens, deadline, probe, read_at)
                 if to_read is None:
                     silent = probe.silent()
                     if silent is not None:  # the daemon, not the backend, stopped answering
@@ -1044,9 +1054,10 @@ class XenstoreConnection(XenstoreReader):
             if isinstance(answer, XenstoreError):
                 raise XenstoreError(_describe_error("watch", path, answer.errno_name), path, answer.errno_name)
 
-    def _next_events(self, sink, tokens, deadline, probe):
-        """Paths named by the next events (all that are queued); None at the deadline. While no
-        event comes, `probe` checks now and then that the daemon still answers."""
+    def _next_events(self, sink, tokens, deadline, probe, read_at):
+        """Paths named by the next events (all that are queued) and not read since (`read_at`:
+        path -> place of its last read); None at the deadline. While no event comes, `probe`
+        checks now and then that the daemon still answers."""
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -1063,7 +1074,8 @@ class XenstoreConnection(XenstoreReader):
                 break
         if any(e is _LOST for e in events):
             raise self._lost()
-        return _unique(tokens[e.token] for e in events if isinstance(e, _Event) and e.token in tokens)
+        return _unique(tokens[e.token] for e in events
+                       if isinstance(e, _Event) and e.token in tokens and e.seq > read_at.get(tokens[e.token], 0))
 
 
 class _Probe(object):
@@ -1108,15 +1120,18 @@ def _changed_since_read(record, events):
     """Whether a watch event shows a change to something read after it was read.
 
     record: {path: sequence number of its first read}; a listed directory is keyed
-    "path/". An event at P (sequence s) matters if P was read before s, if P's parent was
-    listed before s (a child came or went), or if a node below P was read before s (P was
-    removed or replaced with its subtree). Events before the first read cannot matter: the
-    watch's registration event (for "/" itself) is one, and is dropped before any work."""
+    "path/", a node found missing also "path" + MISSING. An event at P (sequence s) matters
+    if P was read before s, if P's parent was listed before s (a child came or went), if a
+    node below P was read before s (P was removed or replaced with its subtree), or if an
+    ancestor of P was found missing before s (xenstored creates missing parents silently:
+    the event names only P). Events before the first read cannot matter: the watch's
+    registration event (for "/" itself) is one, and is dropped before any work."""
     if not events or not record:
         return False
     first_read = min(record.values())
     events = [e for e in events if isinstance(e, _Event) and e.seq > first_read]
     below = None
+    missing = None
     for event in events:
         path = _decode(event.path)
         seq = event.seq
@@ -1132,6 +1147,14 @@ def _changed_since_read(record, events):
         first = below.get(path)
         if first is not None and first < seq:
             return True
+        if missing is None:
+            missing = {p[:-len(MISSING)]: s for p, s in record.items() if p.endswith(MISSING)}
+        node = path
+        while missing and node not in ("", "/"):
+            node = node.rsplit("/", 1)[0]
+            first = missing.get(node)
+            if first is not None and first < seq:
+                return True
     return False
 
 

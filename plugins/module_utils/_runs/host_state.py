@@ -4,7 +4,8 @@
 """The host as the runs read it from xenstore, and the comparisons made on what was read.
 
 - reads through the adapter's reader: `read_libxl_records` (the `/libxl/D` records),
-  `read_cleanup_view` (what a removal's walk-up needs), `open_xenstore`;
+  `records_naming` (the records of the whole host that may name given targets: one read per
+  record), `read_cleanup_view` (what a removal's walk-up needs), `open_xenstore`;
 - who owns a node: `guest_of` (per-guest snapshot validation), `frontend_node` (the guest's
   own nodes: observations), `guest_views` (each guest's part of a host snapshot);
 - what only a toolstack writes (`toolstack_records`) and what another writer changed
@@ -17,6 +18,8 @@ Section numbers (§3.4...) are those of docs/XENSTORE-LAYOUT.md.
 """
 
 from __future__ import annotations
+
+import posixpath
 
 from ansible_collections.xen.disks.plugins.module_utils._core import declaration as _declaration
 from ansible_collections.xen.disks.plugins.module_utils._core import plan as _plan
@@ -75,6 +78,51 @@ def read_libxl_records(reader, domids):
     tree.values.update({p: v for p, v in reader.read_values(leaves).items() if v is not None})
     tree._children = None
     return tree
+
+
+def _may_name(params, paths):
+    """Whether a record's `params` may name one of `paths` (normalised): as a phy or standalone
+    target (the whole value) or as a qdisk one (after its first `:`), whichever the record is."""
+    if not params:
+        return False
+    names = (params, params.split(":", 1)[1]) if ":" in params else (params,)
+    return any(name and posixpath.normpath(name) in paths for name in names)
+
+
+def records_naming(reader, paths):
+    """The CurrentDisks of the host (every domain, both kinds) whose libxl record may name one
+    of `paths` (targets; normalised here), with their backend's state: for the rules that look
+    at the whole host (a target attached read-write is not shared; an image file still in use
+    is not removed). Per domain one listing per kind, per record one read (`params`); only the
+    records that may match are then read whole."""
+    wanted = {posixpath.normpath(p) for p in paths if p}
+    if not wanted:
+        return []
+    domids = sorted(int(c) for c in reader.list_children(["/local/domain"])["/local/domain"] or () if c.isdigit())
+    records = []
+    for path, names in reader.list_children([libxl_kind_dir(d, k) for d in domids for k in KINDS]).items():
+        records += [path + "/" + name for name in names or ()]
+    params = reader.read_values([record + "/params" for record in records])
+    matching = [record for record in records if _may_name(params[record + "/params"], wanted)]
+    if not matching:
+        return []
+    tree = XsTree()
+    leaves = []
+    for path, names in reader.list_children(matching).items():
+        if names is not None:
+            tree.values[path.rsplit("/", 1)[0]] = ""
+            tree.values[path] = ""
+            leaves += [path + "/" + name for name in names]
+    tree.values.update({p: v for p, v in reader.read_values(leaves).items() if v is not None})
+    tree._children = None
+    keys = []
+    for record in matching:
+        _root, _libxl, domid, _device, kind, devid = record.split("/")
+        if int_or_none(domid) is not None and int_or_none(devid) is not None:
+            keys.append((int(domid), kind, int(devid)))
+    found = [c for c in (_plan.read_disk(tree, *key) for key in keys) if c is not None]
+    merge(tree, reader.read_nodes([c.placement.backend_path + "/state" for c in found]))
+    return [c for c in (_plan.read_disk(tree, *key) for key in keys) if c is not None]
 
 
 _DIRECTORY = "<directory>"  # a record directory in toolstack_records: only its existence counts
@@ -196,8 +244,11 @@ def guest_views(tree, domids):
         for path, item in mapping.items():
             owner = guest_of(path)
             if owner is None:
-                shared[path] = item
-            elif owner in per_guest:
+                owner = _domain_of(path)  # a guest's own domain nodes (`vm`...) go to its view only
+                if owner not in per_guest:
+                    shared[path] = item
+                    continue
+            if owner in per_guest:
                 per_guest[owner][path] = item
         return shared, per_guest
 
@@ -210,6 +261,14 @@ def guest_views(tree, domids):
         view.perms.update(perms[domid])
         views[domid] = view
     return views
+
+
+def _domain_of(path):
+    """D for a node of `/local/domain/D` outside its backend directories, else None."""
+    parts = path.split("/", 5)
+    if len(parts) > 4 and parts[1] == "local" and parts[2] == "domain" and parts[4] != "backend":
+        return int_or_none(parts[3])
+    return None
 
 
 def merge(tree, other):

@@ -26,7 +26,7 @@ from ansible_collections.xen.disks.plugins.module_utils._io.dom0 import stat_tar
 from ansible_collections.xen.disks.plugins.module_utils._io.libxl_config import LibxlFileError
 from ansible_collections.xen.disks.plugins.module_utils._io.qmp import QmpError, QmpRun, socket_path
 from ansible_collections.xen.disks.plugins.module_utils._runs.failures import ReconcileError
-from ansible_collections.xen.disks.plugins.module_utils._runs.host_state import int_or_none, shown_value
+from ansible_collections.xen.disks.plugins.module_utils._runs.host_state import int_or_none, records_naming, shown_value
 
 
 @dataclasses.dataclass
@@ -236,9 +236,17 @@ class ImageRun:
 
     host_disks = {}
 
-    def read_host(self, tree, domains):
-        """Every recorded disk of the host (for the removal's sharing check)."""
-        self.host_disks = {domid: _plan.read_disks(tree, domid) for domid in domains}
+    def read_host(self, conn, planned):
+        """The recorded disks of the host that may name a file to remove (for the removal's
+        check that no other disk uses it); nothing is read without removals."""
+        self.host_disks = {}
+        if not self.removals:
+            return
+        paths = [e.result.get("path") for e in self.removals]
+        paths += [c.current.target for _g, _d, plan in planned for c in plan.changes
+                  if c.current is not None and c.current.target]
+        for current in conn.snapshot(lambda reader: records_naming(reader, [p for p in paths if p])):
+            self.host_disks.setdefault(current.domid, []).append(current)
 
     def _result(self, entry):
         step, spec = entry.step, entry.spec

@@ -7,9 +7,11 @@ Private to the xen.disks collection: no compatibility promise. Standard library 
 Ansible imports); Python 3.8+. The run, in order:
 1. the module's options checked, the images' storage options checked and the images inspected
    (`images.ImageRun`): nothing is written;
-2. one snapshot of the host, the whole declaration validated, a plan per guest
+2. one snapshot of the declared guests, the whole declaration validated, a plan per guest
    (`reconciler.Reconciler.plan`); check mode stops after the image plan;
-3. the targets to attach locked and the read-write sharing rule checked again under the locks;
+3. when the plan puts a target into use: the targets to attach locked and the read-write sharing
+   rule checked against the whole host under the locks (one read per disk record of the host);
+   never for a run that changes nothing;
 4. images created and grown, then per guest the plan's phases (`live_apply`), then the
    backends told of grown images, final states read, image files removed;
 5. the result (`live_results`), or a ReconcileError that says what the run was doing.
@@ -50,13 +52,14 @@ def run_xen_disk(params, check_mode=False, want_diff=False, *, stat=stat_target,
     conn = open_xenstore(params)
     rec = Reconciler(conn, params, check_mode=check_mode, want_diff=want_diff, stat=images.stat,
                      run_script=run_script, xen=xen)
-    locks = []  # held from the sharing rule's second check until every guest is applied
+    locks = []  # held from the sharing rule's check until every guest is applied
     try:
         rec.stage = "reading the host"
-        planned, tree = rec.plan(guests)
-        images.read_host(tree, rec.domains)
+        planned, _tree = rec.plan(guests)
+        images.read_host(conn, planned)
         images.plan(planned)
-        locks = [] if check_mode else rec.target_locks(planned)
+        sharing = not check_mode and rec.needs_sharing_check(planned)
+        locks = rec.target_locks(planned) if sharing else []
         if locks:
             rec.stage = "locking the targets to attach"
             try:
@@ -64,8 +67,9 @@ def run_xen_disk(params, check_mode=False, want_diff=False, *, stat=stat_target,
                     lock.acquire()
             except LibxlFileError as exc:
                 raise ReconcileError("%s (nothing was written)" % exc, errors=[str(exc)]) from None
-            rec.stage = "checking again that no other guest attached a target meanwhile"
-            rec.recheck_sharing()
+        if sharing:
+            rec.stage = "checking that no other guest has a target attached"
+            rec.check_sharing()
         if not check_mode:
             rec.stage = "creating and growing images"
             images.apply(rec.failures)

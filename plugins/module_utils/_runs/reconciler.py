@@ -9,12 +9,17 @@ Ansible imports); Python 3.8+. The pure pieces live in `_core` (`declaration`: v
 talks to xenstore. Section numbers (§3.4...) are those of docs/XENSTORE-LAYOUT.md.
 
 One reconcile:
-1. one snapshot (a read-only transaction): the host's domains, every guest's libxl records,
-   then exactly `plan.read_set` of each guest (the owned nodes of the declared disks, the
-   states of the others); for guests that change, the directories the cleanup walks up;
+1. one snapshot (watch-validated reads): the host's domains, the declared guests' libxl records,
+   then exactly `plan.read_set` of each declared guest (the owned nodes of its recorded
+   declared disks, the states of its other disks; of a declared disk without a record, only
+   its two directories); for guests that change, the directories the cleanup walks up. No
+   other guest is read: a run costs its guests, not the host;
 2. the whole declaration validated (`declaration.validate_declaration`); one bad disk and
    nothing is written;
-3. a plan per guest (`plan.plan_guest`); check mode stops here;
+3. a plan per guest (`plan.plan_guest`); check mode stops here (after the sharing rule, when the
+   plan puts a target into use);
+3b. when it does: the target locks, then the read-write sharing rule against the whole host
+   (`check_sharing`: one read per disk record of the host);
 4. per guest, the plan's phases in lock-step (`live_apply.apply_guest`).
 """
 
@@ -28,7 +33,7 @@ from ansible_collections.xen.disks.plugins.module_utils._core import declaration
 from ansible_collections.xen.disks.plugins.module_utils._core import libxl_json as _libxl_json
 from ansible_collections.xen.disks.plugins.module_utils._core import plan as _plan
 from ansible_collections.xen.disks.plugins.module_utils._core.disk_spec import DiskSpecError
-from ansible_collections.xen.disks.plugins.module_utils._core.layout import DEFAULT_SCRIPT_DIR, KINDS, libxl_kind_dir
+from ansible_collections.xen.disks.plugins.module_utils._core.layout import DEFAULT_SCRIPT_DIR
 from ansible_collections.xen.disks.plugins.module_utils._core.vdev import VdevError, vdev_to_devid
 from ansible_collections.xen.disks.plugins.module_utils._io.dom0 import (
     host_arch,
@@ -57,6 +62,7 @@ from ansible_collections.xen.disks.plugins.module_utils._runs.host_state import 
     online_paths,
     read_cleanup_view,
     read_libxl_records,
+    records_naming,
     vm_path_node,
 )
 from ansible_collections.xen.disks.plugins.module_utils._runs.info import unsupported_warning
@@ -91,7 +97,7 @@ class Reconciler:
         self.results = {}        # (domid, devid, kind) -> result dict
         self.failures = Failures()
         self.applied = {}  # domid -> the ops this run committed for the guest, in order
-        self.sharing = ((), {}, set())  # the declaration, names and declared disks, for recheck_sharing
+        self.sharing = ((), {}, set(), [])  # declaration, names, declared disks, their targets: check_sharing
         self.retries = 0         # transactions re-planned after a conflict (EAGAIN)
         self.replans = 0         # guests planned again: another writer changed their records
         self.committed = False   # a transaction of this run was committed
@@ -109,6 +115,8 @@ class Reconciler:
         planned, tree = snap.value
         self._unsettled(guests, snap)
         errors = [e for g, _d, plan in planned if g.domid not in self.unsettled for e in plan.errors]
+        if errors or (self.check_mode and self.needs_sharing_check(planned)):
+            self.check_sharing()  # its errors first, as the declaration's; an apply checks under its locks
         if errors:
             results = [r for g, _d, plan in planned for r in self.change_results(g, plan)]
             raise ReconcileError("\n".join(errors), errors=errors, disks=results)
@@ -188,7 +196,9 @@ class Reconciler:
             if name is not None:
                 names.setdefault(name, []).append(domid)
         guests = self._resolve(guests, domains, names)
-        tree = read_libxl_records(reader, sorted(domains))
+        # only the declared guests: the rules that need the whole host read it later, and only
+        # what they need (`records_naming`), when the plan puts a target into a backend
+        tree = read_libxl_records(reader, sorted(g.domid for g in guests))
         for guest in guests:
             guest.guest_type = tree.get("/libxl/%d/type" % guest.domid)
         self._check_guests(guests)
@@ -198,29 +208,34 @@ class Reconciler:
             g.domid, tuple(self._with_default_backend(g)), g.guest_type or "pv", g.width, g.prefix)
             for g in present]
         desired_lists = self._validate(declarations, names, attached=())
-        self.sharing = (declarations, names, {(g.domid, d.devid) for g, ds in zip(present, desired_lists) for d in ds})
+        self.sharing = (declarations, names, {(g.domid, d.devid) for g, ds in zip(present, desired_lists) for d in ds},
+                        [d.disk.target for ds in desired_lists for d in ds
+                         if d.disk.target and d.disk.effective_format != "empty"])
         desired_of = {id(g): d for g, d in zip(present, desired_lists)}
         for guest in guests:
             guest.desired = desired_of[id(guest)] if guest.state == "present" else self._absent_items(guest)
 
-        # One batch: the nodes each declared guest's plan compares, and the backend states of every
-        # other recorded disk of the host (the sharing rule counts every disk with a backend).
-        values, perms = [], []
-        declared = {g.domid for g in guests}
+        # One batch: the nodes each declared guest's plan compares. A declared disk without a libxl
+        # record is new: only its two directories are read (almost always missing: an attach
+        # writes every node), and every node of those that exist in a second batch.
+        values, perms, new = [], [], []
         for guest in guests:
             owned = [d for d in guest.desired if not isinstance(d, AbsentDisk)]
-            read_set = _plan.read_set(tree, guest.domid, owned)
+            recorded = {c.devid for c in _plan.read_disks(tree, guest.domid)}
+            read_set = _plan.read_set(tree, guest.domid, [d for d in owned if d.devid in recorded])
             values += read_set.values
             perms += read_set.perms
+            for desired in owned:
+                if desired.devid not in recorded:
+                    new.append(desired)
+                    values += [desired.placement.frontend_path, desired.placement.backend_path]
             values.append(vm_path_node(guest.domid))  # names libxl's domain configuration
             values += online_paths(tree, guest.domid)  # checked again by each apply transaction
-        for domid in sorted(domains):
-            if domid not in declared:
-                for current in _plan.read_disks(tree, domid):
-                    values.append(current.placement.backend_path + "/state")
         merge(tree, reader.read_nodes(values, perms_of=perms))
-        if present:
-            self._check_sharing(tree, domains)
+        left = _plan.owned_paths([d for d in new if d.placement.frontend_path in tree
+                                  or d.placement.backend_path in tree])
+        if left.values:
+            merge(tree, reader.read_nodes(left.values, perms_of=left.perms))
 
         views = guest_views(tree, [g.domid for g in guests])
         planned = []
@@ -245,7 +260,7 @@ class Reconciler:
     def target_locks(self, planned):
         """FileLocks (not yet held), in one order, on each target this run puts into a backend.
         Two runs of this module attaching one image take the same lock, so the second checks the
-        sharing rule (`recheck_sharing`) only once the first has committed. Lock files live in
+        sharing rule (`check_sharing`) only once the first has committed. Lock files live in
         libxl's directory, beside libxl's own (none on a host without it)."""
         if not os.path.isdir(self.libxl_dir):
             return []
@@ -264,30 +279,29 @@ class Reconciler:
                          timeout=timeout)
                 for key in sorted(keys)]
 
-    def recheck_sharing(self):
-        """The sharing rule again, on a fresh read of every disk record of the host, with this
-        run's target locks held: another run may have attached one of its targets after this run
-        read the host (its commit is visible now; a later one waits for the lock). Raises
-        ReconcileError before anything is written."""
-        def read(reader):
-            domains = reader.domains()
-            tree = read_libxl_records(reader, sorted(domains))
-            states = [c.placement.backend_path + "/state" for d in sorted(domains) for c in _plan.read_disks(tree, d)]
-            merge(tree, reader.read_nodes(states))
-            return domains, tree
+    # what may put a dom0 target into use: the sharing rule is checked for these
+    _USING_ACTIONS = (_plan.ATTACH, _plan.RECREATE, _plan.MEDIA_CHANGE, _plan.REPAIR, _plan.RESUME)
 
-        domains, tree = self.conn.snapshot(read)
-        self._check_sharing(tree, domains)
+    def needs_sharing_check(self, planned):
+        """Whether this run may put a declared target into use (attach, re-create, media change,
+        and the repair or resume of an attached disk): only then is the host read whole."""
+        return any(change.acts and change.action in self._USING_ACTIONS and change.desired is not None
+                   and change.desired.disk.target and change.desired.disk.effective_format != "empty"
+                   for guest, _desired, plan in planned if guest.domid not in self.unsettled
+                   for change in plan.changes)
 
-    def _check_sharing(self, tree, domids):
-        """The read-write sharing rule against every disk record of `tree` that is not a declared
-        disk itself (the declared ones are checked among themselves); raises ReconcileError."""
-        declarations, names, declared = self.sharing
-        attached = []
-        for domid in sorted(domids):
-            devids = [n for kind in KINDS for n in tree.children(libxl_kind_dir(domid, kind))]
-            if any((domid, int_or_none(n)) not in declared for n in devids):
-                attached += [c for c in _plan.read_disks(tree, domid) if (c.domid, c.devid) not in declared]
+    def check_sharing(self):
+        """The read-write sharing rule against every disk record of the host that may name a
+        declared target (`records_naming`: one read per record, in one consistent read) and is
+        not a declared disk itself (those are checked among themselves). A run that attaches
+        calls it with its target locks held: another run may have attached one of its targets
+        after this run read its guests (its commit is visible now; a later one waits for the
+        lock). Raises ReconcileError before anything is written."""
+        declarations, names, declared, targets = self.sharing
+        if not targets:
+            return
+        found = self.conn.snapshot(lambda reader: records_naming(reader, targets))
+        attached = [c for c in found if (c.domid, c.devid) not in declared]
         if attached:
             self._validate(declarations, names, attached=attached)
 

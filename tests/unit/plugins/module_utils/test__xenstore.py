@@ -43,6 +43,23 @@ def test_changed_since_read(events, changed):
     assert _changed_since_read(RECORD, events) is changed
 
 
+# a backend directory read and found missing (the first read of a new disk)
+MISSING_DIR = "/local/domain/0/backend/vbd/5/51712"
+MISSING_RECORD = {MISSING_DIR: 3, MISSING_DIR + _xenstore.MISSING: 3, "/libxl/5/type": 4}
+
+
+@pytest.mark.parametrize("events, changed", [
+    ([event(MISSING_DIR, 5)], True),                               # created
+    ([event(MISSING_DIR + "/state", 5)], True),                    # created by a write below it
+    ([event(MISSING_DIR + "/a/b/c", 5)], True),                    # however deep
+    ([event(MISSING_DIR + "/state", 2)], False),                   # before the read: it saw that
+    ([event("/local/domain/0/backend/vbd/5/51728/state", 5)], False),  # a sibling's
+    ([event("/local/domain/0/backend/vbd/5/517120", 5)], False),   # a name with the same start
+])
+def test_changed_below_a_node_found_missing(events, changed):
+    assert _changed_since_read(MISSING_RECORD, events) is changed
+
+
 def test_nothing_read_nothing_changed():
     assert _changed_since_read({}, [event("/", 2), event("/a", 3)]) is False
 
