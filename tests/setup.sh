@@ -58,16 +58,12 @@ if [ ! -f "$stamp" ] || [ "$(sha256sum < "$req")" != "$(cat "$stamp")" ]; then
 fi
 
 # ansible-test fetches a pip bootstrap script from a host this network cannot reach; it looks
-# for a cached copy first. Ours bootstraps pip from ensurepip, then pins the version it expects.
+# for a cached copy first: ours (tests/ansible-test-get-pip.py) bootstraps pip from ensurepip, then
+# installs the version ansible-test asks for. tests/matrix.py does the same for the other releases.
 getpip=$HOME/.ansible/test/cache/get_pip_24_2.py
-if [ ! -f "$getpip" ]; then
+if ! cmp -s "$here/tests/ansible-test-get-pip.py" "$getpip"; then
   mkdir -p "$(dirname "$getpip")"
-  cat > "$getpip" <<'PY'
-import ensurepip, subprocess, sys
-ensurepip.bootstrap(upgrade=True)
-args = [a for a in sys.argv[1:] if not a.startswith("--")] or ["pip==24.2"]
-subprocess.check_call([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", *args])
-PY
+  cp "$here/tests/ansible-test-get-pip.py" "$getpip"
 fi
 
 # Ansible finds the collection only under .../ansible_collections/<namespace>/<name>. One link per
