@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install everything the demo and the tests need on a fresh Debian bookworm host (root):
-# Debian packages (Xen 4.17 libraries, xenstore tools, gcc), an unpacked xenstored,
+# Debian packages (Xen 4.17 libraries, xenstore tools, gcc, Chromium), an unpacked xenstored,
 # a Python venv with the pinned tools, and the ansible_collections/xen/disks layout.
 # Idempotent: a second run only checks. Prints the environment to source on stdout's last lines.
 set -euo pipefail
@@ -10,8 +10,9 @@ cache=${XEN_DISKS_CACHE:-$HOME/.cache/xen-disks}
 venv=$cache/venv
 mkdir -p "$cache"
 
+# chromium and chromium-driver: the documentation site's test looks at it in a real browser.
 apt_packages=(gcc libc6-dev libxen-dev libxenmisc4.17 libxenevtchn1 libxengnttab1 xenstore-utils
-              python3-venv git rsync shellcheck qemu-system-x86 qemu-utils)
+              python3-venv git rsync shellcheck qemu-system-x86 qemu-utils chromium chromium-driver)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
