@@ -88,7 +88,7 @@ ansible_test() {
 workers=2
 
 run "pytest (oracle, packaging, integration, demo)" \
-  python -m pytest -q -p no:randomly -n "$workers" tests/integration
+  python -m pytest -q -p no:randomly -n "$workers" tests/integration tests/demo
 # The long suites run once, on the suite's own ansible-core; sanity and units run for every
 # ansible-core release and dom0 Python in the version matrix (tests/matrix.py), two cells at a time.
 run "ansible-test integration" ansible_test integration --venv --python 3.11

@@ -1,7 +1,8 @@
 """The demo as a newcomer runs it (playbooks/demo/run.sh): it succeeds, and every warning it prints
 is about the user's guests. A warning from the tools (a Python library's deprecation, Ansible's own
 notices) or about something the user did not declare (Domain-0) reads as a problem of theirs when it
-is not one, so it fails this test.
+is not one, so it fails this test. (Checkout-only, as the demo is: run-all runs it with the
+integration tests.)
 """
 import json
 import os
