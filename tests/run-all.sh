@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The one test command: installs what it needs (tests/setup.sh), then runs every check:
 # pytest (property, Xen-oracle, packaging and integration tests against real xenstored daemons),
-# ansible-test units, integration and sanity, molecule scenarios, ansible-lint, the collection docs
-# lint, the changelog lint, and each benchmark in its quick mode (proof that it runs; figures only).
+# ansible-test integration, the version matrix (ansible-test sanity and units of every supported
+# ansible-core release, the module code on every supported dom0 Python: tests/matrix.py), molecule
+# scenarios, ansible-lint, the collection docs lint, the documentation site (tests/docs-site.sh) with
+# its link check and a headless-Chromium look at it, the changelog lint, and each benchmark in its
+# quick mode (proof that it runs; figures only). At the end: the matrix table and time per step.
 #   ./tests/run-all.sh           every check; prints wall and CPU seconds per step at the end
 #   ./tests/run-all.sh --bench   the full benchmarks only (figures; they assert nothing about speed)
 set -euo pipefail
@@ -23,7 +26,8 @@ failed=()
 timings=()
 total_start=$SECONDS
 times_file=$(mktemp)
-trap 'rm -f "$times_file"' EXIT
+matrix_table=""
+trap 'rm -f "$times_file" ${matrix_table:+"$matrix_table"}' EXIT
 child_cpu=0
 update_child_cpu() {  # child_cpu = CPU seconds (user + sys) of the child processes waited for so far
   times > "$times_file"  # run in this shell: in a $(...) subshell it would see no children
@@ -40,6 +44,10 @@ run() {  # run NAME CMD...: keep going, report every failing step at the end
   timings+=("$(printf '%6d %6d  %s' $((SECONDS - start)) $((child_cpu - cpu_start)) "$name")")
 }
 finish() {
+  if [ -s "${matrix_table:-}" ]; then
+    printf '\n==== version matrix ====\n'
+    cat "$matrix_table"
+  fi
   printf '\n==== time per step (wall and CPU seconds; CPU counts the processes each step waited for) ====\n'
   printf '%6s %6s\n' wall cpu
   printf '%s\n' "${timings[@]}"
@@ -79,11 +87,18 @@ ansible_test() {
 # pytest-xdist: two workers (every daemon, directory and port is per test; builds are atomic).
 workers=2
 
-run "pytest (oracle, packaging, integration)" \
-  python -m pytest -q -p no:randomly -n "$workers" tests/integration
-run "ansible-test units" ansible_test units --venv --python 3.11 --num-workers "$workers"
+run "pytest (oracle, packaging, integration, demo)" \
+  python -m pytest -q -p no:randomly -n "$workers" tests/integration tests/demo
+# The long suites run once, on the suite's own ansible-core; sanity and units run for every
+# ansible-core release and dom0 Python in the version matrix (tests/matrix.py), two cells at a time.
 run "ansible-test integration" ansible_test integration --venv --python 3.11
-run "ansible-test sanity" ansible_test sanity --venv --python 3.11
+matrix_table=$(mktemp)
+run "version matrix (ansible-core x controller Python, module code x dom0 Python)" \
+  python tests/matrix.py --jobs "$workers" --table "$matrix_table"
+docs_site=$XEN_DISKS_CACHE/docs-site/$key
+run "docs site build (antsibull-docs, Sphinx: warnings are errors)" ./tests/docs-site.sh "$docs_site"
+run "docs site links and headless Chromium" \
+  env XEN_DISKS_DOCS_SITE="$docs_site/build/html" python -m pytest -q -p no:randomly tests/docs
 run "molecule" molecule test --all
 run "ansible-lint" ansible-lint --profile production --offline
 run "collection docs lint" antsibull-docs lint-collection-docs --plugin-docs .

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install everything the demo and the tests need on a fresh Debian bookworm host (root):
-# Debian packages (Xen 4.17 libraries, xenstore tools, gcc), an unpacked xenstored,
+# Debian packages (Xen 4.17 libraries, xenstore tools, gcc, Chromium), an unpacked xenstored,
 # a Python venv with the pinned tools, and the ansible_collections/xen/disks layout.
 # Idempotent: a second run only checks. Prints the environment to source on stdout's last lines.
 set -euo pipefail
@@ -10,8 +10,9 @@ cache=${XEN_DISKS_CACHE:-$HOME/.cache/xen-disks}
 venv=$cache/venv
 mkdir -p "$cache"
 
+# chromium and chromium-driver: the documentation site's test looks at it in a real browser.
 apt_packages=(gcc libc6-dev libxen-dev libxenmisc4.17 libxenevtchn1 libxengnttab1 xenstore-utils
-              python3-venv git rsync shellcheck qemu-system-x86 qemu-utils)
+              python3-venv git rsync shellcheck qemu-system-x86 qemu-utils chromium chromium-driver)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -63,16 +64,12 @@ if [ ! -f "$stamp" ] || [ "$(sha256sum < "$req")" != "$(cat "$stamp")" ]; then
 fi
 
 # ansible-test fetches a pip bootstrap script from a host this network cannot reach; it looks
-# for a cached copy first. Ours bootstraps pip from ensurepip, then pins the version it expects.
+# for a cached copy first: ours (tests/ansible-test-get-pip.py) bootstraps pip from ensurepip, then
+# installs the version ansible-test asks for. tests/matrix.py does the same for the other releases.
 getpip=$HOME/.ansible/test/cache/get_pip_24_2.py
-if [ ! -f "$getpip" ]; then
+if ! cmp -s "$here/tests/ansible-test-get-pip.py" "$getpip"; then
   mkdir -p "$(dirname "$getpip")"
-  cat > "$getpip" <<'PY'
-import ensurepip, subprocess, sys
-ensurepip.bootstrap(upgrade=True)
-args = [a for a in sys.argv[1:] if not a.startswith("--")] or ["pip==24.2"]
-subprocess.check_call([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", *args])
-PY
+  cp "$here/tests/ansible-test-get-pip.py" "$getpip"
 fi
 
 # Ansible finds the collection only under .../ansible_collections/<namespace>/<name>. One link per

@@ -264,6 +264,19 @@ def test_a_guest_without_the_file_gets_xenstore_and_a_warning(host):
     assert any("does not exist" in w for w in info["warnings"])
 
 
+def test_dom0_has_no_domain_configuration_and_no_warning_about_it(host, xs_client):
+    """dom0 has no uuid and no libxl domain configuration on any host: xen_disk_info names neither
+    a file nor a problem for it; a guest that lost its uuid is still warned about."""
+    assert value(host, "/local/domain/0/vm") is None
+    xs_client.delete(b"/local/domain/6/vm")
+    guests = {g["domid"]: g for g in xen_disk_info_run(host)["guests"]}
+    assert guests[0]["domain"] == "Domain-0"
+    assert guests[0]["warnings"] == [] and guests[0]["libxl_config_path"] is None
+    assert guests[0]["libxl_only"] == []
+    assert any("no uuid (/local/domain/6/vm is None)" in w for w in guests[6]["warnings"]), guests[6]
+    assert guests[5]["warnings"] == [] and guests[5]["libxl_config_path"] == config_path(host, 5)
+
+
 def test_an_unreadable_file_stops_before_any_write(host):
     with open(config_path(host, 5), "wb") as handle:
         handle.write(b"{ not json\0")

@@ -40,9 +40,9 @@ ARTEFACTS = [
 # benchmarks, molecule scenarios, and the checkout-only runners (they need git and the dev venv).
 FORBIDDEN_PREFIXES = (".hypothesis/", ".pytest_cache/", ".cache/", ".venv/", ".ansible/", ".ci/",
                       ".git/", "tests/output/", "tests/benchmarks/", "extensions/", "playbooks/demo/",
-                      "tests/requirements.txt")
+                      "tests/requirements.txt", "tests/docs/", "tests/demo/")
 FORBIDDEN_NAMES = {"pytest.ini", ".ansible-lint", ".gitignore", ".plugin-cache.yaml", "__pycache__",
-                   "run-all.sh", "setup.sh", "bench.sh"}
+                   "run-all.sh", "setup.sh", "bench.sh", "matrix.py", "docs-site.sh", "ansible-test-get-pip.py"}
 FORBIDDEN_SUFFIXES = (".pyc", ".tar.gz")
 
 

@@ -279,8 +279,9 @@ def _c_atoi(text):
     match = _ATOI.match(text)
     if not match:
         return 0
-    magnitude = bounded_int(match.group(2), 1 << 63)
-    magnitude = 1 << 63 if magnitude is None else magnitude  # strtol saturates
+    digits = match.group(2).lstrip("0") or "0"
+    # strtol saturates: 20 digits or more are above 2**63 (19 digits convert cheaply)
+    magnitude = min(int(digits), 1 << 63) if len(digits) <= 19 else 1 << 63
     value = -magnitude if match.group(1) == "-" else min(magnitude, (1 << 63) - 1)
     value &= 0xFFFFFFFF
     return value - (1 << 32) if value > INT_MAX else value

@@ -47,7 +47,8 @@ def run_hotplug_script(script, action, env, timeout):
     full_env = dict(os.environ)
     full_env.update(env)
     try:
-        proc = subprocess.run([script, action], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        # not AnsibleModule.run_command: it has no timeout, and libxl kills a hung hotplug script
+        proc = subprocess.run([script, action], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,  # pylint: disable=ansible-bad-function
                               stderr=subprocess.STDOUT, env=full_env, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         raise HotplugFailure("%s %s did not finish within %g s" % (script, action, timeout)) from None

@@ -42,7 +42,8 @@ def refresh(device, path):
     if served is None or os.path.realpath(served) != os.path.realpath(path):
         raise LoopError("%s is not the loop device of %s (it serves %s)" % (device, path, served or "nothing"))
     try:
-        proc = subprocess.run([LOSETUP, "-c", device], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        # not AnsibleModule.run_command: it has no timeout (a hung losetup must not hang the run)
+        proc = subprocess.run([LOSETUP, "-c", device], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,  # pylint: disable=ansible-bad-function
                               stderr=subprocess.STDOUT, timeout=60, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise LoopError("losetup -c %s: %s" % (device, exc)) from None

@@ -136,7 +136,8 @@ def inspect(path):
 
 def _run(args, what):
     try:
-        proc = subprocess.run([QEMU_IMG] + args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        # not AnsibleModule.run_command: it has no timeout (a hung qemu-img must not hang the run)
+        proc = subprocess.run([QEMU_IMG] + args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,  # pylint: disable=ansible-bad-function
                               stderr=subprocess.PIPE, timeout=TIMEOUT, check=False)
     except FileNotFoundError:
         raise ImageError("%s: qemu-img is not installed on this host (Debian: qemu-utils)" % what) from None

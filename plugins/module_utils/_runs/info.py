@@ -236,7 +236,12 @@ def _guest_info(tree, domains, domid, script_dir, libxl_dir, inspect_images):
     currents = sorted(_plan.read_disks(tree, domid), key=lambda c: (c.devid, c.kind))
     disks = [disk_info(tree, c, domains, script_dir) for c in currents]
     warnings = _plan.guest_warnings(tree, domid)
-    path, config, problem = read_guest_config(libxl_dir, domid, tree.get(vm_path_node(domid)))
+    if domid == 0:
+        # dom0 is not created by libxl: no uuid, no domain configuration file, and its disks are
+        # libxl's short local attachments (XENSTORE-LAYOUT.md §2.6), recorded nowhere.
+        path, config, problem = None, None, None
+    else:
+        path, config, problem = read_guest_config(libxl_dir, domid, tree.get(vm_path_node(domid)))
     if problem and (currents or config is None and path is None):
         warnings.append(problem)
     recorded = set()
