@@ -2,7 +2,7 @@
 # The test guest's agent: dom0 (tests/xenvm/dom0/guest.py) writes a shell command into this
 # guest's own data/ directory in xenstore (data/agent-cmd, then the request number in
 # data/agent-req); the agent runs it and writes data/agent-out (stdout and stderr, at most
-# 3000 bytes), data/agent-rc, then data/agent-done = the request number. Relative xenstore paths
+# 3000 bytes; values raw: -R), data/agent-rc, then data/agent-done = the request number. Relative xenstore paths
 # are the guest's home, /local/domain/<domid>/. The same client lets a test play a hostile guest
 # (write its own device/ nodes).
 done_req=
@@ -10,10 +10,10 @@ xenstore-write -- data/agent-ready "$(uname -r)"
 while :; do
   req=$(xenstore-read data/agent-req 2>/dev/null)
   if [ -n "$req" ] && [ "$req" != "$done_req" ]; then
-    cmd=$(xenstore-read data/agent-cmd 2>/dev/null)
+    cmd=$(xenstore-read -R data/agent-cmd 2>/dev/null)
     sh -c "$cmd" > /tmp/agent.out 2>&1 < /dev/null
     rc=$?
-    xenstore-write -- data/agent-out "$(head -c 3000 /tmp/agent.out)" data/agent-rc "$rc"
+    xenstore-write -R -- data/agent-out "$(head -c 3000 /tmp/agent.out)" data/agent-rc "$rc"
     xenstore-write -- data/agent-done "$req"
     done_req=$req
   else

@@ -110,7 +110,7 @@ class XenHost:
         tree = os.path.join(self.workdir, "payload")
         shutil.rmtree(tree, ignore_errors=True)
         os.makedirs(os.path.join(tree, "guest"))
-        for name in ("init.sh", "poweroff.sh", "guest.py"):
+        for name in ("dom0-init.sh", "poweroff.sh", "guest.sh"):
             shutil.copy2(os.path.join(HERE, "dom0", name), tree)
         if not os.path.exists(self.key):
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "xenvm", "-f", self.key],
@@ -122,7 +122,8 @@ class XenHost:
         image = os.path.join(self.workdir, "payload.ext4")
         if os.path.exists(image):
             os.unlink(image)
-        subprocess.run(["mkfs.ext4", "-q", "-L", "xenvm-payload", "-d", tree, image, "160M"], check=True)
+        subprocess.run(["mkfs.ext4", "-q", "-L", "xenvm-payload", "-d", tree, image, "160M"], check=True,
+                       capture_output=True)
         return image
 
     def _qemu_argv(self, payload):
@@ -255,10 +256,21 @@ class XenHost:
         start = time.monotonic()
         self.ssh(f"xl create /root/guests/{name}.cfg", timeout=timeout)
         guest = Guest(self, name)
-        guest.kernel = self.ssh(f"/payload/guest.py wait {name} {timeout:.0f}", timeout=timeout + 60).stdout.strip()
+        guest.kernel = self.ssh(f"/payload/guest.sh wait {name} {timeout:.0f}",
+                                timeout=timeout + 60).stdout.strip()
         guest.boot_seconds = time.monotonic() - start
         _log(f"guest {name} ({guest.kernel}) up after {guest.boot_seconds:.1f} s")
         return guest
+
+    def domid(self, name):
+        proc = self.ssh(f"xl domid {name}", check=False)
+        return int(proc.stdout) if proc.returncode == 0 else None
+
+    def wait_guest(self, name, old_domid=None, timeout=GUEST_BOOT_TIMEOUT):
+        """Wait for a guest's agent (in a domain other than old_domid: after xl reboot/restore)."""
+        old = "" if old_domid is None else str(old_domid)
+        self.ssh(f"/payload/guest.sh wait {name} {timeout:.0f} {old}", timeout=timeout + 60)
+        return Guest(self, name)
 
     def destroy_guest(self, name):
         self.ssh(f"xl destroy {name}", check=False)
@@ -333,7 +345,7 @@ class Guest:
 
     def run(self, command, timeout=120, check=True):
         """Run a shell command in the guest; (status, output)."""
-        proc = self.host.ssh(f"/payload/guest.py run {self.name} {timeout} {shlex.quote(command)}",
+        proc = self.host.ssh(f"/payload/guest.sh run {self.name} {timeout} {shlex.quote(command)}",
                              timeout=timeout + 60, check=False)
         if check and proc.returncode != 0:
             raise XenHostError(f"guest {self.name}: {command!r} exited {proc.returncode}\n"
