@@ -54,6 +54,7 @@ finish() {
 }
 
 if [ "$mode" = bench ]; then
+  ./tests/xenvm/build.sh > /dev/null  # bench_real_xen.py's host images
   for b in tests/benchmarks/bench_*.py; do
     run "benchmark $(basename "$b")" python "$b"
   done
@@ -84,12 +85,38 @@ run "pytest (oracle, packaging, integration)" \
 run "ansible-test units" ansible_test units --venv --python 3.11 --num-workers "$workers"
 run "ansible-test integration" ansible_test integration --venv --python 3.11
 run "ansible-test sanity" ansible_test sanity --venv --python 3.11
-run "molecule" molecule test --all
+run "molecule" molecule test --all --exclude real_xen
 run "ansible-lint" ansible-lint --profile production --offline
 run "collection docs lint" antsibull-docs lint-collection-docs --plugin-docs .
 run "changelog lint" antsibull-changelog lint
 run "changelog.yaml lint" antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml
 for b in tests/benchmarks/bench_*.py; do
+  [ "$b" = tests/benchmarks/bench_real_xen.py ] && continue  # below, on the stage's host
   run "benchmark $(basename "$b") --quick" python "$b" --quick
 done
+
+# The real Xen host (tests/xenvm/README.md): Xen 4.17 and a Debian PV dom0 inside QEMU (TCG), PV
+# guests. One host with oxenstored (Debian's default) serves the end-to-end tests, the molecule
+# scenario and the benchmark; a second boot with the C xenstored runs the tests marked for both.
+xen_stage=$(mktemp -d "${TMPDIR:-/tmp}/xen-disks-stage.XXXXXX")
+xen_down() {
+  local d
+  for d in "$xen_stage"/*/; do [ -f "$d/state.json" ] && python3 tests/xenvm/vm.py down --dir "$d"; done
+  rm -rf "$xen_stage"
+}
+trap 'xen_down; rm -f "$times_file"' EXIT
+xen_tests() {  # xen_tests FLAVOUR PYTEST-ARGS...: boot (retried inside), test, power off
+  local dir=$xen_stage/$1 status=0; shift
+  python3 tests/xenvm/vm.py up --dir "$dir" --xenstored "$(basename "$dir")" || return 1
+  XENVM_DIR=$dir python -m pytest -q -p no:randomly -rA tests/xenvm "$@" || status=1
+  if [ "$(basename "$dir")" = oxenstored ]; then
+    XENVM_DIR=$dir molecule test -s real_xen || status=1
+    XENVM_DIR=$dir python tests/benchmarks/bench_real_xen.py --quick || status=1
+  fi
+  python3 tests/xenvm/vm.py down --dir "$dir"
+  return $status
+}
+run "real Xen host: images (tests/xenvm/build.sh, cached)" ./tests/xenvm/build.sh
+run "real Xen host: oxenstored: tests, molecule real_xen, benchmark --quick" xen_tests oxenstored
+run "real Xen host: C xenstored: tests marked both_xenstored" xen_tests xenstored -m both_xenstored
 finish

@@ -24,7 +24,8 @@ XEN_DISK_INFO = "xen.disks.xen_disk_info"
 TIMEOUT = 120  # the module's per-wait timeout: libxl's 10 s / 40 s are tight under TCG
 
 RAW = {"target": f"{IMAGES_DIR}/data.img", "format": "raw", "vdev": "xvdb", "access": "rw", "size": "96M"}
-QCOW = {"target": f"{IMAGES_DIR}/ro.qcow2", "format": "qcow2", "vdev": "xvdc", "access": "ro", "size": "80M"}
+QCOW = {"target": f"{IMAGES_DIR}/data.qcow2", "format": "qcow2", "vdev": "xvdc", "access": "rw", "size": "80M"}
+RAW_RO = {"target": f"{IMAGES_DIR}/ro.img", "format": "raw", "vdev": "xvdd", "access": "ro", "size": "48M"}
 MARKER = "xen-disks-marker-4242"
 
 both_xenstored = pytest.mark.both_xenstored
@@ -48,15 +49,9 @@ def block_list_devids(host, guest):
     return sorted(int(line.split()[0]) for line in out[1:] if line.strip())
 
 
-@pytest.fixture(scope="module")
-def guest(xen_host):
-    """g61: Debian 12's 6.1 kernel; its config has a qcow2 disk (xvda), so libxl starts a QEMU for
-    it and that QEMU serves the qdisk disks hot-plugged later."""
-    xen_host.ssh(f"qemu-img create -q -f qcow2 {IMAGES_DIR}/g61-root.qcow2 32M")
-    g = xen_host.create_guest(
-        "g61", disks=[f"format=qcow2,vdev=xvda,access=rw,target={IMAGES_DIR}/g61-root.qcow2"])
-    yield g
-    xen_host.destroy_guest("g61")
+@pytest.fixture
+def guest(g61):
+    return g61
 
 
 @both_xenstored
@@ -71,13 +66,17 @@ def test_guest_boots_and_sees_its_qdisk(xen_host, guest, xenstored_flavour):
 
 @both_xenstored
 def test_attach_raw_on_blkback_and_qcow2_on_qdisk(xen_host, controller, guest):
-    run = xen_disk(controller, "g61", [RAW, QCOW])
+    run = xen_disk(controller, "g61", [RAW, QCOW, RAW_RO])
     assert run.rc == 0 and run.status == "changed", run
     assert guest.wait_disk("xvdb", 96 * MiB), guest.disks()
     assert guest.wait_disk("xvdc", 80 * MiB), guest.disks()
+    assert guest.wait_disk("xvdd", 48 * MiB), guest.disks()
     seen = guest.disks()
     assert seen["xvdb"] == {"bytes": 96 * MiB, "ro": False}
-    assert seen["xvdc"] == {"bytes": 80 * MiB, "ro": True}
+    assert seen["xvdc"] == {"bytes": 80 * MiB, "ro": False}
+    assert seen["xvdd"] == {"bytes": 48 * MiB, "ro": True}
+    status, out = guest.run("echo x | dd of=/dev/xvdd 2>&1", check=False)
+    assert status != 0, out  # the guest cannot write a read-only disk
     domid = xen_host.domid("g61")
     # xvdb: kernel blkback on the loop device the block script set up; xvdc: QEMU's qdisk
     raw_be = backend_dir(xen_host, "vbd", domid, 51728)
@@ -86,9 +85,9 @@ def test_attach_raw_on_blkback_and_qcow2_on_qdisk(xen_host, controller, guest):
     loops = xen_host.ssh(f"losetup -j {RAW['target']}").stdout
     assert "/dev/loop" in loops, loops
     assert xs_read(xen_host, backend_dir(xen_host, "qdisk", domid, 51744) + "/state") == "4"
-    assert block_list_devids(xen_host, "g61") == [51712, 51728, 51744]
+    assert block_list_devids(xen_host, "g61") == [51712, 51728, 51744, 51760]
 
-    again = xen_disk(controller, "g61", [RAW, QCOW])
+    again = xen_disk(controller, "g61", [RAW, QCOW, RAW_RO])
     assert again.rc == 0 and again.status == "ok", again
     assert again.recap["changed"] == 0
 
@@ -102,7 +101,7 @@ def test_data_survives_detach_and_reattach(xen_host, controller, guest):
     assert xen_host.ssh(f"losetup -j {RAW['target']}").stdout == ""
     assert xen_host.ssh(f"head -c {len(MARKER)} {RAW['target']}").stdout == MARKER
 
-    attach = xen_disk(controller, "g61", [RAW, QCOW])
+    attach = xen_disk(controller, "g61", [RAW, QCOW, RAW_RO])
     assert attach.rc == 0 and attach.status == "changed", attach
     assert guest.wait_disk("xvdb", 96 * MiB), guest.disks()
     _, data = guest.run(f"dd if=/dev/xvdb bs=512 count=1 2>/dev/null | head -c {len(MARKER)}")
@@ -111,12 +110,12 @@ def test_data_survives_detach_and_reattach(xen_host, controller, guest):
 
 def test_online_growth_seen_by_the_guest(xen_host, controller, guest):
     grown = dict(RAW, size="128M")
-    run = xen_disk(controller, "g61", [grown, QCOW])
+    run = xen_disk(controller, "g61", [grown, QCOW, RAW_RO])
     assert run.rc == 0 and run.status == "changed", run
     assert guest.wait_disk("xvdb", 128 * MiB), guest.disks()
     _, data = guest.run(f"dd if=/dev/xvdb bs=512 count=1 2>/dev/null | head -c {len(MARKER)}")
     assert data == MARKER
-    again = xen_disk(controller, "g61", [grown, QCOW])
+    again = xen_disk(controller, "g61", [grown, QCOW, RAW_RO])
     assert again.status == "ok", again
 
 
@@ -152,12 +151,13 @@ def test_a_guest_rewriting_its_frontend_nodes_changes_nothing(xen_host, controll
               "device/vbd/52000/state 4")
     try:
         for options in ({}, {"exclusive": True, "keep": ["xvda"]}):
-            run = xen_disk(controller, "g61", [dict(RAW, size="128M"), QCOW], **options)
+            run = xen_disk(controller, "g61", [dict(RAW, size="128M"), QCOW, RAW_RO], **options)
             text = json.dumps(run.result)
             assert "Traceback" not in text and "exception" not in run.result, run
             assert block_list_devids(xen_host, "g61") == before
             seen = guest.disks()
             assert seen["xvdb"]["bytes"] == 128 * MiB and seen["xvdc"]["bytes"] == 80 * MiB
+            assert seen["xvdd"] == {"bytes": 48 * MiB, "ro": True}
         info = controller.module(XEN_DISK_INFO, {"domain": "g61"})
         assert info.rc == 0, info
         xvdb = next(d for d in info.result["guests"][0]["disks"] if d["vdev"] == "xvdb")
@@ -175,10 +175,11 @@ def test_xl_reboot_keeps_the_attached_disks(xen_host, controller, guest):
     print(f"TIMING xl reboot -> agent up: {time.monotonic() - start:.1f} s")
     assert guest.wait_disk("xvdb", 128 * MiB), guest.disks()
     assert guest.wait_disk("xvdc", 80 * MiB), guest.disks()
-    assert guest.disks()["xvdc"]["ro"] is True
+    assert guest.wait_disk("xvdd", 48 * MiB), guest.disks()
+    assert guest.disks()["xvdd"]["ro"] is True
     _, data = guest.run(f"dd if=/dev/xvdb bs=512 count=1 2>/dev/null | head -c {len(MARKER)}")
     assert data == MARKER
-    again = xen_disk(controller, "g61", [dict(RAW, size="128M"), QCOW])
+    again = xen_disk(controller, "g61", [dict(RAW, size="128M"), QCOW, RAW_RO])
     assert again.rc == 0 and again.status == "ok", again
 
 
@@ -191,10 +192,10 @@ def test_xl_save_and_restore_keep_the_attached_disks(xen_host, controller, guest
     assert restore.returncode == 0, restore.stdout + restore.stderr
     print(f"TIMING xl save + xl restore: {time.monotonic() - start:.1f} s")
     assert xen_host.domid("g61") != old
-    assert block_list_devids(xen_host, "g61") == [51712, 51728, 51744]
+    assert block_list_devids(xen_host, "g61") == [51712, 51728, 51744, 51760]
     # the agent carries on in the restored domain (its data/ directory is new)
     assert guest.wait_disk("xvdb", 128 * MiB), guest.disks()
     _, data = guest.run(f"dd if=/dev/xvdb bs=512 count=1 2>/dev/null | head -c {len(MARKER)}")
     assert data == MARKER
-    again = xen_disk(controller, "g61", [dict(RAW, size="128M"), QCOW])
+    again = xen_disk(controller, "g61", [dict(RAW, size="128M"), QCOW, RAW_RO])
     assert again.rc == 0 and again.status == "ok", again

@@ -370,9 +370,9 @@ class Guest:
                 (f' && [ "$(cat /sys/block/{name}/size)" = {size // 512} ]' if size is not None else "")
         else:
             cond = f'[ ! -e /sys/block/{name} ]'
-        rounds = int(timeout * 5)
-        status, _ = self.run(f'i=0; until {cond}; do i=$((i+1)); [ $i -gt {rounds} ] && exit 1; '
-                             'usleep 200000; done', timeout=timeout + 30, check=False)
+        status, _ = self.run(f'end=$(($(date +%s) + {int(timeout)})); until {cond}; do '
+                             '[ $(date +%s) -ge $end ] && exit 1; usleep 200000; done',
+                             timeout=timeout + 90, check=False)
         return status == 0
 
 

@@ -21,8 +21,8 @@ wait)
 run)
   domid=$(xl domid "$2" 2>/dev/null) || { echo "guest $2: not running" >&2; exit 125; }
   d=/local/domain/$domid/data
-  last=$(xenstore-read "$d/agent-done" 2>/dev/null) || last=0
-  req=$((last + 1))
+  # a request id never used before: an earlier request that timed out may still be running
+  req=$(date +%s%N)
   xenstore-write -R "$d/agent-cmd" "$4" && xenstore-write "$d/agent-req" "$req" || exit 126
   until [ "$(xenstore-read "$d/agent-done" 2>/dev/null)" = "$req" ]; do
     [ $SECONDS -ge $deadline ] && { echo "guest $2: no answer to request $req in $3 s" >&2; exit 124; }
