@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.xen.disks.plugins.module_utils import _xl_cfg
-from ansible_collections.xen.disks.plugins.module_utils import _xl_cfg_disks
-from ansible_collections.xen.disks.plugins.module_utils._declaration import DeclarationError
+from ansible_collections.xen.disks.plugins.module_utils._core import xl_cfg as _xl_cfg
+from ansible_collections.xen.disks.plugins.module_utils._core import xl_cfg_disks as _xl_cfg_disks
+from ansible_collections.xen.disks.plugins.module_utils._core.declaration import DeclarationError
 
 
 def _text(value, name):

@@ -13,15 +13,15 @@ from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.xen.disks.plugins.module_utils._storage import split_storage
-from ansible_collections.xen.disks.plugins.module_utils._disk_spec import (
+from ansible_collections.xen.disks.plugins.module_utils._core.storage import split_storage
+from ansible_collections.xen.disks.plugins.module_utils._core.disk_spec import (
     DiskSpecError,
     disk_from_dict,
     disk_to_dict,
     parse_disk_spec,
     render_disk_spec,
 )
-from ansible_collections.xen.disks.plugins.module_utils._vdev import VdevError, vdev_to_devid
+from ansible_collections.xen.disks.plugins.module_utils._core.vdev import VdevError, vdev_to_devid
 
 
 def _strings(value, name):

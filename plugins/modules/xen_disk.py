@@ -718,9 +718,10 @@ warnings:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.xen.disks.plugins.module_utils import _argspec
-from ansible_collections.xen.disks.plugins.module_utils import _reconcile
-from ansible_collections.xen.disks.plugins.module_utils._xenstore import HAS_PYXS, PYXS_IMPORT_ERROR
+from ansible_collections.xen.disks.plugins.module_utils._core import argspec as _argspec
+from ansible_collections.xen.disks.plugins.module_utils._io.xenstore import HAS_PYXS, PYXS_IMPORT_ERROR
+from ansible_collections.xen.disks.plugins.module_utils._runs.failures import exit_module
+from ansible_collections.xen.disks.plugins.module_utils._runs.live import run_xen_disk
 
 
 def main():
@@ -732,8 +733,7 @@ def main():
     )
     if not HAS_PYXS:
         module.fail_json(msg=missing_required_lib("pyxs"), exception=PYXS_IMPORT_ERROR)
-    _reconcile.exit_module(module, lambda: _reconcile.run_xen_disk(module.params, check_mode=module.check_mode,
-                                                                   want_diff=module._diff))
+    exit_module(module, lambda: run_xen_disk(module.params, check_mode=module.check_mode, want_diff=module._diff))
 
 
 if __name__ == "__main__":

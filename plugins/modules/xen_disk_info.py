@@ -267,9 +267,10 @@ guests:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.xen.disks.plugins.module_utils import _argspec
-from ansible_collections.xen.disks.plugins.module_utils import _reconcile
-from ansible_collections.xen.disks.plugins.module_utils._xenstore import HAS_PYXS, PYXS_IMPORT_ERROR
+from ansible_collections.xen.disks.plugins.module_utils._core import argspec as _argspec
+from ansible_collections.xen.disks.plugins.module_utils._io.xenstore import HAS_PYXS, PYXS_IMPORT_ERROR
+from ansible_collections.xen.disks.plugins.module_utils._runs.failures import exit_module
+from ansible_collections.xen.disks.plugins.module_utils._runs.info import run_xen_disk_info
 
 
 def main():
@@ -280,7 +281,7 @@ def main():
     )
     if not HAS_PYXS:
         module.fail_json(msg=missing_required_lib("pyxs"), exception=PYXS_IMPORT_ERROR)
-    _reconcile.exit_module(module, lambda: dict(_reconcile.run_xen_disk_info(module.params), changed=False))
+    exit_module(module, lambda: dict(run_xen_disk_info(module.params), changed=False))
 
 
 if __name__ == "__main__":

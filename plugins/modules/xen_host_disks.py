@@ -328,9 +328,10 @@ errors:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.xen.disks.plugins.module_utils import _argspec, _host_disks
-from ansible_collections.xen.disks.plugins.module_utils._reconcile import exit_module
-from ansible_collections.xen.disks.plugins.module_utils._xenstore import HAS_PYXS, PYXS_IMPORT_ERROR
+from ansible_collections.xen.disks.plugins.module_utils._core import argspec as _argspec
+from ansible_collections.xen.disks.plugins.module_utils._io.xenstore import HAS_PYXS, PYXS_IMPORT_ERROR
+from ansible_collections.xen.disks.plugins.module_utils._runs import host as _host_disks
+from ansible_collections.xen.disks.plugins.module_utils._runs.failures import exit_module
 
 
 def main():

@@ -226,8 +226,8 @@ errors:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.xen.disks.plugins.module_utils import _argspec
-from ansible_collections.xen.disks.plugins.module_utils._xl_cfg_files import FILE_DEFAULTS, ConfigFiles
+from ansible_collections.xen.disks.plugins.module_utils._core import argspec as _argspec
+from ansible_collections.xen.disks.plugins.module_utils._io.xl_cfg_files import FILE_DEFAULTS, ConfigFiles
 
 
 def main():

@@ -18,12 +18,12 @@ sys.path.insert(0, os.path.dirname(_here))
 # tests/conftest.py puts the folder above ansible_collections on sys.path
 import conftest  # noqa: E402,F401  pylint: disable=unused-import
 
-from ansible_collections.xen.disks.plugins.module_utils._disk_spec import (  # noqa: E402
+from ansible_collections.xen.disks.plugins.module_utils._core.disk_spec import (  # noqa: E402
     DiskSpecError,
     parse_disk_spec,
     render_disk_spec,
 )
-from ansible_collections.xen.disks.plugins.module_utils._vdev import vdev_to_devid  # noqa: E402
+from ansible_collections.xen.disks.plugins.module_utils._core.vdev import vdev_to_devid  # noqa: E402
 from ansible_collections.xen.disks.tests.oracle import corpus  # noqa: E402
 
 TYPICAL = [

@@ -21,9 +21,9 @@ sys.path.insert(0, os.path.dirname(_here))
 # tests/conftest.py puts the folder above ansible_collections on sys.path
 import conftest  # noqa: E402,F401  pylint: disable=unused-import
 
-from ansible_collections.xen.disks.plugins.module_utils import _xl_cfg  # noqa: E402
-from ansible_collections.xen.disks.plugins.module_utils._disk_spec import DiskSpecError, parse_disk_spec  # noqa: E402
-from ansible_collections.xen.disks.plugins.module_utils._vdev import VdevError, vdev_to_devid  # noqa: E402
+from ansible_collections.xen.disks.plugins.module_utils._core import xl_cfg as _xl_cfg  # noqa: E402
+from ansible_collections.xen.disks.plugins.module_utils._core.disk_spec import DiskSpecError, parse_disk_spec  # noqa: E402
+from ansible_collections.xen.disks.plugins.module_utils._core.vdev import VdevError, vdev_to_devid  # noqa: E402
 
 
 def _spec(text):

@@ -19,17 +19,17 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 __import__("conftest")  # tests/conftest.py makes ansible_collections.xen.disks importable
 
-from ansible_collections.xen.disks.plugins.module_utils._declaration import (  # noqa: E402
+from ansible_collections.xen.disks.plugins.module_utils._core.declaration import (  # noqa: E402
     GuestDeclaration,
     validate_declaration,
 )
-from ansible_collections.xen.disks.plugins.module_utils._layout import attach_ops  # noqa: E402
-from ansible_collections.xen.disks.plugins.module_utils._plan import (  # noqa: E402
+from ansible_collections.xen.disks.plugins.module_utils._core.layout import attach_ops  # noqa: E402
+from ansible_collections.xen.disks.plugins.module_utils._core.plan import (  # noqa: E402
     owned_node_count,
     owned_paths,
     plan_guest,
 )
-from ansible_collections.xen.disks.plugins.module_utils._xs_tree import XsTree  # noqa: E402
+from ansible_collections.xen.disks.plugins.module_utils._core.xs_tree import XsTree  # noqa: E402
 
 GUESTS, DISKS = 100, 8
 

@@ -41,7 +41,9 @@ import conftest  # noqa: E402,F401  pylint: disable=unused-import
 from ansible.module_utils.common import warnings  # noqa: E402
 from ansible.module_utils.testing import patch_module_args  # noqa: E402
 
-from ansible_collections.xen.disks.plugins.module_utils import _declaration, _plan, _xenstore  # noqa: E402
+from ansible_collections.xen.disks.plugins.module_utils._core import declaration as _declaration  # noqa: E402
+from ansible_collections.xen.disks.plugins.module_utils._core import plan as _plan  # noqa: E402
+from ansible_collections.xen.disks.plugins.module_utils._io import xenstore as _xenstore  # noqa: E402
 from ansible_collections.xen.disks.plugins.modules import xen_disk  # noqa: E402
 from ansible_collections.xen.disks.tests.xenstored import backend_sim, launcher  # noqa: E402
 

@@ -35,7 +35,7 @@ import conftest  # noqa: E402,F401  pylint: disable=unused-import
 from ansible.module_utils.common import warnings  # noqa: E402
 from ansible.module_utils.testing import patch_module_args  # noqa: E402
 
-from ansible_collections.xen.disks.plugins.module_utils import _qemu_img  # noqa: E402
+from ansible_collections.xen.disks.plugins.module_utils._io import qemu_img as _qemu_img  # noqa: E402
 from ansible_collections.xen.disks.plugins.modules import xen_disk, xen_disk_info  # noqa: E402
 from ansible_collections.xen.disks.tests.xenstored import backend_sim, launcher  # noqa: E402
 

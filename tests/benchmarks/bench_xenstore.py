@@ -29,8 +29,8 @@ import conftest  # noqa: E402,F401  pylint: disable=unused-import
 
 import pyxs  # noqa: E402
 
-from ansible_collections.xen.disks.plugins.module_utils._xenstore import XenstoreConnection  # noqa: E402
-from ansible_collections.xen.disks.plugins.module_utils._xs_tree import XsOp  # noqa: E402
+from ansible_collections.xen.disks.plugins.module_utils._io.xenstore import XenstoreConnection  # noqa: E402
+from ansible_collections.xen.disks.plugins.module_utils._core.xs_tree import XsOp  # noqa: E402
 from ansible_collections.xen.disks.tests.xenstored import launcher  # noqa: E402
 
 # One backend directory as libxl writes it for a phy disk (docs/XENSTORE-LAYOUT.md §1.5 A).

@@ -84,7 +84,7 @@ class XenstoredHost:
 
     def connect(self, **kwargs):
         """A new adapter connection (XenstoreConnection) to this daemon; the caller closes it."""
-        from ansible_collections.xen.disks.plugins.module_utils._xenstore import XenstoreConnection
+        from ansible_collections.xen.disks.plugins.module_utils._io.xenstore import XenstoreConnection
 
         return XenstoreConnection.open(self.socket, **kwargs)
 

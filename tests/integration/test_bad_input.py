@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.xen.disks.plugins.module_utils import _reconcile
+from ansible_collections.xen.disks.plugins.module_utils._runs.failures import ReconcileError
+from ansible_collections.xen.disks.plugins.module_utils._runs.info import run_xen_disk_info
+from ansible_collections.xen.disks.plugins.module_utils._runs.live import run_xen_disk
 from ansible_collections.xen.disks.tests.integration.test_xen_disk_helpers import (
     xen_disk_info_run,
     xen_disk_run,
@@ -107,19 +109,19 @@ def test_xen_disk_info_bad_input_is_a_message(host, name, args, words):
 # Ansible 2.19 refuses lone surrogates in module arguments before a module runs (depending on its
 # JSON profile), so they are given to the module code directly: other callers may have them.
 @pytest.mark.parametrize("run, params, where", [
-    (_reconcile.run_xen_disk, {"domain": "guest5", "disks": ["/tmp/\ud800,raw,xvdb,rw"]}, "disks[0].target:"),
-    (_reconcile.run_xen_disk, {"domain": "guest5", "disks": [{"vdev": "xvdb", "target": "/\udcff"}]},
+    (run_xen_disk, {"domain": "guest5", "disks": ["/tmp/\ud800,raw,xvdb,rw"]}, "disks[0].target:"),
+    (run_xen_disk, {"domain": "guest5", "disks": [{"vdev": "xvdb", "target": "/\udcff"}]},
      "disks[0].target:"),
-    (_reconcile.run_xen_disk, {"domain": "g\ud800", "disks": []}, "domain:"),
-    (_reconcile.run_xen_disk, {"domain": "guest5", "disks": [], "backend": "\udc80"}, "backend:"),
-    (_reconcile.run_xen_disk, {"domain": "guest5", "disks": [], "script_dir": "/etc/\udc80"}, "script_dir:"),
-    (_reconcile.run_xen_disk, {"domains": [{"domain": "guest5"}, {"domain": "\ud800"}]}, "domains[1].domain:"),
-    (_reconcile.run_xen_disk_info, {"domain": "\udc80"}, "domain:"),
-    (_reconcile.run_xen_disk_info, {"domains": ["guest5", "\udc80"]}, "domains[1]:"),
+    (run_xen_disk, {"domain": "g\ud800", "disks": []}, "domain:"),
+    (run_xen_disk, {"domain": "guest5", "disks": [], "backend": "\udc80"}, "backend:"),
+    (run_xen_disk, {"domain": "guest5", "disks": [], "script_dir": "/etc/\udc80"}, "script_dir:"),
+    (run_xen_disk, {"domains": [{"domain": "guest5"}, {"domain": "\ud800"}]}, "domains[1].domain:"),
+    (run_xen_disk_info, {"domain": "\udc80"}, "domain:"),
+    (run_xen_disk_info, {"domains": ["guest5", "\udc80"]}, "domains[1]:"),
 ])
 def test_lone_surrogates_in_options_are_messages(host, run, params, where):
     before = host.dump("/")
-    with pytest.raises(_reconcile.ReconcileError) as info:
+    with pytest.raises(ReconcileError) as info:
         run(dict(params, xenstore_socket=host.socket))
     assert str(info.value).startswith(where) and "UTF-8" in str(info.value), str(info.value)
     assert host.dump("/") == before

@@ -28,7 +28,7 @@ import time
 
 import pytest
 
-from ansible_collections.xen.disks.plugins.module_utils._vdev import vdev_to_devid
+from ansible_collections.xen.disks.plugins.module_utils._core.vdev import vdev_to_devid
 from ansible_collections.xen.disks.tests.integration.runs import outcome, start_run
 from ansible_collections.xen.disks.tests.integration.test_xen_disk_helpers import xen_disk_run
 from ansible_collections.xen.disks.tests.xenstored import backend_sim, launcher

@@ -19,7 +19,7 @@ import sys
 
 import pytest
 
-from ansible_collections.xen.disks.plugins.module_utils._xl_cfg import get_list_setting
+from ansible_collections.xen.disks.plugins.module_utils._core.xl_cfg import get_list_setting
 
 pytestmark = pytest.mark.xenstored
 

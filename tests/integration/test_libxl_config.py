@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from ansible_collections.xen.disks.plugins.module_utils import _libxl_json
+from ansible_collections.xen.disks.plugins.module_utils._core import libxl_json as _libxl_json
 from ansible_collections.xen.disks.tests.integration.test_xen_disk_helpers import (
     value,
     xen_disk_info_run,

@@ -22,7 +22,7 @@ import os
 import pytest
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
-from ansible_collections.xen.disks.plugins.module_utils import _argspec
+from ansible_collections.xen.disks.plugins.module_utils._core import argspec as _argspec
 from ansible_collections.xen.disks.plugins.modules import xen_disk, xen_disk_info, xl_cfg_files
 from ansible_collections.xen.disks.tests.integration.test_xen_disk_helpers import run_module
 

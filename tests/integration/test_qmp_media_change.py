@@ -16,7 +16,7 @@ import socket
 
 import pytest
 
-from ansible_collections.xen.disks.plugins.module_utils import _qmp
+from ansible_collections.xen.disks.plugins.module_utils._io import qmp as _qmp
 from ansible_collections.xen.disks.tests.integration.test_xen_disk_helpers import value, xen_disk_run
 from ansible_collections.xen.disks.tests.qemu import device_model
 from ansible_collections.xen.disks.tests.xenstored import backend_sim, launcher

@@ -1,6 +1,6 @@
 # Copyright: xen.disks contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The runtime's own pieces (_reconcile): host I/O helpers on real files and processes, the
+"""The runtime's own pieces (_io.dom0, _runs): host I/O helpers on real files and processes, the
 request model, the per-guest views of a snapshot, the decoding of what a backend published."""
 
 from __future__ import annotations
@@ -11,9 +11,12 @@ import stat
 
 import pytest
 
-from ansible_collections.xen.disks.plugins.module_utils import _reconcile
-from ansible_collections.xen.disks.plugins.module_utils._layout import cleanup_ops, DiskPlacement
-from ansible_collections.xen.disks.plugins.module_utils._xs_tree import XsTree
+from ansible_collections.xen.disks.plugins.module_utils._io.dom0 import HotplugFailure, run_hotplug_script, stat_target
+from ansible_collections.xen.disks.plugins.module_utils._runs.guest_requests import guest_requests
+from ansible_collections.xen.disks.plugins.module_utils._runs.host_state import guest_views
+from ansible_collections.xen.disks.plugins.module_utils._runs.info import published_of
+from ansible_collections.xen.disks.plugins.module_utils._core.layout import cleanup_ops, DiskPlacement
+from ansible_collections.xen.disks.plugins.module_utils._core.xs_tree import XsTree
 
 
 def test_stat_target_kinds(tmp_path):
@@ -23,11 +26,11 @@ def test_stat_target_kinds(tmp_path):
     sock.bind(str(tmp_path / "s"))
     try:
         paths = (str(image), str(tmp_path), str(tmp_path / "s"), str(tmp_path / "missing"), str(image) + "/x")
-        assert [_reconcile.stat_target(p) for p in paths] == ["file", "other", "other", "missing", "missing"]
+        assert [stat_target(p) for p in paths] == ["file", "other", "other", "missing", "missing"]
     finally:
         sock.close()
     if os.path.exists("/dev/loop0") and stat.S_ISBLK(os.stat("/dev/loop0").st_mode):
-        assert _reconcile.stat_target("/dev/loop0") == "block"
+        assert stat_target("/dev/loop0") == "block"
 
 
 SCRIPT = """#!/bin/sh
@@ -47,16 +50,16 @@ def test_run_hotplug_script(tmp_path, status, body, message):
     script.chmod(0o755)
     env = {"XENBUS_PATH": "backend/vbd/5/51712"}
     if message is None:
-        _reconcile.run_hotplug_script(str(script), "add", env, 0.3 if "sleep" in body else 5)
+        run_hotplug_script(str(script), "add", env, 0.3 if "sleep" in body else 5)
         return
-    with pytest.raises(_reconcile.HotplugFailure) as raised:
-        _reconcile.run_hotplug_script(str(script), "add", env, 0.3 if "sleep" in body else 5)
+    with pytest.raises(HotplugFailure) as raised:
+        run_hotplug_script(str(script), "add", env, 0.3 if "sleep" in body else 5)
     assert str(raised.value) == message.format(script=script)
 
 
 def test_run_hotplug_script_that_cannot_start(tmp_path):
-    with pytest.raises(_reconcile.HotplugFailure) as raised:
-        _reconcile.run_hotplug_script(str(tmp_path / "none"), "remove", {}, 5)
+    with pytest.raises(HotplugFailure) as raised:
+        run_hotplug_script(str(tmp_path / "none"), "remove", {}, 5)
     assert str(raised.value) == "%s remove could not be started: No such file or directory" % (tmp_path / "none")
 
 
@@ -67,7 +70,7 @@ def test_domains_entries_inherit_the_top_level_options():
                            "recreate": True, "force": None, "creating": None, "backend": None, "width": 32},
                           {"domain": 7, "disks": ["y"], "state": "absent", "exclusive": False, "keep": [],
                            "recreate": None, "force": False, "creating": None, "backend": None, "width": None}]}
-    first, second = _reconcile.guest_requests(params)
+    first, second = guest_requests(params)
     assert (first.domain, first.prefix, first.disks, first.exclusive, first.keep, first.recreate, first.force,
             first.backend, first.width) == ("a", "domains[0].", ["x"], True, ["xvda"], True, True, "stor2", 32)
     assert (second.domain, second.where, second.disks, second.state, second.exclusive, second.keep,
@@ -91,7 +94,7 @@ def test_guest_views_split_a_host_and_keep_shared_ancestors():
         "/local/domain/5/device/vbd/51712", "/local/domain/9/device/vbd/51712/state",
         "/libxl", "/libxl/5", "/libxl/5/type", "/libxl/5/device/vbd/51712/dev", "/libxl/9/device/vbd/51712/dev",
     ])
-    views = _reconcile.guest_views(host, [5])
+    views = guest_views(host, [5])
     five = sorted(views[5].values)
     assert "/local/domain/0/backend/vbd/9" in five  # another guest's directory is seen as existing
     assert not any(p.startswith(("/local/domain/0/backend/vbd/9/", "/local/domain/9/device/", "/libxl/9/"))
@@ -107,8 +110,8 @@ def test_published_nodes_decoded():
     tree = XsTree({"/b": "", "/b/sectors": "2048", "/b/sector-size": "4096", "/b/info": "7",
                    "/b/feature-flush-cache": "1", "/b/feature-discard": "0", "/b/feature-odd": "yes",
                    "/b/params": "/x"}, {})
-    assert _reconcile.published_of(tree, "/b") == {
+    assert published_of(tree, "/b") == {
         "sectors": 2048, "sector_size": 4096, "size_bytes": 2048 * 512,
         "info": {"cdrom": True, "removable": True, "readonly": True},
         "features": {"discard": 0, "flush-cache": 1, "odd": "yes"}}
-    assert _reconcile.published_of(XsTree({"/b": ""}, {}), "/b") == {}
+    assert published_of(XsTree({"/b": ""}, {}), "/b") == {}

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.xen.disks.plugins.module_utils._reconcile import _guest_of, frontend_node
-from ansible_collections.xen.disks.plugins.module_utils._xenstore import XenstoreConflict
+from ansible_collections.xen.disks.plugins.module_utils._runs.host_state import frontend_node, guest_of
+from ansible_collections.xen.disks.plugins.module_utils._io.xenstore import XenstoreConflict
 
 NODES = {
     "/libxl/5/device/vbd/51712/params": "a",
@@ -40,7 +40,7 @@ def run(xs_conn, change, **kw):
         reader.read_value("/")  # the change's event is queued before this answer
         return values
 
-    snap = xs_conn.snapshot_by_owner(read, _guest_of, backoff=0.001, observed=frontend_node, **kw)
+    snap = xs_conn.snapshot_by_owner(read, guest_of, backoff=0.001, observed=frontend_node, **kw)
     return snap, calls
 
 

@@ -332,7 +332,7 @@ def test_grow_under_a_running_hvm_guest_tells_qemu(xenstored, tmp_path):
 
 @pytest.mark.parametrize("size", ["1048576", "1024K", "1MiB", "3MB", "0.5M", "2m"])
 def test_sizes_as_users_write_them_become_the_image_size(host, size):
-    from ansible_collections.xen.disks.plugins.module_utils._storage import parse_size
+    from ansible_collections.xen.disks.plugins.module_utils._core.storage import parse_size
 
     path = host.images / "u.img"
     result = xen_disk_run(host, domain="guest5", wait=False, disks=[disk(path, size=size)])

@@ -404,7 +404,9 @@ def test_a_change_during_the_read_is_seen(sim):
     """xenstore changes while the host is being read (here: another client rewrites the
     toolstack's record of xvda at the moment libxl's stat of the target runs, after the record
     was read): the read is redone and the plan is made on what xenstore holds, not on a torn view."""
-    from ansible_collections.xen.disks.plugins.module_utils import _reconcile
+    from ansible_collections.xen.disks.plugins.module_utils._io.dom0 import stat_target
+    from ansible_collections.xen.disks.plugins.module_utils._runs.failures import ReconcileError
+    from ansible_collections.xen.disks.plugins.module_utils._runs.live import run_xen_disk
 
     spec = "%s,,xvda" % img(sim, "a.img")
     xen_disk_run(sim, domain="guest5", disks=[spec])
@@ -415,14 +417,14 @@ def test_a_change_during_the_read_is_seen(sim):
             with launcher.WireClient(sim.socket) as client:
                 client.write("/libxl/5/device/vbd/51712/mode", "r")
         calls.append(path)
-        return _reconcile.stat_target(path)
+        return stat_target(path)
 
     params = {"domain": "guest5", "disks": [spec], "state": "present", "exclusive": False, "keep": [],
               "recreate": False, "force": False, "creating": False, "backend": None, "width": 64,
               "domains": None, "wait": True, "timeout": 5, "hotplug_scripts": "skip",
               "script_dir": "/etc/xen/scripts", "arch": "x86", "xenstore_socket": sim.socket}
-    with pytest.raises(_reconcile.ReconcileError) as raised:
-        _reconcile.run_xen_disk(params, check_mode=True, stat=stat_and_interfere)
+    with pytest.raises(ReconcileError) as raised:
+        run_xen_disk(params, check_mode=True, stat=stat_and_interfere)
     assert len(calls) == 2  # the snapshot was read twice
     assert str(raised.value) == (
         "disks[0]: access differs from the attached disk (libxl record: mode 'r' -> 'w'); "

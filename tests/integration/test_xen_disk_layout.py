@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.xen.disks.plugins.module_utils import _reconcile
+from ansible_collections.xen.disks.plugins.module_utils._runs.live import run_xen_disk
 from ansible_collections.xen.disks.tests.integration.test_xen_disk_helpers import children, subtree
 
 pytestmark = pytest.mark.xenstored
@@ -154,7 +154,7 @@ def _params(host, domain, disks, extra):
 @pytest.mark.parametrize("name, guest, disks, extra, stats, directories", EXAMPLES, ids=[e[0] for e in EXAMPLES])
 def test_written_tree_equals_the_document(layout_host, name, guest, disks, extra, stats, directories):
     domid = guest[0]
-    result = _reconcile.run_xen_disk(_params(layout_host, domid, disks, extra), stat=lambda p: stats.get(p, "missing"))
+    result = run_xen_disk(_params(layout_host, domid, disks, extra), stat=lambda p: stats.get(p, "missing"))
     assert result["changed"] is True
     for path, perms, nodes in directories:
         expected = {path: ("", perms)}
@@ -172,15 +172,14 @@ def test_written_tree_equals_the_document(layout_host, name, guest, disks, extra
         else:
             want = ("n0", "r%d" % domid)  # ~/device/<kind> inherits ~/device
         assert subtree(layout_host, parent)[parent][1] == want, parent
-    again = _reconcile.run_xen_disk(_params(layout_host, domid, disks, extra), stat=lambda p: stats.get(p, "missing"))
+    again = run_xen_disk(_params(layout_host, domid, disks, extra), stat=lambda p: stats.get(p, "missing"))
     assert again["changed"] is False
     assert [d["action"] for d in again["disks"]] == ["unchanged"] * len(disks)
 
 
 def test_second_virtio_disk_on_arm_takes_the_next_slot(layout_host):
     disks = ["/dev/mmcblk0p3,raw,xvda,w,specification=virtio", "/dev/mmcblk0p4,raw,xvdb,w,specification=virtio"]
-    _reconcile.run_xen_disk(_params(layout_host, 3, disks, {"creating": True, "arch": "arm"}),
-                            stat=lambda p: "block")
+    run_xen_disk(_params(layout_host, 3, disks, {"creating": True, "arch": "arm"}), stat=lambda p: "block")
     second = subtree(layout_host, "/local/domain/0/backend/virtio_disk/3/51728")
     assert second["/local/domain/0/backend/virtio_disk/3/51728/base"][0] == "33554944"
     assert second["/local/domain/0/backend/virtio_disk/3/51728/irq"][0] == "34"

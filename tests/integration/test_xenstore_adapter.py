@@ -18,8 +18,8 @@ import threading
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from ansible_collections.xen.disks.plugins.module_utils import _xenstore as xs
-from ansible_collections.xen.disks.plugins.module_utils._xenstore import (
+from ansible_collections.xen.disks.plugins.module_utils._io import xenstore as xs
+from ansible_collections.xen.disks.plugins.module_utils._io.xenstore import (
     XenstoreConflict,
     XenstoreConnection,
     XenstoreConnectionError,
@@ -27,7 +27,7 @@ from ansible_collections.xen.disks.plugins.module_utils._xenstore import (
     XenstorePathError,
     XenstoreTimeout,
 )
-from ansible_collections.xen.disks.plugins.module_utils._xs_tree import XsOp, XsTree
+from ansible_collections.xen.disks.plugins.module_utils._core.xs_tree import XsOp, XsTree
 from ansible_collections.xen.disks.tests.xenstored import launcher
 
 pytestmark = pytest.mark.xenstored
@@ -702,7 +702,7 @@ def test_without_pyxs_the_module_imports_and_says_so():
         "            raise ImportError('No module named ' + name)\n"
         "sys.meta_path.insert(0, Block())\n"
         "sys.path.insert(0, %r)\n"
-        "from ansible_collections.xen.disks.plugins.module_utils import _xenstore as xs\n"
+        "from ansible_collections.xen.disks.plugins.module_utils._io import xenstore as xs\n"
         "print(xs.HAS_PYXS, 'ImportError' in xs.PYXS_IMPORT_ERROR)\n"
         "try:\n"
         "    xs.XenstoreConnection.open('/nonexistent')\n"

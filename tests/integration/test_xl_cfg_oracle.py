@@ -28,7 +28,7 @@ import tempfile
 
 import pytest
 
-from ansible_collections.xen.disks.plugins.module_utils._xl_cfg import XlCfgError, get_list_setting, parse_settings
+from ansible_collections.xen.disks.plugins.module_utils._core.xl_cfg import XlCfgError, get_list_setting, parse_settings
 
 pytestmark = pytest.mark.oracle
 

@@ -16,12 +16,12 @@ import pytest
 
 from dataclasses import replace
 
-from ansible_collections.xen.disks.plugins.module_utils._disk_spec import (
+from ansible_collections.xen.disks.plugins.module_utils._core.disk_spec import (
     DiskSpecError,
     parse_disk_spec,
     render_disk_spec,
 )
-from ansible_collections.xen.disks.plugins.module_utils._vdev import (
+from ansible_collections.xen.disks.plugins.module_utils._core.vdev import (
     VdevError,
     devid_to_vdev,
     index_to_letters,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.xen.disks.plugins.module_utils._xs_tree import XsTree
+from ansible_collections.xen.disks.plugins.module_utils._core.xs_tree import XsTree
 
 
 def domain_created(*guests, driver_domains=()):

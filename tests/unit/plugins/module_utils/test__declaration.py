@@ -9,15 +9,15 @@ import re
 
 import pytest
 
-from ansible_collections.xen.disks.plugins.module_utils._declaration import (
+from ansible_collections.xen.disks.plugins.module_utils._core.declaration import (
     SHARING_REASON,
     DeclarationError,
     GuestDeclaration,
     validate_declaration,
 )
-from ansible_collections.xen.disks.plugins.module_utils._disk_spec import parse_disk_spec
-from ansible_collections.xen.disks.plugins.module_utils._layout import attach_ops
-from ansible_collections.xen.disks.plugins.module_utils._plan import read_disks
+from ansible_collections.xen.disks.plugins.module_utils._core.disk_spec import parse_disk_spec
+from ansible_collections.xen.disks.plugins.module_utils._core.layout import attach_ops
+from ansible_collections.xen.disks.plugins.module_utils._core.plan import read_disks
 
 STAT = {"/dev/a": "block", "/dev/b": "block", "/dev/mmc": "block", "/dev/missing": "missing",
         "/dev/char": "other", "/srv/iso": "file", "/srv/a.img": "file", "/srv/a.qcow2": "file"}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.xen.disks.plugins.module_utils._disk_spec import (
+from ansible_collections.xen.disks.plugins.module_utils._core.disk_spec import (
     Disk,
     DiskSpecError,
     canonical_disk,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.xen.disks.plugins.module_utils._disk_spec import (
+from ansible_collections.xen.disks.plugins.module_utils._core.disk_spec import (
     BACKEND_TYPES,
     FORMATS,
     SPECIFICATIONS,

@@ -1,6 +1,6 @@
 # Copyright: xen.disks contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""_host_disks.declaration_errors: what is wrong with a host's guests taken together (pure, plain
+"""_runs.host.declaration_errors: what is wrong with a host's guests taken together (pure, plain
 dicts as the xen_host_disks module receives them)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from ansible_collections.xen.disks.plugins.module_utils._host_disks import declaration_errors
+from ansible_collections.xen.disks.plugins.module_utils._runs.host import declaration_errors
 
 NO_DISKS = ("no disks key (an empty list must be said, or live and persist false: without it the guest's disks "
             "would be replaced by none)")
@@ -99,10 +99,10 @@ def test_every_error_of_every_guest_in_order():
 
 def test_importing_it_loads_no_ansible_code():
     """It runs on the managed host, inside the module: no Ansible import (controller or module side)."""
-    from ansible_collections.xen.disks.plugins.module_utils import _host_disks
+    from ansible_collections.xen.disks.plugins.module_utils._runs import host as _host_disks
 
     root = _host_disks.__file__.split(os.sep + "ansible_collections" + os.sep, maxsplit=1)[0]
-    code = ("import sys; import ansible_collections.xen.disks.plugins.module_utils._host_disks; "
+    code = ("import sys; import ansible_collections.xen.disks.plugins.module_utils._runs.host; "
             "print(sorted(m for m in sys.modules if m == 'ansible' or m.startswith('ansible.')))")
     out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=root), capture_output=True,
                          text=True, check=True).stdout

@@ -16,11 +16,11 @@ import re
 
 import pytest
 
-from ansible_collections.xen.disks.plugins.module_utils._declaration import (
+from ansible_collections.xen.disks.plugins.module_utils._core.declaration import (
     GuestDeclaration,
     validate_declaration,
 )
-from ansible_collections.xen.disks.plugins.module_utils._layout import (
+from ansible_collections.xen.disks.plugins.module_utils._core.layout import (
     CREATE_ONLY,
     FOREIGN,
     LENIENT,
@@ -38,7 +38,7 @@ from ansible_collections.xen.disks.plugins.module_utils._layout import (
     script_path,
     virtio_mmio_slot,
 )
-from ansible_collections.xen.disks.plugins.module_utils._xs_tree import XsOp, XsTree
+from ansible_collections.xen.disks.plugins.module_utils._core.xs_tree import XsOp, XsTree
 
 _HEADER = re.compile(r"^(/\S+)\s+\(([^)]*)\)\s*$")
 _ENTRY = re.compile(r'([A-Za-z0-9_-]+)\s*=\s*"([^"]*)"')

@@ -17,8 +17,8 @@ import textwrap
 
 import pytest
 
-from ansible_collections.xen.disks.plugins.module_utils import _libxl_json
-from ansible_collections.xen.disks.plugins.module_utils._disk_spec import parse_disk_spec
+from ansible_collections.xen.disks.plugins.module_utils._core import libxl_json as _libxl_json
+from ansible_collections.xen.disks.plugins.module_utils._core.disk_spec import parse_disk_spec
 
 PV_AFTER_ATTACH = textwrap.dedent("""\
 {
@@ -337,7 +337,7 @@ def test_entry_for_pairs_by_the_exact_vdev_string():
 def _change(action, spec, *, changed=True, current_dev=None, error=""):
     from types import SimpleNamespace
 
-    from ansible_collections.xen.disks.plugins.module_utils._plan import DiskChange
+    from ansible_collections.xen.disks.plugins.module_utils._core.plan import DiskChange
     disk = parse_disk_spec(spec)
     current = SimpleNamespace(libxl={"dev": current_dev}) if current_dev is not None else None
     return DiskChange(action, disk.vdev, disk.devid, "vbd", ops=("op",) if changed else (), error=error,

@@ -9,12 +9,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.xen.disks.plugins.module_utils._declaration import (
+from ansible_collections.xen.disks.plugins.module_utils._core.declaration import (
     GuestDeclaration,
     validate_declaration,
 )
-from ansible_collections.xen.disks.plugins.module_utils._layout import attach_ops, desired_nodes
-from ansible_collections.xen.disks.plugins.module_utils._plan import (
+from ansible_collections.xen.disks.plugins.module_utils._core.layout import attach_ops, desired_nodes
+from ansible_collections.xen.disks.plugins.module_utils._core.plan import (
     QMP_FDSET,
     PlanError,
     QmpCommand,
@@ -28,8 +28,8 @@ from ansible_collections.xen.disks.plugins.module_utils._plan import (
     settled_disk,
     state_name,
 )
-from ansible_collections.xen.disks.plugins.module_utils._disk_spec import parse_disk_spec, render_disk_spec
-from ansible_collections.xen.disks.plugins.module_utils._xs_tree import XsOp, XsTree
+from ansible_collections.xen.disks.plugins.module_utils._core.disk_spec import parse_disk_spec, render_disk_spec
+from ansible_collections.xen.disks.plugins.module_utils._core.xs_tree import XsOp, XsTree
 
 STAT = {"/dev/vg0/a": "block", "/dev/vg0/b": "block", "/dev/vg0/c": "block", "/srv/a.img": "file",
         "/srv/g.qcow2": "file", "/srv/iso/a.iso": "file", "/srv/iso/b.iso": "file", "/dev/mmc": "block",

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.xen.disks.plugins.module_utils._declaration import (
+from ansible_collections.xen.disks.plugins.module_utils._core.declaration import (
     DeclarationError,
     GuestDeclaration,
     validate_declaration,
 )
-from ansible_collections.xen.disks.plugins.module_utils._layout import attach_ops
-from ansible_collections.xen.disks.plugins.module_utils._plan import plan_guest, read_disks
-from ansible_collections.xen.disks.plugins.module_utils._xs_tree import XsOp
+from ansible_collections.xen.disks.plugins.module_utils._core.layout import attach_ops
+from ansible_collections.xen.disks.plugins.module_utils._core.plan import plan_guest, read_disks
+from ansible_collections.xen.disks.plugins.module_utils._core.xs_tree import XsOp
 
 STAT = {"/dev/vg0/a": "block", "/dev/vg0/b": "block"}
 

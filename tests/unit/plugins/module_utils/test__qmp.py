@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ansible_collections.xen.disks.plugins.module_utils._qmp import FIRST_ID, encode_command, socket_path
+from ansible_collections.xen.disks.plugins.module_utils._io.qmp import FIRST_ID, encode_command, socket_path
 
 
 def test_libxl_message_bytes():

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, strategies as st
 
-from ansible_collections.xen.disks.plugins.module_utils._text import bounded_int, shown, text_problem
+from ansible_collections.xen.disks.plugins.module_utils._core.text import bounded_int, shown, text_problem
 
 
 @given(st.integers(0, 10 ** 30), st.integers(0, 10 ** 30), st.integers(0, 3))

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ansible_collections.xen.disks.plugins.module_utils._vdev import (
+from ansible_collections.xen.disks.plugins.module_utils._core.vdev import (
     VdevError,
     devid_to_vdev,
     index_to_letters,

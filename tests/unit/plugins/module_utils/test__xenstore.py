@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ansible_collections.xen.disks.plugins.module_utils import _xenstore
-from ansible_collections.xen.disks.plugins.module_utils._xenstore import (
+from ansible_collections.xen.disks.plugins.module_utils._io import xenstore as _xenstore
+from ansible_collections.xen.disks.plugins.module_utils._io.xenstore import (
     _changed_since_read,
     _earliest_read_below,
     _Event,

@@ -5,8 +5,8 @@ import re
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from ansible_collections.xen.disks.plugins.module_utils import _xl_cfg
-from ansible_collections.xen.disks.plugins.module_utils._xl_cfg import (
+from ansible_collections.xen.disks.plugins.module_utils._core import xl_cfg as _xl_cfg
+from ansible_collections.xen.disks.plugins.module_utils._core.xl_cfg import (
     XlCfgError,
     effective_value,
     get_list_setting,

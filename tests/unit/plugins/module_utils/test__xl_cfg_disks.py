@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.xen.disks.plugins.module_utils._declaration import DeclarationError
-from ansible_collections.xen.disks.plugins.module_utils._xl_cfg import XlCfgError
-from ansible_collections.xen.disks.plugins.module_utils._xl_cfg_disks import file_disks, plan_file, set_disks
+from ansible_collections.xen.disks.plugins.module_utils._core.declaration import DeclarationError
+from ansible_collections.xen.disks.plugins.module_utils._core.xl_cfg import XlCfgError
+from ansible_collections.xen.disks.plugins.module_utils._core.xl_cfg_disks import file_disks, plan_file, set_disks
 
 HAND_WRITTEN = """# web1 (hand-written)
 name = "web1"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.xen.disks.plugins.module_utils._xl_cfg_disks import disks_drift
+from ansible_collections.xen.disks.plugins.module_utils._core.xl_cfg_disks import disks_drift
 
 IN_SYNC = {"in_sync": True, "only_live": [], "only_persistent": [], "different": [], "unreadable_live": [],
            "not_in_libxl_config": []}

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.xen.disks.plugins.module_utils._disk_spec import disk_from_dict
-from ansible_collections.xen.disks.plugins.module_utils._storage import (
+from ansible_collections.xen.disks.plugins.module_utils._core.disk_spec import disk_from_dict
+from ansible_collections.xen.disks.plugins.module_utils._core.storage import (
     CREATE,
     GROW,
     LEAVE,
@@ -142,7 +142,7 @@ def test_attributes_planned():
 def test_xl_cfg_side_drops_storage_keys():
     """The xl.cfg line (role, xl_cfg_files) carries the xl options only (the filters: in
     tests/unit/plugins/filter, which may import controller code)."""
-    from ansible_collections.xen.disks.plugins.module_utils._xl_cfg_disks import declared_items
+    from ansible_collections.xen.disks.plugins.module_utils._core.xl_cfg_disks import declared_items
 
     item = {"vdev": "xvdb", "target": "/srv/a.qcow2", "format": "qcow2", "size": "20G", "preallocation": "metadata",
             "backing_file": "/srv/b.qcow2", "backing_format": "qcow2", "mode": "0600"}

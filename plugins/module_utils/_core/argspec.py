@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import copy
 
-from ansible_collections.xen.disks.plugins.module_utils._text import text_problem
-from ansible_collections.xen.disks.plugins.module_utils._vdev import VdevError, vdev_to_devid
+from ansible_collections.xen.disks.plugins.module_utils._core.text import text_problem
+from ansible_collections.xen.disks.plugins.module_utils._core.vdev import VdevError, vdev_to_devid
 
 HOTPLUG_SCRIPT_POLICIES = ("auto", "run", "skip")
 VALIDATE_POLICIES = ("auto", "always", "never")  # xl.cfg files checked by xl create --dryrun

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-from ansible_collections.xen.disks.plugins.module_utils._text import bounded_int, shown
+from ansible_collections.xen.disks.plugins.module_utils._core.text import bounded_int, shown
 
 XVD_MAJOR = 202
 EXTENDED = 1 << 28

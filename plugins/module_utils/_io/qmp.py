@@ -31,7 +31,7 @@ import socket
 import stat
 import time
 
-from ansible_collections.xen.disks.plugins.module_utils._libxl_json import yajl_string
+from ansible_collections.xen.disks.plugins.module_utils._core.libxl_json import yajl_string
 
 DEFAULT_RUN_DIR = "/var/run/xen"
 SOCKET_NAME = "qmp-libxl-%d"
@@ -271,3 +271,32 @@ def _describe(command, arguments):
 def _short(message):
     text = json.dumps(message, sort_keys=True)
     return text if len(text) <= 300 else text[:297] + "..."
+
+
+class QmpRun:
+    """The QMP connection of one guest's apply: opened by its first QMP command under libxl's
+    qmp-socket-lock (`lock`, not yet held, or None), shared by the guest's media changes (QEMU
+    serves one client at a time), closed after the last of them or after a broken connection.
+    One deadline (`timeout`) from the opening covers the lock wait and every answer."""
+
+    def __init__(self, path, timeout, lock=None):
+        self.path = path
+        self.timeout = timeout
+        self.lock = lock
+        self.session = None
+        self.fdsets = {}         # id(change) -> the fd set of its add-fd
+
+    def open(self):
+        if self.session is None:
+            self.session = QmpSession(self.path, self.timeout)
+            if self.lock is not None:
+                self.lock.timeout = self.timeout
+                self.lock.acquire()
+        return self.session
+
+    def close(self):
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+        if self.lock is not None:
+            self.lock.release()

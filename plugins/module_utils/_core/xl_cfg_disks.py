@@ -13,16 +13,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ansible_collections.xen.disks.plugins.module_utils import _xl_cfg
-from ansible_collections.xen.disks.plugins.module_utils._storage import split_storage
-from ansible_collections.xen.disks.plugins.module_utils._vdev import VdevError, vdev_to_devid
-from ansible_collections.xen.disks.plugins.module_utils._declaration import (
+from ansible_collections.xen.disks.plugins.module_utils._core import xl_cfg as _xl_cfg
+from ansible_collections.xen.disks.plugins.module_utils._core.storage import split_storage
+from ansible_collections.xen.disks.plugins.module_utils._core.vdev import VdevError, vdev_to_devid
+from ansible_collections.xen.disks.plugins.module_utils._core.declaration import (
     GuestDeclaration,
     domid_text,
     parse_item,
     validate_declaration,
 )
-from ansible_collections.xen.disks.plugins.module_utils._disk_spec import (
+from ansible_collections.xen.disks.plugins.module_utils._core.disk_spec import (
     canonical_disk,
     disk_from_dict,
     disk_to_dict,

@@ -4,8 +4,8 @@
 """The storage behind a disk: declared size, creation, growth and removal of file images, as values.
 
 Private to the xen.disks collection: no compatibility promise. Pure (standard library, no I/O): the
-caller inspects images (`_qemu_img.inspect`) and passes the facts in; `plan_image` decides what to
-do as an `ImageStep` that `_reconcile.py` executes through `_qemu_img.py`.
+caller inspects images (`_io.qemu_img.inspect`) and passes the facts in; `plan_image` decides what to
+do as an `ImageStep` that `_runs.images` executes through `_io.qemu_img`.
 
 - `parse_size(value)`: bytes of `20G`, `512MiB`, `1.5T`, `1048576`. K/M/G/T/P/E and KiB...EiB are
   powers of 1024 (as qemu-img and xl read them), KB/MB/GB/TB/PB/EB powers of 1000 (SI); rounded up to
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Optional
 
-from ansible_collections.xen.disks.plugins.module_utils._text import shown, text_problem
+from ansible_collections.xen.disks.plugins.module_utils._core.text import shown, text_problem
 
 STORAGE_KEYS = ("size", "create", "preallocation", "backing_file", "backing_format", "mode", "owner",
                 "group", "allow_shrink", "format_mismatch", "remove_storage")

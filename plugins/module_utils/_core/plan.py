@@ -23,8 +23,8 @@ from __future__ import annotations
 from collections import namedtuple
 from dataclasses import dataclass, field, replace
 
-from ansible_collections.xen.disks.plugins.module_utils._disk_spec import Disk, canonical_disk
-from ansible_collections.xen.disks.plugins.module_utils._layout import (
+from ansible_collections.xen.disks.plugins.module_utils._core.disk_spec import Disk, canonical_disk
+from ansible_collections.xen.disks.plugins.module_utils._core.layout import (
     BACKEND,
     BACKEND_KIND,
     CREATE_ONLY,
@@ -47,8 +47,8 @@ from ansible_collections.xen.disks.plugins.module_utils._layout import (
     parse_backend_path,
     script_name,
 )
-from ansible_collections.xen.disks.plugins.module_utils._vdev import vdev_to_devid
-from ansible_collections.xen.disks.plugins.module_utils._xs_tree import SET_PERMS, WRITE, XsOp
+from ansible_collections.xen.disks.plugins.module_utils._core.vdev import vdev_to_devid
+from ansible_collections.xen.disks.plugins.module_utils._core.xs_tree import SET_PERMS, WRITE, XsOp
 
 XENBUS_STATES = {0: "Unknown", 1: "Initialising", 2: "InitWait", 3: "Initialised", 4: "Connected",
                  5: "Closing", 6: "Closed", 7: "Reconfiguring", 8: "Reconfigured"}

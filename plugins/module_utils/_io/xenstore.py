@@ -43,7 +43,7 @@ import time
 import traceback
 from collections import namedtuple
 
-from ansible_collections.xen.disks.plugins.module_utils._xs_tree import (
+from ansible_collections.xen.disks.plugins.module_utils._core.xs_tree import (
     MKDIR,
     RM,
     SET_PERMS,

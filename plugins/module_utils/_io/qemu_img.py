@@ -23,7 +23,7 @@ import stat
 import struct
 import subprocess
 
-from ansible_collections.xen.disks.plugins.module_utils._storage import ImageFacts
+from ansible_collections.xen.disks.plugins.module_utils._core.storage import ImageFacts
 
 QEMU_IMG = "qemu-img"
 QCOW_MAGIC = b"QFI\xfb"

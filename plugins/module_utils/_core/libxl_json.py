@@ -4,8 +4,8 @@
 """libxl 4.17's domain configuration (`userdata-d.<domid>.<uuid>.libxl-json`), as values.
 
 Private to the xen.disks collection: no compatibility promise. Pure (standard library, no I/O):
-`_libxl_config` reads and replaces the file under libxl's locks; `_reconcile` executes the
-steps planned here.
+`_io.libxl_config` reads and replaces the file under libxl's locks; `_runs.live_apply` executes
+the steps planned here.
 
 What libxl 4.17 does with the `disks` array (libxl_disk.c, libxl_device.c, libxl_domain.c):
 - attach (device_disk_add, `xl block-attach`): under the userdata lock, reads the file, adds the

@@ -20,7 +20,7 @@ import re
 import shlex
 import tempfile
 
-from ansible_collections.xen.disks.plugins.module_utils import _xl_cfg_disks
+from ansible_collections.xen.disks.plugins.module_utils._core import xl_cfg_disks as _xl_cfg_disks
 
 FILE_DEFAULTS = ("create", "owner", "group", "mode")
 

@@ -5,8 +5,8 @@
 applied live, written to their xl.cfg files, and both planes compared afterwards.
 
 Private to the xen.disks collection: no compatibility promise. It composes what the other
-modules run: `_reconcile.run_xen_disk` (the live plane), `_xl_cfg_files.ConfigFiles` (the files)
-and `_reconcile.run_xen_disk_info` with `_xl_cfg_disks.disks_drift` (the report). The order is
+modules run: `live.run_xen_disk` (the live plane), `_io.xl_cfg_files.ConfigFiles` (the files)
+and `info.run_xen_disk_info` with `_core.xl_cfg_disks.disks_drift` (the report). The order is
 what keeps bad input harmless: every guest and every file is checked and every new file is
 validated by xl before the live plane is touched; a guest's file is moved into place only after
 its live disks were applied, so a run that fails before any write writes no file, and a guest that
@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.xen.disks.plugins.module_utils import _argspec, _reconcile, _xl_cfg_disks
-from ansible_collections.xen.disks.plugins.module_utils._declaration import spec_message, parse_item
-from ansible_collections.xen.disks.plugins.module_utils._disk_spec import DiskSpecError, check_libxl_rules
-from ansible_collections.xen.disks.plugins.module_utils._storage import split_storage
-from ansible_collections.xen.disks.plugins.module_utils._reconcile import ReconcileError
-from ansible_collections.xen.disks.plugins.module_utils._xl_cfg_files import ConfigFiles
+from ansible_collections.xen.disks.plugins.module_utils._core import argspec as _argspec
+from ansible_collections.xen.disks.plugins.module_utils._core import xl_cfg_disks as _xl_cfg_disks
+from ansible_collections.xen.disks.plugins.module_utils._core.declaration import spec_message, parse_item
+from ansible_collections.xen.disks.plugins.module_utils._core.disk_spec import DiskSpecError, check_libxl_rules
+from ansible_collections.xen.disks.plugins.module_utils._core.storage import split_storage
+from ansible_collections.xen.disks.plugins.module_utils._io.xl_cfg_files import ConfigFiles
+from ansible_collections.xen.disks.plugins.module_utils._runs.failures import ReconcileError
+from ansible_collections.xen.disks.plugins.module_utils._runs.info import run_xen_disk_info
+from ansible_collections.xen.disks.plugins.module_utils._runs.live import run_xen_disk
 
 # xen_disk's options passed through unchanged: the guests' defaults, and how the live plane runs
 _LIVE_RUN_OPTIONS = ("exclusive", "recreate", "force") + tuple(_argspec.LIVE_RUN) \
@@ -116,10 +119,10 @@ def _file_entries(params, guests, report_drift):
 
 def _read_back(params, guests):
     """The declared running guests' disks (one read of xenstore, no image inspection)."""
-    return _reconcile.run_xen_disk_info({"domains": [guest["domain"] for guest in guests],
-                                         "xenstore_socket": params.get("xenstore_socket"),
-                                         "libxl_dir": params.get("libxl_dir"), "script_dir": params.get("script_dir")},
-                                        inspect_images=False, skip_missing=True)
+    return run_xen_disk_info({"domains": [guest["domain"] for guest in guests],
+                              "xenstore_socket": params.get("xenstore_socket"),
+                              "libxl_dir": params.get("libxl_dir"), "script_dir": params.get("script_dir")},
+                             inspect_images=False, skip_missing=True)
 
 
 def _drift(guests, info, file_results):
@@ -168,9 +171,8 @@ def run(module):
         live_error = None
         if live:
             try:
-                live_result = _reconcile.run_xen_disk(_live_params(params, live), check_mode=module.check_mode,
-                                                      want_diff=module._diff,
-                                                      labels=[_where(i) + "." for i, _g in live])
+                live_result = run_xen_disk(_live_params(params, live), check_mode=module.check_mode,
+                                           want_diff=module._diff, labels=[_where(i) + "." for i, _g in live])
             except ReconcileError as exc:
                 if not exc.details.get("failed_domains"):  # a failure of the whole run (or before any write)
                     raise ReconcileError("%s\n(no xl.cfg file was written: they are written once the live disks "

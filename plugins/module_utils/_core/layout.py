@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ansible_collections.xen.disks.plugins.module_utils._vdev import vdev_to_devid
-from ansible_collections.xen.disks.plugins.module_utils._xs_tree import (
+from ansible_collections.xen.disks.plugins.module_utils._core.vdev import vdev_to_devid
+from ansible_collections.xen.disks.plugins.module_utils._core.xs_tree import (
     MKDIR,
     RM,
     SET_PERMS,

@@ -32,8 +32,8 @@ from bisect import bisect_left
 from dataclasses import dataclass, field, fields, replace
 from typing import Optional
 
-from ansible_collections.xen.disks.plugins.module_utils._text import bounded_int, shown, text_problem
-from ansible_collections.xen.disks.plugins.module_utils._vdev import VdevError, vdev_to_devid
+from ansible_collections.xen.disks.plugins.module_utils._core.text import bounded_int, shown, text_problem
+from ansible_collections.xen.disks.plugins.module_utils._core.vdev import VdevError, vdev_to_devid
 
 FORMATS = ("raw", "qcow", "qcow2", "vhd", "empty", "qed")
 BACKEND_TYPES = ("phy", "tap", "qdisk", "standalone")

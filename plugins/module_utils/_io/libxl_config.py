@@ -5,7 +5,7 @@
 
 Private to the xen.disks collection: no compatibility promise. Standard library only; the only
 code that touches `<libxl_dir>/userdata-*` files. What the file holds and how it changes is pure
-code in `_libxl_json`.
+code in `_core.libxl_json`.
 
 As libxl (libxl_dom.c, libxl_internal.c):
 - paths: `<dir>/userdata-<wh>.<domid>.<uuid>.<userid>`, `wh` d (data), n (new data), l (lock);

@@ -17,7 +17,7 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass
 
-from ansible_collections.xen.disks.plugins.module_utils._disk_spec import (
+from ansible_collections.xen.disks.plugins.module_utils._core.disk_spec import (
     TARGET_KINDS,
     Disk,
     DiskSpecError,
@@ -26,8 +26,8 @@ from ansible_collections.xen.disks.plugins.module_utils._disk_spec import (
     disk_from_dict,
     parse_disk_spec,
 )
-from ansible_collections.xen.disks.plugins.module_utils._text import bounded_int, shown
-from ansible_collections.xen.disks.plugins.module_utils._layout import (
+from ansible_collections.xen.disks.plugins.module_utils._core.text import bounded_int, shown
+from ansible_collections.xen.disks.plugins.module_utils._core.layout import (
     DEFAULT_SCRIPT_DIR,
     FRONTEND_KIND,
     LayoutError,
