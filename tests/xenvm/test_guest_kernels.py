@@ -81,7 +81,8 @@ def test_6_1_lets_go_of_a_mounted_disk(xen_host, controller, g61):
 
 def test_qcow2_hot_plugged_where_no_qemu_serves(xen_host, controller, g510):
     """A PV guest created without a QEMU-served disk has no QEMU: xl block-attach of a qcow2
-    leaves the backend in state 1 (nothing serves it) and the guest sees nothing."""
+    leaves the backend in state 1 (nothing serves it) and the guest sees nothing; xen_disk fails
+    naming the disk, and xen_disk_info reports it as an unfinished attach."""
     image = f"{IMAGES_DIR}/noqemu.qcow2"
     xen_host.ssh(f"qemu-img create -q -f qcow2 {image} 48M")
     domid = xen_host.domid("g510")
@@ -100,8 +101,24 @@ def test_qcow2_hot_plugged_where_no_qemu_serves(xen_host, controller, g510):
     assert backend_state == "1" and "xvdf" not in seen           # ...but nothing serves the disk
     xen_host.ssh("xl block-detach -f g510 xvdf", check=False, timeout=300)
 
+    # xen_disk: waits for the backend, then fails naming the disk and saying why
+    disk = {"target": image, "format": "qcow2", "vdev": "xvdg", "access": "rw"}
+    run = controller.module(XEN_DISK, {"domain": "g510", "disks": [disk], "timeout": 30})
+    print(f"MEASURE xen_disk qcow2 to a guest without QEMU: {run.status}: {run.result.get('msg')!r}")
+    assert run.rc != 0 and run.status == "failed", run
+    assert "xvdg" in run.result["msg"] and "nothing serves this disk" in run.result["msg"], run.result["msg"]
+    assert "xvdg" not in g510.disks()
+    info = controller.module("xen.disks.xen_disk_info", {"domain": "g510"})
+    xvdg = next(d for d in info.result["guests"][0]["disks"] if d["vdev"] == "xvdg")
+    assert xvdg["attach_unfinished"] is True and xvdg["backend_state"]["number"] == 1, xvdg
+    again = controller.module(XEN_DISK, {"domain": "g510", "disks": [disk], "timeout": 30})
+    assert again.status == "failed" and "nothing serves this disk" in again.result["msg"], again
+    gone = controller.module(XEN_DISK, {"domain": "g510", "disks": ["xvdg"], "state": "absent", "force": True,
+                                        "timeout": 30})
+    assert gone.rc == 0 and gone.status == "changed", gone
 
-def test_read_only_qcow2_on_qdisk_is_refused_by_qemu_7_2(xen_host, g61):
+
+def test_read_only_qcow2_on_qdisk_is_refused_by_qemu_7_2(xen_host, controller, g61):
     """Debian 12's QEMU 7.2 cannot serve a read-only qdisk: its xen-block device fails with
     "Block node is read-only", the backend stays in state 1. Measured with xl block-attach."""
     image = f"{IMAGES_DIR}/ro.qcow2"
@@ -117,3 +134,10 @@ def test_read_only_qcow2_on_qdisk_is_refused_by_qemu_7_2(xen_host, g61):
     assert attach.returncode == 0 and backend_state == "1" and int(log or 0) >= 1
     assert "xvdg" not in g61.disks()
     xen_host.ssh("xl block-detach -f g61 xvdg", check=False, timeout=300)
+
+    disk = {"target": image, "format": "qcow2", "vdev": "xvdh", "access": "ro"}
+    run = controller.module(XEN_DISK, {"domain": "g61", "disks": [disk], "timeout": 30})
+    assert run.rc != 0 and "xvdh" in run.result["msg"] and "nothing serves this disk" in run.result["msg"], run
+    gone = controller.module(XEN_DISK, {"domain": "g61", "disks": ["xvdh"], "state": "absent", "force": True,
+                                        "timeout": 30})
+    assert gone.rc == 0, gone
