@@ -131,6 +131,7 @@ chroot "$root" /bin/sh -c "export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
   apt-get update -qq && apt-get install -y -qq --no-install-recommends ${dom0_packages[*]} && apt-get clean" \
   > "$work/apt.log" 2>&1 || { tail -n 40 "$work/apt.log" >&2; exit 1; }
 rm -f "$root/usr/sbin/policy-rc.d"
+# shellcheck disable=SC2016  # dpkg-query's format, not the shell's
 tools_version=$(chroot "$root" dpkg-query -W -f '${Version}' "xen-utils-$xen_series")
 [ "$tools_version" = "$xen_version" ] ||
   { echo "build.sh: hypervisor $xen_version but tools $tools_version: they must match" >&2; exit 1; }
@@ -204,6 +205,7 @@ mkfs.ext4 -q -L xenvm-root -d "$root" "$work/rootfs.ext4" 2G
   echo "xen-utils-$xen_series $tools_version"
   echo "kernel $kver"
   echo "guest-kernel-5.10 $old_kver"
+  # shellcheck disable=SC2016
   chroot "$root" dpkg-query -W -f '${Package} ${Version}\n' python3 python3-pyxs qemu-utils qemu-system-xen openssh-server
 } > "$work/versions.txt"
 for f in "${outputs[@]}" versions.txt; do mv "$work/$f" "$out/$f"; done

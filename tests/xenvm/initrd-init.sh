@@ -10,6 +10,7 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mode=dom0
+# shellcheck disable=SC2013  # the command line's words
 for a in $(cat /proc/cmdline); do case $a in xenvm=*) mode=${a#xenvm=} ;; esac; done
 say() { echo "XENVM[$mode t=$(cut -d' ' -f1 /proc/uptime)] $*"; }
 load() {  # a module built in or already loaded is not an error

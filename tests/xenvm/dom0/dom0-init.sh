@@ -26,12 +26,14 @@ hostname xenvm-dom0
 say "DOM0-USERSPACE $(uname -r)"
 
 ip link set lo up
-ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0 && ip route add default via 10.0.2.2 ||
+if ! { ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0 && ip route add default via 10.0.2.2; }; then
   say "network setup failed: $(ip -o link 2>&1 | tr '\n' ' ')"
+fi
 mkdir -p /root/.ssh && chmod 0700 /root/.ssh
 install -m 0600 /payload/authorized_keys /root/.ssh/authorized_keys
 
 xenstored=
+# shellcheck disable=SC2013  # the command line's words
 for a in $(cat /proc/cmdline); do
   case $a in xenvm.xenstored=*) xenstored=${a#*=} ;; esac
 done
