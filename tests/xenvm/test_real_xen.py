@@ -144,11 +144,13 @@ def test_a_guest_rewriting_its_frontend_nodes_changes_nothing(xen_host, controll
     before = block_list_devids(xen_host, "g61")
     fe = "device/vbd/51728"
     saved = {n: guest.run(f"xenstore-read {fe}/{n}")[1] for n in ("backend", "backend-id", "virtual-device")}
-    guest.run(f"xenstore-write {fe}/backend /local/domain/0/backend/vbd/0/51712 {fe}/backend-id 7 "
-              f"{fe}/virtual-device 51999 device/vbd/52000/backend /local/domain/0/backend/vbd/0/1 "
-              "device/vbd/52000/state 4")
+    # (device/vbd/ itself is dom0's: the guest cannot invent a device there, only rewrite its own)
+    status, out = guest.run("xenstore-write device/vbd/52000/backend /local/domain/0/backend/vbd/0/1", check=False)
+    assert status != 0, out
     try:
-        # exclusive: the run that detaches what is not declared (the invented device must not count)
+        guest.run(f"xenstore-write {fe}/backend /local/domain/0/backend/vbd/0/51712 {fe}/backend-id 7 "
+                  f"{fe}/virtual-device 51999")
+        # exclusive: the run that detaches what is not declared (the rewritten frontend must not count)
         run = xen_disk(controller, "g61", [dict(RAW, size="128M"), QCOW, RAW_RO], exclusive=True, keep=["xvda"])
         text = json.dumps(run.result)
         assert "Traceback" not in text and "exception" not in run.result, run
@@ -161,7 +163,7 @@ def test_a_guest_rewriting_its_frontend_nodes_changes_nothing(xen_host, controll
         xvdb = next(d for d in info.result["guests"][0]["disks"] if d["vdev"] == "xvdb")
         assert xvdb["frontend_observed"], xvdb  # reported, not used
     finally:
-        guest.run(f"xenstore-rm device/vbd/52000; xenstore-write {fe}/backend {saved['backend']} "
+        guest.run(f"xenstore-write {fe}/backend {saved['backend']} "
                   f"{fe}/backend-id {saved['backend-id']} {fe}/virtual-device {saved['virtual-device']}")
 
 
