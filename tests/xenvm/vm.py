@@ -243,7 +243,7 @@ class XenHost:
         return path
 
     # ---- guests
-    def create_guest(self, name, kernel="6.1", disks=(), memory=160, timeout=GUEST_BOOT_TIMEOUT):
+    def create_guest(self, name, kernel="6.1", disks=(), memory=160, timeout=GUEST_BOOT_TIMEOUT, attempts=3):
         """Create a busybox PV guest (`xl create`) and wait for its agent. disks: xl disk specs of
         its config file (a qcow2 one makes libxl start a QEMU that serves the guest's qdisks)."""
         suffix = "" if kernel == "6.1" else "-" + kernel
@@ -254,7 +254,16 @@ class XenHost:
                f"memory = {memory}\nvcpus = 1\non_crash = \"preserve\"\ndisk = [ {disk_list} ]\n")
         self.put(f"/root/guests/{name}.cfg", cfg)
         start = time.monotonic()
-        self.ssh(f"xl create /root/guests/{name}.cfg", timeout=timeout)
+        # Booting a guest is retried, as booting the host is (never a test's assertion): libxl's
+        # fixed 10 s for a QMP answer from the guest's QEMU is tight when TCG runs under load.
+        for attempt in range(1, attempts + 1):
+            proc = self.ssh(f"xl create /root/guests/{name}.cfg", timeout=timeout, check=False)
+            if proc.returncode == 0:
+                break
+            _log(f"xl create {name}: attempt {attempt}/{attempts} failed:\n{proc.stdout}{proc.stderr}")
+            self.ssh(f"xl destroy {name}", check=False)
+            if attempt == attempts:
+                raise XenHostError(f"xl create {name} failed {attempts} times\n{proc.stdout}{proc.stderr}")
         guest = Guest(self, name)
         guest.kernel = self.ssh(f"/payload/guest.sh wait {name} {timeout:.0f}",
                                 timeout=timeout + 60).stdout.strip()

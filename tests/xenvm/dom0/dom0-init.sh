@@ -41,6 +41,9 @@ done
 # xenconsoled keeps each guest's console in /var/log/xen/console/guest-<name>.log
 echo 'XENCONSOLED_ARGS="--log=guest --log-dir=/var/log/xen/console"' >> /etc/default/xen
 /etc/init.d/xen start || fatal "/etc/init.d/xen start failed"
+# libxl waits 60 s for a guest's QEMU to start (its environment can say longer): not enough
+# under TCG on a loaded machine. Every SSH session (xl, the tests, Ansible) gets the longer wait.
+echo "SetEnv LIBXL_DEVICE_MODEL_START_TIMEOUT=600" >> /etc/ssh/sshd_config.d/xenvm.conf
 /usr/sbin/sshd || fatal "sshd did not start"
 say "XENVM-DOM0-READY xenstored=$(cat /proc/"$(cat /run/xenstore.pid 2>/dev/null)"/comm 2>/dev/null)"
 while :; do sleep 3600; done
