@@ -9,7 +9,8 @@ block hotplug script (a loop device each).
 Clocks: the module's start is the moment dom0 starts its Python (the inventory's interpreter is
 a wrapper that logs `date +%s.%N` on dom0, then execs /usr/bin/python3); `xl block-attach` is
 timed from a `date` just before it on dom0; the guest logs when each /sys/block/xvd* appears
-(polled every 50 ms) with its own `date`. dom0 and a PV guest read the same clock (Xen's wall
+(polled every 50 ms) on its own clock (busybox's `date` has whole seconds: the watcher pins
+the wall clock to the uptime clock at a second's tick). dom0 and a PV guest read the same clock (Xen's wall
 clock); the skew is printed. The controller's own start (ansible-playbook, SSH) is printed
 apart, as the whole wall time of each run.
 
@@ -44,9 +45,14 @@ TIMEOUT = 300
 
 # dom0: log the module process's start, then be Python
 PYTHON_WRAPPER = "#!/bin/sh\ndate +%s.%N >> /tmp/module-starts\nexec /usr/bin/python3 \"$@\"\n"
-# guest: log when each xvd* first appears (and forget one that is gone)
-WATCHER = ("mkdir -p /tmp/seen; while :; do for b in /sys/block/xvd*; do n=${b##*/}; "
-           "[ -e $b ] && [ ! -e /tmp/seen/$n ] && date +%s.%N > /tmp/seen/$n; done; "
+# guest: busybox's date has whole seconds only, so the watcher pins the wall clock to the uptime
+# clock at a second's tick (/tmp/offset), then logs when each xvd* first appears as uptime +
+# offset (and forgets one that is gone)
+GUEST_NOW = "awk -v o=$(cat /tmp/offset) '{printf \"%.3f\\n\", $1 + o}' /proc/uptime"
+WATCHER = ("mkdir -p /tmp/seen; s0=$(date +%s); while [ $(date +%s) = $s0 ]; do :; done; "
+           "awk -v s=$((s0 + 1)) '{printf \"%.3f\", s - $1}' /proc/uptime > /tmp/offset; "
+           "while :; do for b in /sys/block/xvd*; do n=${b##*/}; "
+           f"[ -e $b ] && [ ! -e /tmp/seen/$n ] && {GUEST_NOW} > /tmp/seen/$n; done; "
            "for s in /tmp/seen/*; do [ -e \"$s\" ] && [ ! -e /sys/block/${s##*/} ] && rm -f \"$s\"; done; "
            "usleep 50000; done")
 
@@ -73,9 +79,10 @@ class Bench:
             self.guest = self.host.create_guest(GUEST)
         else:
             self.guest = self.host.wait_guest(GUEST)
-        self.guest.run(f"( {WATCHER} ) > /dev/null 2>&1 &")
+        self.guest.run(f"rm -f /tmp/offset; ( {WATCHER} ) > /dev/null 2>&1 &")
+        self.guest.run("until [ -s /tmp/offset ]; do usleep 100000; done", timeout=300)
         skew = [float(self.host.ssh("date +%s.%N").stdout)]
-        skew.append(float(self.guest.run("date +%s.%N")[1]))
+        skew.append(float(self.guest.run(GUEST_NOW)[1]))
         skew.append(float(self.host.ssh("date +%s.%N").stdout))
         print(f"clocks: dom0 {skew[0]:.2f}, guest {skew[1]:.2f}, dom0 {skew[2]:.2f} "
               f"(the guest's reading lies between dom0's: {skew[0] <= skew[1] <= skew[2]})")
