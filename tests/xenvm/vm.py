@@ -352,7 +352,7 @@ class Guest:
         self.kernel = None
         self.boot_seconds = None
 
-    def run(self, command, timeout=120, check=True):
+    def run(self, command, timeout=300, check=True):
         """Run a shell command in the guest; (status, output)."""
         proc = self.host.ssh(f"/payload/guest.sh run {self.name} {timeout} {shlex.quote(command)}",
                              timeout=timeout + 60, check=False)
