@@ -11,7 +11,7 @@ from ansible_collections.xen.disks.tests.xenvm.conftest import IMAGES_DIR
 
 MiB = 1024 * 1024
 XEN_DISK = "xen.disks.xen_disk"
-TIMEOUT = 120
+TIMEOUT = 300
 # a detach without force waits this long for the guest to let go (it refuses: wait it out quickly)
 REFUSED_DETACH_TIMEOUT = 45
 

@@ -21,7 +21,7 @@ from ansible_collections.xen.disks.tests.xenvm.conftest import IMAGES_DIR
 MiB = 1024 * 1024
 XEN_DISK = "xen.disks.xen_disk"
 XEN_DISK_INFO = "xen.disks.xen_disk_info"
-TIMEOUT = 120  # the module's per-wait timeout: libxl's 10 s / 40 s are tight under TCG
+TIMEOUT = 300  # the module's per-wait timeout: libxl's 10 s / 40 s are tight under TCG; 120 s was not enough under load
 
 RAW = {"target": f"{IMAGES_DIR}/data.img", "format": "raw", "vdev": "xvdb", "access": "rw", "size": "96M"}
 QCOW = {"target": f"{IMAGES_DIR}/data.qcow2", "format": "qcow2", "vdev": "xvdc", "access": "rw", "size": "80M"}

@@ -292,6 +292,7 @@ class XenHost:
             echo '--- xl list'; xl list
             echo '--- xl dmesg (tail)'; xl dmesg | tail -n 40
             for f in /var/log/xen/console/guest-*.log; do [ -e "$f" ] && { echo "--- $f (tail)"; tail -n 40 "$f"; }; done
+            for f in /var/log/xen/xl-*.log /var/log/xen/qemu-dm-*.log; do [ -e "$f" ] && { echo "--- $f (tail)"; tail -n 20 "$f"; }; done
             echo '--- /var/log/xen/xen-hotplug.log (tail)'; tail -n 40 /var/log/xen/xen-hotplug.log 2>&1
             echo '--- backends'; xenstore-ls -f /local/domain/0/backend 2>&1 | grep -E '/(state|params|online|hotplug-status|physical-device|mode|sectors)' | tail -n 60
             echo '--- losetup'; losetup -a
