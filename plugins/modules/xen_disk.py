@@ -223,7 +223,7 @@ options:
       - Wait for the backend handshake after an attach (the backend reaching InitWait) and for the
         backend to close on detach, and run the hotplug scripts, as libxl does.
       - Unlike libxl, an attach to a running guest also waits for a QEMU (C(qdisk)) backend to reach
-        InitWait, so that a disk nothing serves is not reported as attached: a PV guest created
+        InitWait, so that a disk nothing serves is not reported as attached. A PV guest created
         without a QEMU-served disk has no QEMU (libxl starts one only at creation), and QEMU may
         refuse a disk (Debian 12's QEMU 7.2 refuses a read-only qcow2). The run then fails naming
         the disk; the entries stay, as libxl leaves them (C(xen_disk_info) reports the disk as
