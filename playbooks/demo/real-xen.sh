@@ -64,7 +64,8 @@ rm -f "$log"
 banner "What the guests' own kernels see (their /sys/block: name, 512-byte sectors, read-only)"
 for g in web1 db1; do
   echo "$g:"
-  dom0 "/payload/guest.sh run $g 120 'for b in /sys/block/xvd*; do echo \"  \${b##*/} \$(cat \$b/size) ro=\$(cat \$b/ro)\"; done'"
+  dom0 "/payload/guest.sh run $g 300 'for b in /sys/block/xvd*; do echo \"  \${b##*/} \$(cat \$b/size) ro=\$(cat \$b/ro)\"; done'"
+  echo
 done
 
 banner "web1.cfg: only the disk setting changed"
