@@ -220,17 +220,22 @@ options:
         choices: [32, 64]
   wait:
     description:
-      - Wait for the backend handshake after an attach (the backend reaching InitWait, except for
-        QEMU backends, which libxl does not wait for) and for the backend to close on detach, and
-        run the hotplug scripts, as libxl does.
+      - Wait for the backend handshake after an attach (the backend reaching InitWait) and for the
+        backend to close on detach, and run the hotplug scripts, as libxl does.
+      - Unlike libxl, an attach to a running guest also waits for a QEMU (C(qdisk)) backend to reach
+        InitWait, so that a disk nothing serves is not reported as attached. A PV guest created
+        without a QEMU-served disk has no QEMU (libxl starts one only at creation), and QEMU may
+        refuse a disk (Debian 12's QEMU 7.2 refuses a read-only qcow2). The run then fails naming
+        the disk; the entries stay, as libxl leaves them (C(xen_disk_info) reports the disk as
+        C(attach_unfinished)). With O(creating) there is no such wait (QEMU starts after the disks).
       - With V(false) the entries are written and the module returns at once (detach then only
         removes the entries, as a forced detach).
     type: bool
     default: true
   timeout:
     description:
-      - Seconds to wait for each backend state change, for QEMU during one cdrom media change
-        (connection, answers), and for each answer of xenstored. Unset means libxl's own timeouts
+      - Seconds to wait for each backend state change, for each hotplug script, for QEMU during one
+        cdrom media change (connection, answers), and for each answer of xenstored. Unset means libxl's own timeouts
         (10 seconds for the handshake and the close, 40 seconds for a hotplug script and for a
         media change's QMP session) and 30 seconds for xenstored.
       - A number above 0 and at most 86400 (a day); anything else (C(.inf), C(nan), 0, a negative

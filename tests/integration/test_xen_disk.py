@@ -281,9 +281,31 @@ def test_attach_times_out_when_no_backend_answers(host):
     assert value(host, "/libxl/5/device/vbd/51728/dev") == "xvdb"
 
 
-def test_qdisk_attach_does_not_wait_for_qemu(host):
-    # libxl does not wait for QEMU backends: no backend at all, and the attach still succeeds
-    result = xen_disk_run(host, domain="guest5", disks=["%s,qcow2,xvdc" % img(host, "g.qcow2")], timeout=0.5)
+def test_qdisk_nothing_serves_fails_naming_the_disk(host):
+    # libxl does not wait for QEMU backends, so a qcow2 nothing serves (no QEMU for the guest, or
+    # QEMU refusing it) would look attached; the module waits for InitWait and says so
+    spec = "%s,qcow2,xvdc" % img(host, "g.qcow2")
+    result = xen_disk_run(host, domain="guest5", disks=[spec], timeout=0.5)
+    assert result.get("failed") and result["changed"] is True
+    assert result["msg"].startswith(
+        "disks[0] (xvdc): timed out after 0.5 s waiting for the backend to reach InitWait "
+        "(/local/domain/0/backend/qdisk/5/51744/state: 1 (Initialising)): nothing serves this disk"), result["msg"]
+    assert result["disks"][0]["backend_state"] == 1
+    # the entries stay, as libxl leaves them; a next run waits again, and fails again
+    assert value(host, "/libxl/5/device/vbd/51744/dev") == "xvdc"
+    again = xen_disk_run(host, domain="guest5", disks=[spec], timeout=0.5)
+    assert again.get("failed") and "nothing serves this disk" in again["msg"]
+    # once a QEMU serves it, the same declaration completes
+    with backend_sim.running(host.socket, "connect"):
+        served = xen_disk_run(host, domain="guest5", disks=[spec], timeout=5)
+    assert not served.get("failed"), served
+    assert served["disks"][0]["backend_state"] >= 2
+
+
+def test_qdisk_attach_while_creating_does_not_wait_for_qemu(host):
+    # a guest being created: its QEMU starts after the disks are written, as libxl does it
+    result = xen_disk_run(host, domain="guest5", disks=["%s,qcow2,xvdc" % img(host, "g.qcow2")], timeout=0.5,
+                          creating=True)
     assert not result.get("failed") and result["changed"] is True
     assert result["disks"][0]["backend_state"] == 1
 

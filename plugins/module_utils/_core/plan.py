@@ -208,13 +208,16 @@ class CurrentDisk:
         if self.stale:
             return False
         if self.backend_state == 1:
-            return self.placement.waits_for_init
+            return waits_for_backend(self.placement)
         return self.backend_state == 2 and self.hotplug_status is None and "script" in self.libxl \
             and self.placement.runs_hotplug_script
 
     @property
     def unfinished_reason(self):
         """Why `attach_unfinished`, for messages."""
+        if self.backend_state == 1 and self.placement.backend_kind == "qdisk":
+            return ("the backend is still Initialising: nothing serves it (no QEMU runs for the guest, or "
+                    "QEMU refused the disk)")
         if self.backend_state == 1:
             return "the backend is still Initialising (it never reached InitWait)"
         return "the backend is in InitWait and its hotplug script never answered (no hotplug-status)"
@@ -622,10 +625,19 @@ def _hotplug_env(placement, script):
             ("XENBUS_BASE_PATH", "backend"))
 
 
-def _attach_phases(desired, ops):
+def waits_for_backend(placement, creating=False):
+    """Whether an attach waits for the backend to reach InitWait: where libxl waits (every backend
+    but QEMU's qdisk), and also for a qdisk of a running guest. libxl does not wait for QEMU, but
+    then a disk nothing serves (a PV guest created without a QEMU-served disk has no QEMU; QEMU
+    7.2 refuses a read-only qcow2) looks attached: its backend stays Initialising. While the
+    guest is being created its QEMU is not started yet: no wait then."""
+    return placement.waits_for_init or (placement.backend_kind == "qdisk" and not creating)
+
+
+def _attach_phases(desired, ops, creating=False):
     p = desired.placement
     phases = [Phase(STEP_TRANSACTION, ops=tuple(ops))]
-    if p.waits_for_init:
+    if waits_for_backend(p, creating):
         phases.append(Phase(STEP_WAIT, path=p.backend_path + "/state", values=("2",), timeout=INIT_TIMEOUT))
     script = desired.hotplug_script
     if script:
@@ -866,7 +878,7 @@ def plan_guest(tree, domid, desired, *, state="present", exclusive=False, keep=(
             ops += add
             others.append(DiskChange(
                 RECREATE if live else ATTACH, d.vdev, d.devid, p.kind, label=d.name, ops=tuple(ops),
-                phases=tuple(phases + _attach_phases(d, add)),
+                phases=tuple(phases + _attach_phases(d, add, creating)),
                 needs=_detach_needs(live[0], force) if live else NEEDS_NOTHING,
                 stale=tuple(stale), desired=d, current=live[0] if live else None))
             continue
@@ -876,7 +888,8 @@ def plan_guest(tree, domid, desired, *, state="present", exclusive=False, keep=(
             continue
         record, drift, perms, notes = _compare(tree, d, current)
         notes += list(current.warnings) + list(current.observed)
-        if not record and current.attach_unfinished:
+        # a qdisk of a guest being created waits for the QEMU libxl starts after the disks
+        if not record and current.attach_unfinished and not (creating and not p.waits_for_init):
             if resume:
                 others.append(_resume(d, current, drift, perms, notes))
                 continue
@@ -957,7 +970,7 @@ def plan_guest(tree, domid, desired, *, state="present", exclusive=False, keep=(
         others.append(DiskChange(
             RECREATE, d.vdev, d.devid, p.kind, label=d.name, fields=fields, differences=tuple(record),
             ops=tuple(cleanup + add),
-            phases=tuple(_detach_phases(tree, current, force, cleanup) + _attach_phases(d, add)),
+            phases=tuple(_detach_phases(tree, current, force, cleanup) + _attach_phases(d, add, creating)),
             needs=_detach_needs(current, force), notes=tuple(notes), desired=d, current=current))
 
     seen_devids.update(c.devid for c in detaches)
@@ -985,7 +998,7 @@ def _present_while_detaching(work, tree, desired, current, force, creating):
     work.apply_all(add)
     return DiskChange(
         RECREATE, desired.vdev, desired.devid, p.kind, label=desired.name, ops=tuple(cleanup + add),
-        phases=tuple(_detach_phases(tree, current, force, cleanup) + _attach_phases(desired, add)),
+        phases=tuple(_detach_phases(tree, current, force, cleanup) + _attach_phases(desired, add, creating)),
         needs=NEEDS_FORCE, notes=tuple(current.warnings), desired=desired, current=current)
 
 

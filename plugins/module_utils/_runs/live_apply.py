@@ -496,7 +496,14 @@ def _waits(run, waits):
             last = "missing" if exc.last is None else "%s (%s)" % (
                 exc.last, _plan.state_name(int_or_none(exc.last)))
             hint = ""
-            if phase.step == _plan.STEP_WAIT and values[:len(INIT_REACHED)] == INIT_REACHED:
+            desired = change.desired
+            if phase.step == _plan.STEP_WAIT and values[:len(INIT_REACHED)] == INIT_REACHED and \
+                    desired is not None and desired.placement.backend_kind == "qdisk":
+                hint = (": nothing serves this disk (no QEMU runs for the guest: libxl starts one only for "
+                        "a guest created with a QEMU-served disk; or QEMU refused the disk, see its log "
+                        "/var/log/xen/qemu-dm-<guest>.log). The guest does not see it; the entries stay, as "
+                        "libxl leaves them: state=absent with force=true removes them")
+            elif phase.step == _plan.STEP_WAIT and values[:len(INIT_REACHED)] == INIT_REACHED:
                 hint = ": is the backend driver running (blkback, QEMU, the virtio daemon)? " \
                        "The entries stay, as libxl leaves them"
             elif phase.step == _plan.STEP_WAIT and phase.on_timeout != "continue":
@@ -554,7 +561,7 @@ def _hotplug(run, guest, change, phase, skip=False):
                                 % (label, phase.script, phase.action))
             return HOTPLUG_SKIPPED
     try:
-        run.run_script(phase.script, phase.action, env, phase.timeout)
+        run.run_script(phase.script, phase.action, env, run.timeout if run.timeout is not None else phase.timeout)
     except HotplugFailure as exc:
         if phase.action == "remove":  # libxl ignores remove errors
             run.warnings.append("%s: %s" % (label, exc))
