@@ -205,15 +205,15 @@ def all_cells():
 
 def table(cells):
     lines = ["ansible-core x controller Python (ansible-test sanity, units):",
-             "  %-14s %-18s %-8s %-8s %s" % ("ansible-core", "controller Python", "sanity", "units", "wall s")]
+             "  %-18s %-18s %-8s %-8s %s" % ("ansible-core", "controller Python", "sanity", "units", "wall s")]
     for c in cells:
         if c.kind != "controller":
             continue
         core = c.core_full or c.core or "(default)"
         if c.not_run:
-            lines.append("  %-14s %-18s NOT RUN: %s" % (core, c.python, c.not_run))
+            lines.append("  %-18s %-18s NOT RUN: %s" % (core, c.python, c.not_run))
             continue
-        lines.append("  %-14s %-18s %-8s %-8s %d%s" % (
+        lines.append("  %-18s %-18s %-8s %-8s %d%s" % (
             core + (" (default)" if c.core is None else ""), c.python_full or c.python,
             c.results.get("sanity", "-"), c.results.get("units", "-"), c.seconds,
             "  set-up FAILED" if "set-up" in c.results else ""))
