@@ -142,7 +142,7 @@ def main(argv=None):
     try:
         bench.setup(many)
         rows = []
-        for _ in range(repeat):
+        for _round in range(repeat):
             cases = [(f"{many} disks", VDEVS[:many])] if args.quick else \
                 [("1 disk", VDEVS[:1]), (f"{many} disks", VDEVS[:many])]
             for label, vdevs in cases:

@@ -42,7 +42,7 @@ def test_5_10_refuses_to_let_go_of_a_mounted_disk(xen_host, controller, g510):
     assert "xvdb" in refused.result["msg"], refused.result["msg"]
     assert "Traceback" not in str(refused.result), refused
     # nothing lost: still mounted, the file is there, and the disk takes writes
-    _, out = g510.run("cat /mnt/before && echo after > /mnt/after && sync && cat /mnt/after && "
+    _status, out = g510.run("cat /mnt/before && echo after > /mnt/after && sync && cat /mnt/after && "
                       "grep -c ' /mnt ' /proc/mounts")
     assert out.split() == ["kept", "after", "1"]
     domid = xen_host.domid("g510")
@@ -63,7 +63,7 @@ def probe(guest):
     background (a sync can block for good; the agent must stay free), then lazily unmounted."""
     guest.run("(cat /mnt/before; echo x > /mnt/x; echo wrote; sync; echo synced) > /tmp/probe 2>&1 &")
     time.sleep(20)
-    _, out = guest.run("cat /tmp/probe; dmesg | tail -n 2; umount -l /mnt; true")
+    _status, out = guest.run("cat /tmp/probe; dmesg | tail -n 2; umount -l /mnt; true")
     return out
 
 

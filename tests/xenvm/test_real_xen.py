@@ -104,7 +104,7 @@ def test_data_survives_detach_and_reattach(xen_host, controller, guest):
     attach = xen_disk(controller, "g61", [RAW, QCOW, RAW_RO])
     assert attach.rc == 0 and attach.status == "changed", attach
     assert guest.wait_disk("xvdb", 96 * MiB), guest.disks()
-    _, data = guest.run(f"dd if=/dev/xvdb bs=512 count=1 2>/dev/null | head -c {len(MARKER)}")
+    _status, data = guest.run(f"dd if=/dev/xvdb bs=512 count=1 2>/dev/null | head -c {len(MARKER)}")
     assert data == MARKER
 
 
@@ -113,7 +113,7 @@ def test_online_growth_seen_by_the_guest(xen_host, controller, guest):
     run = xen_disk(controller, "g61", [grown, QCOW, RAW_RO])
     assert run.rc == 0 and run.status == "changed", run
     assert guest.wait_disk("xvdb", 128 * MiB), guest.disks()
-    _, data = guest.run(f"dd if=/dev/xvdb bs=512 count=1 2>/dev/null | head -c {len(MARKER)}")
+    _status, data = guest.run(f"dd if=/dev/xvdb bs=512 count=1 2>/dev/null | head -c {len(MARKER)}")
     assert data == MARKER
 
 
@@ -181,7 +181,7 @@ def test_xl_reboot_keeps_the_attached_disks(xen_host, controller, guest):
     assert guest.wait_disk("xvdc", 80 * MiB), guest.disks()
     assert guest.wait_disk("xvdd", 48 * MiB), guest.disks()
     assert guest.disks()["xvdd"]["ro"] is True
-    _, data = guest.run(f"dd if=/dev/xvdb bs=512 count=1 2>/dev/null | head -c {len(MARKER)}")
+    _status, data = guest.run(f"dd if=/dev/xvdb bs=512 count=1 2>/dev/null | head -c {len(MARKER)}")
     assert data == MARKER
     again = xen_disk(controller, "g61", [dict(RAW, size="128M"), QCOW, RAW_RO])
     assert again.rc == 0 and again.status == "ok", again
@@ -199,7 +199,7 @@ def test_xl_save_and_restore_keep_the_attached_disks(xen_host, controller, guest
     assert block_list_devids(xen_host, "g61") == [51712, 51728, 51744, 51760]
     # the agent carries on in the restored domain (its data/ directory is new)
     assert guest.wait_disk("xvdb", 128 * MiB), guest.disks()
-    _, data = guest.run(f"dd if=/dev/xvdb bs=512 count=1 2>/dev/null | head -c {len(MARKER)}")
+    _status, data = guest.run(f"dd if=/dev/xvdb bs=512 count=1 2>/dev/null | head -c {len(MARKER)}")
     assert data == MARKER
     again = xen_disk(controller, "g61", [dict(RAW, size="128M"), QCOW, RAW_RO])
     assert again.rc == 0 and again.status == "ok", again

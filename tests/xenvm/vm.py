@@ -36,7 +36,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -218,7 +217,7 @@ class XenHost:
         """Run a shell command in dom0; CompletedProcess (text). check: raise on a non-zero status."""
         try:
             proc = subprocess.run(self.ssh_argv() + ["--", command], capture_output=True, text=True,
-                                  timeout=timeout, input=input)
+                                  timeout=timeout, input=input, check=False)
         except subprocess.TimeoutExpired as e:
             raise XenHostError(f"dom0: {command!r} did not finish in {timeout} s") from e
         if check and proc.returncode != 0:
@@ -294,7 +293,8 @@ class XenHost:
             for f in /var/log/xen/console/guest-*.log; do [ -e "$f" ] && { echo "--- $f (tail)"; tail -n 40 "$f"; }; done
             for f in /var/log/xen/xl-*.log /var/log/xen/qemu-dm-*.log; do [ -e "$f" ] && { echo "--- $f (tail)"; tail -n 20 "$f"; }; done
             echo '--- /var/log/xen/xen-hotplug.log (tail)'; tail -n 40 /var/log/xen/xen-hotplug.log 2>&1
-            echo '--- backends'; xenstore-ls -f /local/domain/0/backend 2>&1 | grep -E '/(state|params|online|hotplug-status|physical-device|mode|sectors)' | tail -n 60
+            echo '--- backends'; xenstore-ls -f /local/domain/0/backend 2>&1 |
+                grep -E '/(state|params|online|hotplug-status|physical-device|mode|sectors)' | tail -n 60
             echo '--- losetup'; losetup -a
             echo '--- dmesg (tail)'; dmesg | tail -n 30
         """
@@ -323,7 +323,7 @@ class XenHost:
     def kill(self):
         if self.alive():
             os.kill(self.pid, signal.SIGKILL)
-            for _ in range(50):
+            for _attempt in range(50):
                 if not self.alive():
                     break
                 time.sleep(0.1)
@@ -364,7 +364,7 @@ class Guest:
 
     def disks(self):
         """{name: {"bytes": size, "ro": bool}} from the guest's own /sys/block."""
-        _, out = self.run('for b in /sys/block/xvd*; do [ -e "$b" ] && '
+        _status, out = self.run('for b in /sys/block/xvd*; do [ -e "$b" ] && '
                           'echo "${b##*/} $(cat $b/size) $(cat $b/ro)"; done; true')
         found = {}
         for line in out.splitlines():
@@ -380,7 +380,7 @@ class Guest:
                 (f' && [ "$(cat /sys/block/{name}/size)" = {size // 512} ]' if size is not None else "")
         else:
             cond = f'[ ! -e /sys/block/{name} ]'
-        status, _ = self.run(f'end=$(($(date +%s) + {int(timeout)})); until {cond}; do '
+        status, _out = self.run(f'end=$(($(date +%s) + {int(timeout)})); until {cond}; do '
                              '[ $(date +%s) -ge $end ] && exit 1; usleep 200000; done',
                              timeout=timeout + 90, check=False)
         return status == 0

@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Dom0's side of the test guest's agent (tests/xenvm/guest-agent.sh), run over SSH by vm.py:
 #   guest.sh wait NAME TIMEOUT [OLD_DOMID]  wait until the guest's agent is up (in a domain other
 #                                          than OLD_DOMID: after xl reboot); print its kernel
