@@ -43,7 +43,7 @@ def test_5_10_refuses_to_let_go_of_a_mounted_disk(xen_host, controller, g510):
     assert "Traceback" not in str(refused.result), refused
     # nothing lost: still mounted, the file is there, and the disk takes writes
     _status, out = g510.run("cat /mnt/before && echo after > /mnt/after && sync && cat /mnt/after && "
-                      "grep -c ' /mnt ' /proc/mounts")
+                            "grep -c ' /mnt ' /proc/mounts")
     assert out.split() == ["kept", "after", "1"]
     domid = xen_host.domid("g510")
     state = xen_host.ssh(f"xenstore-read /local/domain/0/backend/vbd/{domid}/51728/state").stdout.strip()

@@ -365,7 +365,7 @@ class Guest:
     def disks(self):
         """{name: {"bytes": size, "ro": bool}} from the guest's own /sys/block."""
         _status, out = self.run('for b in /sys/block/xvd*; do [ -e "$b" ] && '
-                          'echo "${b##*/} $(cat $b/size) $(cat $b/ro)"; done; true')
+                                'echo "${b##*/} $(cat $b/size) $(cat $b/ro)"; done; true')
         found = {}
         for line in out.splitlines():
             name, sectors, ro = line.split()
@@ -381,8 +381,8 @@ class Guest:
         else:
             cond = f'[ ! -e /sys/block/{name} ]'
         status, _out = self.run(f'end=$(($(date +%s) + {int(timeout)})); until {cond}; do '
-                             '[ $(date +%s) -ge $end ] && exit 1; usleep 200000; done',
-                             timeout=timeout + 90, check=False)
+                                '[ $(date +%s) -ge $end ] && exit 1; usleep 200000; done',
+                                timeout=timeout + 90, check=False)
         return status == 0
 
 
