@@ -125,6 +125,14 @@ def records_naming(reader, paths):
     return [c for c in (_plan.read_disk(tree, *key) for key in keys) if c is not None]
 
 
+def backend_state_node(path):
+    """A backend's `state` node, which its driver changes at will: the host-wide rules
+    (`records_naming`) read it as an observation, so a flapping backend never invalidates
+    their read (one noisy guest must not stop a run for the others)."""
+    parts = path.split("/")
+    return len(parts) == 9 and parts[4] == "backend" and parts[8] == "state"
+
+
 _DIRECTORY = "<directory>"  # a record directory in toolstack_records: only its existence counts
 
 

@@ -26,7 +26,12 @@ from ansible_collections.xen.disks.plugins.module_utils._io.dom0 import stat_tar
 from ansible_collections.xen.disks.plugins.module_utils._io.libxl_config import LibxlFileError
 from ansible_collections.xen.disks.plugins.module_utils._io.qmp import QmpError, QmpRun, socket_path
 from ansible_collections.xen.disks.plugins.module_utils._runs.failures import ReconcileError
-from ansible_collections.xen.disks.plugins.module_utils._runs.host_state import int_or_none, records_naming, shown_value
+from ansible_collections.xen.disks.plugins.module_utils._runs.host_state import (
+    backend_state_node,
+    int_or_none,
+    records_naming,
+    shown_value,
+)
 
 
 @dataclasses.dataclass
@@ -245,7 +250,8 @@ class ImageRun:
         paths = [e.result.get("path") for e in self.removals]
         paths += [c.current.target for _g, _d, plan in planned for c in plan.changes
                   if c.current is not None and c.current.target]
-        for current in conn.snapshot(lambda reader: records_naming(reader, [p for p in paths if p])):
+        for current in conn.snapshot(lambda reader: records_naming(reader, [p for p in paths if p]),
+                                     observed=backend_state_node):
             self.host_disks.setdefault(current.domid, []).append(current)
 
     def _result(self, entry):

@@ -62,6 +62,7 @@ from ansible_collections.xen.disks.plugins.module_utils._runs.host_state import 
     online_paths,
     read_cleanup_view,
     read_libxl_records,
+    backend_state_node,
     records_naming,
     vm_path_node,
 )
@@ -300,7 +301,7 @@ class Reconciler:
         declarations, names, declared, targets = self.sharing
         if not targets:
             return
-        found = self.conn.snapshot(lambda reader: records_naming(reader, targets))
+        found = self.conn.snapshot(lambda reader: records_naming(reader, targets), observed=backend_state_node)
         attached = [c for c in found if (c.domid, c.devid) not in declared]
         if attached:
             self._validate(declarations, names, attached=attached)
