@@ -29,6 +29,7 @@ from ansible_collections.xen.disks.plugins.module_utils._core.layout import (
     KINDS,
     cleanup_read_paths,
     libxl_kind_dir,
+    parse_backend_path,
 )
 from ansible_collections.xen.disks.plugins.module_utils._core.xen_version import XenVersionError, resolve
 from ansible_collections.xen.disks.plugins.module_utils._core.xs_tree import XsTree
@@ -129,8 +130,8 @@ def backend_state_node(path):
     """A backend's `state` node, which its driver changes at will: the host-wide rules
     (`records_naming`) read it as an observation, so a flapping backend never invalidates
     their read (one noisy guest must not stop a run for the others)."""
-    parts = path.split("/")
-    return len(parts) == 9 and parts[4] == "backend" and parts[8] == "state"
+    directory, _slash, leaf = path.rpartition("/")
+    return leaf == "state" and parse_backend_path(directory) is not None
 
 
 _DIRECTORY = "<directory>"  # a record directory in toolstack_records: only its existence counts
