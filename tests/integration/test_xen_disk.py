@@ -486,6 +486,38 @@ def test_hotplug_script_runs_where_libxl_would(host, tmp_path):
     assert (tmp_path / "calls.log").read_text().splitlines() == ["add " + env, "remove " + env]
 
 
+# Each `add` marks its start, then waits (at most 20 s) for the other disk's script to have
+# started too: run one after the other, the first would fail.
+RENDEZVOUS_SCRIPT = """#!/bin/sh
+dir={dir}
+if [ "$1" = add ]; then
+  touch "$dir/started-${{XENBUS_PATH##*/}}"
+  i=0
+  while [ "$(ls "$dir" | grep -c '^started-')" -lt 2 ]; do
+    i=$((i + 1)); [ $i -gt 200 ] && exit 9
+    sleep 0.1
+  done
+  xenstore-write "$XENBUS_PATH/physical-device" 7:0 "$XENBUS_PATH/hotplug-status" connected
+fi
+"""
+
+
+def test_the_hotplug_scripts_of_a_run_run_concurrently(host, tmp_path):
+    """As libxl runs a new domain's disk scripts: the block script takes its own lock where it
+    must, and eight disks' scripts one after another took longer than xl on the real host."""
+    rendezvous = tmp_path / "rendezvous"
+    rendezvous.mkdir()
+    script = tmp_path / "block-rendezvous"
+    script.write_text(RENDEZVOUS_SCRIPT.format(dir=rendezvous))
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    specs = ["%s,,%s,script=%s" % (img(host, name + ".img"), name, script) for name in ("xvdb", "xvdc")]
+    with backend_sim.running(host.socket, "connect", udev=False):
+        result = xen_disk_run(host, domain="guest5", disks=specs, hotplug_scripts="run")
+    assert result.get("failed") is not True, result
+    assert [d["hotplug"] for d in result["disks"]] == ["ran", "ran"]
+    assert sorted(os.listdir(rendezvous)) == ["started-51728", "started-51744"]
+
+
 def test_hotplug_policy_auto_leaves_udev_alone_and_skip_never_runs(host, tmp_path):
     script = _script(tmp_path)
     with backend_sim.running(host.socket, "connect"):  # udev ran the script at probe time

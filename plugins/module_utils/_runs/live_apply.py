@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.xen.disks.plugins.module_utils._core import libxl_json as _libxl_json
 from ansible_collections.xen.disks.plugins.module_utils._core import plan as _plan
@@ -529,28 +530,54 @@ def _close_timeout_hint(run, change):
 
 
 # -- hotplug scripts ----------------------------------------------------------------------------
+# Scripts of one batch run at once, at most this many: libxl runs a new domain's disk scripts
+# concurrently too, and Xen's `block` script takes its own lock around the part that must not.
+HOTPLUG_CONCURRENCY = 4
+
+
 def hotplug_step(state, batch):
-    """The batch's hotplug phases; a failed `add` stops its change."""
+    """The batch's hotplug phases, their scripts run concurrently; a failed `add` stops its
+    change. Xenstore is read only here, before and after the scripts, never from their threads."""
     run = state.run
+    to_run = []  # (change, phase, env, timeout)
     for change, phase in batch:
         if phase.step != _plan.STEP_HOTPLUG:
             continue
         run.stage = "running the hotplug scripts of %s" % state.where
-        outcome = _hotplug(run, state.guest, change, phase, skip=id(change) in state.skip_hotplug)
+        outcome = _hotplug_not_run(run, state.guest, change, phase, skip=id(change) in state.skip_hotplug)
+        if outcome is not None:
+            run.result(state.guest, change)["hotplug"] = outcome
+            continue
+        env = dict(phase.env)
+        if run.params.get("xenstore_socket"):
+            env["XENSTORED_PATH"] = run.conn.path  # the scripts' xenstore-* tools use the same daemon
+        to_run.append((change, phase, env, run.timeout if run.timeout is not None else phase.timeout))
+    errors = _run_scripts(run.run_script, [(ph.script, ph.action, env, t) for _c, ph, env, t in to_run])
+    for (change, phase, _env, _timeout), error in zip(to_run, errors):
+        outcome = _hotplug_outcome(run, state.guest, change, phase, error)
         run.result(state.guest, change)["hotplug"] = outcome
         if outcome not in (HOTPLUG_RAN, HOTPLUG_SKIPPED, HOTPLUG_UDEV, HOTPLUG_NONE):
             state.stop(change)
 
 
-def _hotplug(run, guest, change, phase, skip=False):
-    label = run.label(guest, change)
-    if skip or not run.wait:
+def _run_scripts(run_script, jobs):
+    """Run each (script, action, env, timeout) job; [HotplugFailure or None], in jobs' order."""
+    def one(job):
+        try:
+            run_script(*job)
+        except HotplugFailure as exc:
+            return exc
+        return None
+    if len(jobs) < 2:
+        return [one(job) for job in jobs]
+    with ThreadPoolExecutor(max_workers=min(HOTPLUG_CONCURRENCY, len(jobs))) as pool:
+        return list(pool.map(one, jobs))
+
+
+def _hotplug_not_run(run, guest, change, phase, skip=False):
+    """The outcome of a hotplug phase whose script is not to run; None when it is to run."""
+    if skip or not run.wait or run.hotplug_policy == "skip":
         return HOTPLUG_SKIPPED
-    if run.hotplug_policy == "skip":
-        return HOTPLUG_SKIPPED
-    env = dict(phase.env)
-    if run.params.get("xenstore_socket"):
-        env["XENSTORED_PATH"] = run.conn.path  # the scripts' xenstore-* tools use the same daemon
     if run.hotplug_policy == "auto":
         backend = change.current.placement.backend_path if phase.action == "remove" \
             else change.desired.placement.backend_path
@@ -558,17 +585,21 @@ def _hotplug(run, guest, change, phase, skip=False):
             return HOTPLUG_UDEV
         if not os.access(phase.script, os.X_OK):
             run.warnings.append("%s: hotplug script %s is not on this host: not run (%s)"
-                                % (label, phase.script, phase.action))
+                                % (run.label(guest, change), phase.script, phase.action))
             return HOTPLUG_SKIPPED
-    try:
-        run.run_script(phase.script, phase.action, env, run.timeout if run.timeout is not None else phase.timeout)
-    except HotplugFailure as exc:
-        if phase.action == "remove":  # libxl ignores remove errors
-            run.warnings.append("%s: %s" % (label, exc))
-            return HOTPLUG_RAN
-        backend = change.desired.placement.backend_path
-        error = run.conn.read_value(backend + "/hotplug-error")
-        run.failures.add(guest, "%s: hotplug script failed: %s%s" % (
-            label, exc, ("; hotplug-error: %s" % error) if error else ""))
-        return "failed"
-    return HOTPLUG_RAN
+    return None
+
+
+def _hotplug_outcome(run, guest, change, phase, error):
+    """The outcome of a script that ran: `error` is its HotplugFailure, or None."""
+    if error is None:
+        return HOTPLUG_RAN
+    label = run.label(guest, change)
+    if phase.action == "remove":  # libxl ignores remove errors
+        run.warnings.append("%s: %s" % (label, error))
+        return HOTPLUG_RAN
+    backend = change.desired.placement.backend_path
+    hotplug_error = run.conn.read_value(backend + "/hotplug-error")
+    run.failures.add(guest, "%s: hotplug script failed: %s%s" % (
+        label, error, ("; hotplug-error: %s" % hotplug_error) if hotplug_error else ""))
+    return "failed"
