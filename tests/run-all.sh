@@ -11,7 +11,8 @@
 # when it ends. At the end: the matrix table and time per step.
 #   ./tests/run-all.sh              every check; prints wall and CPU seconds per step at the end
 #   ./tests/run-all.sh --bench      the full benchmarks only (figures; they assert nothing about speed)
-#   ./tests/run-all.sh --real-xen   the real Xen host stage only
+#   ./tests/run-all.sh --real-xen   the real Xen host stage only, with the tests marked `measurement`
+#                                   (what Linux, QEMU and xl themselves do; not in the default run)
 #   ./tests/run-all.sh --no-real-xen   every check but the real Xen host stage (a quick local loop)
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -100,14 +101,14 @@ xen_tests() {  # xen_tests FLAVOUR PYTEST-ARGS...: boot (retried inside), test, 
   python3 tests/xenvm/vm.py down --dir "$dir"
   return $status
 }
-real_xen_stage() {
+real_xen_stage() {  # real_xen_stage [PYTEST-ARGS of the oxenstored pass]
   run "real Xen host: images (tests/xenvm/build.sh, cached)" ./tests/xenvm/build.sh
-  run "real Xen host: oxenstored: tests, molecule real_xen, benchmark --quick" xen_tests oxenstored
+  run "real Xen host: oxenstored: tests${1:+ ($*)}, molecule real_xen, benchmark --quick" xen_tests oxenstored "$@"
   run "real Xen host: C xenstored: tests marked both_xenstored" xen_tests xenstored -m both_xenstored
 }
 
 if [ "$mode" = real_xen ]; then
-  real_xen_stage
+  real_xen_stage  # every test, the measurements of what Linux, QEMU and xl do included
   finish
 fi
 
@@ -117,7 +118,7 @@ if [ "$mode" = checks ]; then
   xen_log=$xen_stage/stage.log xen_times=$xen_stage/stage.times xen_failed=$xen_stage/stage.failed
   (
     times_file=$xen_stage/stage.cpu  # its own: `times` runs in each shell
-    real_xen_stage
+    real_xen_stage -m "not measurement"
     printf '%s\n' "${timings[@]}" > "$xen_times"
     printf '%s\n' "${failed[@]}" > "$xen_failed"
   ) > "$xen_log" 2>&1 &
