@@ -4,7 +4,7 @@
 #   xen                  the hypervisor, gunzipped (QEMU's multiboot -kernel loads it)
 #   vmlinuz              the release's kernel: dom0 and the PV guests
 #   initrd-dom0.cpio.gz  busybox: loads dom0's modules, mounts the root and payload disks, switch_root
-#   initrd-guest.cpio.gz busybox + xen-blkfront + ext4 + xenstore-read/-write/-watch: the test guest
+#   initrd-guest.cpio.gz busybox + xen-blkfront + ext4 + IDE cdrom + xenstore-read/-write/-watch: the test guest
 #   vmlinuz-5.10, initrd-guest-5.10.cpio.gz   the same guest on Debian 11's 5.10 kernel
 #   rootfs.ext4          dom0's root: debootstrap minbase + xen-utils, python3-pyxs, qemu-utils,
 #                        qemu-system-xen (qdisk), openssh-server; attached read-only by vm.py
@@ -187,7 +187,8 @@ make_initrd() {
 log "initramfs: dom0, guest ($kver), guest ($old_kver)"
 make_initrd "$work/initrd-dom0.cpio.gz" "$work/x" "$kver" \
   "dom0:xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs xen-blkback loop virtio_pci virtio_blk virtio_net ext4"
-guest_mods="guest:xen-blkfront ext4"
+# ata_piix + sr_mod: an HVM guest's emulated IDE cdrom (QEMU's), whose medium a media change swaps
+guest_mods="guest:xen-blkfront ext4 ata_piix sr_mod"
 GUEST=1 make_initrd "$work/initrd-guest.cpio.gz" "$work/x" "$kver" "$guest_mods"
 GUEST=1 make_initrd "$work/initrd-guest-5.10.cpio.gz" "$work/x510" "$old_kver" "$guest_mods"
 

@@ -69,7 +69,7 @@ class XenHost:
     process (molecule's destroy, `vm.py down`) can reach the same host."""
 
     def __init__(self, workdir, xenstored="oxenstored", images=IMAGES, memory=3072, cpus=2,
-                 dom0_memory="1024M"):
+                 dom0_memory="1024M", cpu_model=None):
         if xenstored not in XENSTORED_FLAVOURS:
             raise ValueError(f"xenstored must be one of {XENSTORED_FLAVOURS}")
         self.workdir = os.path.abspath(workdir)
@@ -78,6 +78,9 @@ class XenHost:
         self.memory = memory
         self.cpus = cpus
         self.dom0_memory = dom0_memory
+        # qemu64, not max: under TCG max's SMAP/SMEP crash dom0 at its first page fault; +npt
+        # gives Xen HAP for HVM guests (Debian's Xen has no shadow paging for them)
+        self.cpu_model = cpu_model or os.environ.get("XENVM_CPU", "qemu64,+npt")
         self.port = None
         self.pid = None
         self.boot_seconds = None
@@ -133,8 +136,7 @@ class XenHost:
         img = self.images
         return [
             os.environ.get("XENVM_QEMU", "qemu-system-x86_64"),
-            # qemu64, not max: under TCG max's SMAP/SMEP crash dom0 at its first page fault
-            "-machine", "pc", "-accel", "tcg,thread=multi", "-cpu", "qemu64",
+            "-machine", "pc", "-accel", "tcg,thread=multi", "-cpu", self.cpu_model,
             "-smp", str(self.cpus), "-m", str(self.memory),
             "-display", "none", "-monitor", "none", "-nodefaults", "-no-reboot",
             "-serial", f"file:{self.serial_log}", "-pidfile", os.path.join(self.workdir, "qemu.pid"),
@@ -242,14 +244,22 @@ class XenHost:
         return path
 
     # ---- guests
-    def create_guest(self, name, kernel="6.1", disks=(), memory=160, timeout=GUEST_BOOT_TIMEOUT, attempts=3):
-        """Create a busybox PV guest (`xl create`) and wait for its agent. disks: xl disk specs of
-        its config file (a qcow2 one makes libxl start a QEMU that serves the guest's qdisks)."""
+    def create_guest(self, name, kernel="6.1", disks=(), memory=160, timeout=GUEST_BOOT_TIMEOUT, attempts=3,
+                     hvm=False):
+        """Create a busybox guest (`xl create`) and wait for its agent. disks: xl disk specs of
+        its config file (a qcow2 one makes libxl start a QEMU that serves the guest's qdisks).
+        hvm: an HVM guest (QEMU's emulated machine, direct kernel boot, its console in
+        /var/log/xen/console/guest-NAME.log) instead of a PV one."""
         suffix = "" if kernel == "6.1" else "-" + kernel
         disk_list = ", ".join(repr(d) for d in disks)
-        cfg = (f'name = "{name}"\ntype = "pv"\nkernel = "/payload/guest/vmlinuz{suffix}"\n'
-               f'ramdisk = "/payload/guest/initrd-guest{suffix}.cpio.gz"\n'
-               'extra = "console=hvc0 xenvm=guest"\n'
+        boot = (f'kernel = "/payload/guest/vmlinuz{suffix}"\n'
+                f'ramdisk = "/payload/guest/initrd-guest{suffix}.cpio.gz"\n')
+        if hvm:
+            kind = ('type = "hvm"\ncmdline = "console=ttyS0 xenvm=guest"\nvnc = 0\nsdl = 0\n'
+                    f'serial = "file:/var/log/xen/console/guest-{name}.log"\n')
+        else:
+            kind = 'type = "pv"\nextra = "console=hvc0 xenvm=guest"\n'
+        cfg = (f'name = "{name}"\n{kind}{boot}'
                f"memory = {memory}\nvcpus = 1\non_crash = \"preserve\"\ndisk = [ {disk_list} ]\n")
         self.put(f"/root/guests/{name}.cfg", cfg)
         start = time.monotonic()
