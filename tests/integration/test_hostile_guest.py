@@ -10,6 +10,7 @@ other guests. The randomized suite at the end runs xen_disk while the guest muta
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import random
@@ -248,6 +249,10 @@ def test_a_guest_flapping_its_state_at_200_writes_a_second_never_fails_the_other
 
 
 def _flap_backend_forever(socket_path, path):
+    # ahead of the other work of a loaded machine (the tests run as root): a flapper that gets no
+    # CPU for a whole read window leaves nothing to detect
+    with contextlib.suppress(OSError):
+        os.nice(-10)
     with launcher.WireClient(socket_path) as client:
         while True:  # the same value: no state change for anyone, but an event every time
             client.write(path, "4")
@@ -267,9 +272,10 @@ def test_a_guest_whose_backend_nodes_keep_changing_fails_alone(host):
             alone = xen_disk_run(host, domain="guest7", disks=[spec(host, "b.img", "xvdb"), spec(host, "d.img", "xvdc")],
                                  hotplug_scripts="run")
             # On a loaded machine the flapper may get no CPU for a whole read window, and the read
-            # then settles: such a run must apply everything; one of a few must meet the flapping.
+            # then settles: such a run must apply everything; one of a few must meet the flapping
+            # (4 attempts were not enough beside the real Xen host stage's emulated host).
             attempts = []
-            for _attempt in range(4):
+            for _attempt in range(12):
                 attempts.append(xen_disk_run(host, domains=[domains[0], {"domain": "guest9", "disks": [
                     spec(host, "c.img", "xvdb"), spec(host, "e.img", "xvdc")]}], hotplug_scripts="run"))
                 if attempts[-1].get("failed"):
