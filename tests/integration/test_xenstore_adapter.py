@@ -697,6 +697,26 @@ def test_daemon_that_stops_answering_during_a_wait(xenstored):
             os.kill(xenstored.pid, signal.SIGCONT)
 
 
+def test_a_daemon_slow_at_the_end_of_a_wait_is_not_called_stopped(xenstored):
+    """A daemon that answers late (an emulated dom0 under load: the C xenstored took more than a
+    second) is not a stopped one: at the wait's end the unanswered probe gets the connection's
+    timeout to be answered, and the wait's own timeout is what is reported."""
+    import signal
+
+    with XenstoreConnection.open(xenstored.socket, timeout=4.0) as conn:
+        stopper = later(0.5, lambda: os.kill(xenstored.pid, signal.SIGSTOP))
+        resumer = later(1.8, lambda: os.kill(xenstored.pid, signal.SIGCONT))
+        try:
+            with pytest.raises(XenstoreTimeout, match=r"^timed out after 1 s waiting for /never to be '1' "
+                               r"\(last value: missing\)$"):
+                conn.wait_for("/never", ["1"], timeout=1.0)
+            assert conn.read_value("/local") == ""  # the connection is still good
+        finally:
+            stopper.join()
+            resumer.join()
+            os.kill(xenstored.pid, signal.SIGCONT)
+
+
 def test_a_wait_for_a_node_that_never_comes_still_times_out(xenstored, xs_conn):
     with pytest.raises(XenstoreTimeout, match=r"^timed out after 0\.8 s waiting for /never to be '1' \(last value: missing\)$"):
         xs_conn.wait_for("/never", ["1"], timeout=0.8)

@@ -1026,7 +1026,7 @@ class XenstoreConnection(XenstoreReader):
                     return done
                 to_read = self._next_events(sink, tokens, deadline, probe, read_at)
                 if to_read is None:
-                    silent = probe.silent()
+                    silent = probe.silent(self.timeout)
                     if silent is not None:  # the daemon, not the backend, stopped answering
                         raise self._give_up(
                             "xenstored at %s did not answer for %.1f s (timeout %g s) while waiting for %s: is "
@@ -1080,8 +1080,8 @@ class XenstoreConnection(XenstoreReader):
 
 class _Probe(object):
     """A long wait's check that xenstored still answers: every `interval` without a watch event,
-    one READ of "/" is sent (never waited for); `silent()` is how long the one still unanswered
-    has been waiting, if it had at least `interval` to be answered (else None)."""
+    one READ of "/" is sent (not waited for while the wait goes on); at the wait's end,
+    `silent(limit)` tells a stopped daemon from a slow one."""
 
     def __init__(self, conn, interval):
         self.conn = conn
@@ -1097,11 +1097,19 @@ class _Probe(object):
             self.conn.requests += 1
             self.batch, self.sent = batch, time.monotonic()
 
-    def silent(self):
-        if self.batch is None or self.batch.done.is_set():
+    def silent(self, limit):
+        """How long the probe still unanswered has waited, once it had `limit` (the connection's
+        request timeout) to be answered: waits for its answer until then. None when answered
+        (or none was sent): a daemon slower than the wait's end, as under load, is not a
+        stopped one, and the wait's own timeout is then what the caller reports."""
+        if self.batch is None:
             return None
-        waited = time.monotonic() - self.sent
-        return waited if waited >= self.interval else None
+        remaining = self.sent + limit - time.monotonic()
+        if remaining > 0:
+            self.batch.done.wait(remaining)
+        if self.batch.done.is_set():
+            return None
+        return time.monotonic() - self.sent
 
 
 def _owners_changed(record, events, owner_of):
